@@ -1,0 +1,264 @@
+"""Every error llmkit raises, under one root.
+
+```
+LLMKitError
+├── UsageError            bad arguments or configuration (also a ValueError)
+├── TransportError        could not talk to the server
+│   ├── ConnectError
+│   ├── Timeout
+│   └── ConnectionClosed  the connection ended before a terminal event
+├── APIError              the server answered with an error
+│   ├── APIStatusError    an HTTP status (or a WebSocket error frame carrying one)
+│   │   ├── BadRequestError          400
+│   │   ├── AuthenticationError      401
+│   │   ├── PermissionDeniedError    403
+│   │   ├── NotFoundError            404
+│   │   ├── RateLimitError           429
+│   │   └── InternalServerError      >= 500
+│   └── ResponseFailed    response.failed, or an error event without a status
+└── ProtocolError         the event stream broke the protocol (sans-I/O)
+    └── IncompleteStream  the stream ended before a terminal event
+```
+
+Every exception has ``retryable`` (whether sending the same request again may succeed)
+and ``partial``: the `Response` built from everything that arrived before the failure,
+or ``None`` when nothing was underway. Foreign exceptions are mapped at the transport
+boundary with ``raise ... from exc``, so the original stays on ``__cause__``.
+
+No message built here may contain a credential: transports pass server text through
+`redact` before it reaches an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmkit.messages import Response
+
+__all__ = [
+    "APIError",
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConnectError",
+    "ConnectionClosed",
+    "IncompleteStream",
+    "InternalServerError",
+    "LLMKitError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitError",
+    "ResponseFailed",
+    "Timeout",
+    "TransportError",
+    "UsageError",
+    "redact",
+    "status_error",
+]
+
+_REDACTED = "[REDACTED]"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Return ``text`` with every non-trivial secret replaced by ``[REDACTED]``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+class LLMKitError(Exception):
+    """Root of every llmkit exception."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: Response | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.partial = partial
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class UsageError(LLMKitError, ValueError):
+    """The caller passed bad arguments or configuration. Never retryable."""
+
+
+class TransportError(LLMKitError):
+    """The client could not talk to the server."""
+
+    retryable = True
+
+
+class ConnectError(TransportError):
+    """No connection could be established (refused, DNS, TLS, upgrade rejected)."""
+
+
+class Timeout(TransportError):
+    """A connect, read or write wait ran out. Not `TimeoutError`: builtins are not shadowed."""
+
+
+class ConnectionClosed(TransportError):
+    """The connection ended before the response reached a terminal event.
+
+    ``code`` and ``reason`` are the WebSocket close code and reason when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        reason: str | None = None,
+        partial: Response | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, partial=partial, retryable=retryable)
+        self.code = code
+        self.reason = reason
+
+
+class APIError(LLMKitError):
+    """The server answered with an error.
+
+    ``code`` is the machine-readable code (``rate_limit_exceeded``, ...), ``message``
+    the server's text, ``param`` the offending parameter, ``body`` the decoded error
+    payload when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        error_type: str | None = None,
+        body: Any = None,
+        partial: Response | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, partial=partial, retryable=retryable)
+        self.code = code
+        self.param = param
+        self.error_type = error_type
+        self.body = body
+
+    def __str__(self) -> str:
+        return f"{self.message} (code: {self.code})" if self.code else self.message
+
+
+class APIStatusError(APIError):
+    """An error answer with an HTTP status (also a WebSocket error frame with ``status``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        error_type: str | None = None,
+        body: Any = None,
+        partial: Response | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        if retryable is None:
+            retryable = _status_retryable(status_code, headers)
+        super().__init__(
+            message,
+            code=code,
+            param=param,
+            error_type=error_type,
+            body=body,
+            partial=partial,
+            retryable=retryable,
+        )
+        self.status_code = status_code
+        self.request_id = request_id
+        self.headers = dict(headers or {})
+
+    def __str__(self) -> str:
+        text = f"{self.status_code}: {super().__str__()}"
+        return f"{text} [request id: {self.request_id}]" if self.request_id else text
+
+
+class BadRequestError(APIStatusError):
+    """400."""
+
+
+class AuthenticationError(APIStatusError):
+    """401."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403."""
+
+
+class NotFoundError(APIStatusError):
+    """404."""
+
+
+class RateLimitError(APIStatusError):
+    """429."""
+
+
+class InternalServerError(APIStatusError):
+    """A status of 500 or more."""
+
+
+class ResponseFailed(APIError):
+    """The response ended with ``response.failed``, or an ``error`` event without a status.
+
+    The model may have run and been billed: this is never replayed automatically.
+    ``partial`` holds the output that arrived before the failure.
+    """
+
+
+class ProtocolError(LLMKitError):
+    """The event stream broke the Responses or Chat protocol (bad JSON, bad shape)."""
+
+
+class IncompleteStream(ProtocolError):
+    """The stream ended before a terminal event. Never a silent finish."""
+
+    retryable = True
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+def _status_retryable(status_code: int, headers: dict[str, str] | None) -> bool:
+    should_retry = {k.lower(): v for k, v in (headers or {}).items()}.get("x-should-retry")
+    if should_retry in ("true", "false"):
+        return should_retry == "true"
+    return status_code in _RETRYABLE_STATUSES or status_code >= 500
+
+
+def status_error(status_code: int, message: str, **kwargs: Any) -> APIStatusError:
+    """Build the `APIStatusError` subclass that matches ``status_code``."""
+    cls = _STATUS_CLASSES.get(status_code)
+    if cls is None:
+        cls = InternalServerError if status_code >= 500 else APIStatusError
+    return cls(message, status_code=status_code, **kwargs)

@@ -1,0 +1,374 @@
+"""Provider-neutral values: messages, content parts, calls, usage and responses.
+
+Everything here is a frozen, slotted dataclass with no I/O and no provider specifics.
+The one exception is `ProviderItemPart`, which carries a provider's raw output item
+(a hosted tool call, say) so that a history can be replayed without losing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "AssistantMessage",
+    "AssistantPart",
+    "Call",
+    "FilePart",
+    "FinishReason",
+    "FunctionTool",
+    "ImagePart",
+    "Message",
+    "ProviderItemPart",
+    "ProviderTool",
+    "ReasoningPart",
+    "Response",
+    "ResponseMetadata",
+    "SourcePart",
+    "SystemMessage",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallPart",
+    "ToolChoice",
+    "ToolMessage",
+    "ToolResult",
+    "Usage",
+    "UserMessage",
+    "UserPart",
+    "WarmupResult",
+]
+
+
+class FinishReason(StrEnum):
+    """Why a response ended."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    CONTENT_FILTER = "content_filter"
+    TOOL_CALLS = "tool_calls"
+    ERROR = "error"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+# --------------------------------------------------------------------------- parts
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """Text. In an assistant message ``id`` is the output item it came from.
+
+    ``refusal`` marks a model refusal (kept apart from ``Response.text``); ``phase`` is
+    the message phase some models set (``commentary`` / ``final_answer``), replayed as is.
+    """
+
+    text: str
+    id: str | None = None
+    refusal: bool = False
+    phase: str | None = None
+    type: Literal["text"] = field(default="text", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image for the model: a URL (``https:`` or ``data:``) or an uploaded ``file_id``."""
+
+    url: str | None = None
+    file_id: str | None = None
+    detail: Literal["auto", "low", "high"] = "auto"
+    type: Literal["image"] = field(default="image", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """A file for the model: base64 ``data`` with a ``filename``, a ``url``, or a ``file_id``."""
+
+    data: str | None = None
+    filename: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+    type: Literal["file"] = field(default="file", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningPart:
+    """A reasoning item: summary texts, raw reasoning texts and the opaque encrypted state.
+
+    Keep it in the history unchanged: with ``store=false`` the ``encrypted_content`` is
+    the only way the server can see its own earlier reasoning.
+    """
+
+    id: str | None
+    summary: tuple[str, ...] = ()
+    content: tuple[str, ...] = ()
+    encrypted_content: str | None = None
+    type: Literal["reasoning"] = field(default="reasoning", init=False)
+
+    @property
+    def text(self) -> str:
+        """The summary, or the raw reasoning text when there is no summary."""
+        return "\n\n".join(self.summary or self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model made. ``arguments`` is the JSON text the model wrote.
+
+    ``kind`` is ``"function"`` for a function tool and ``"custom"`` for a free-form
+    custom tool, whose ``arguments`` is its raw input text.
+    """
+
+    call_id: str
+    name: str
+    arguments: str
+    id: str | None = None
+    kind: Literal["function", "custom"] = "function"
+    type: Literal["tool_call"] = field(default="tool_call", init=False)
+
+
+ToolCallPart: TypeAlias = ToolCall
+"""The content-part name of `ToolCall`: the two are one class."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePart:
+    """A citation attached to the text of output item ``id``."""
+
+    id: str | None
+    source_type: str
+    url: str | None = None
+    title: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+    start_index: int | None = None
+    end_index: int | None = None
+    type: Literal["source"] = field(default="source", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderItemPart:
+    """An output item llmkit does not model (a hosted tool call, ...), kept verbatim."""
+
+    id: str | None
+    item_type: str
+    item: Mapping[str, Any]
+    type: Literal["provider_item"] = field(default="provider_item", init=False)
+
+
+UserPart: TypeAlias = TextPart | ImagePart | FilePart
+AssistantPart: TypeAlias = TextPart | ReasoningPart | ToolCall | SourcePart | ProviderItemPart
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMessage:
+    """Instructions from the developer."""
+
+    text: str
+    role: Literal["system"] = field(default="system", init=False)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class UserMessage:
+    """What the user said: a string, or text, image and file parts."""
+
+    parts: tuple[UserPart, ...]
+    role: Literal["user"] = field(default="user", init=False)
+
+    def __init__(self, content: str | Sequence[UserPart]) -> None:
+        parts = (TextPart(content),) if isinstance(content, str) else tuple(content)
+        object.__setattr__(self, "parts", parts)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class AssistantMessage:
+    """What the model said. Normally `Response.message`, appended to the history as is."""
+
+    parts: tuple[AssistantPart, ...]
+    role: Literal["assistant"] = field(default="assistant", init=False)
+
+    def __init__(self, parts: str | Sequence[AssistantPart]) -> None:
+        value = (TextPart(parts),) if isinstance(parts, str) else tuple(parts)
+        object.__setattr__(self, "parts", value)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The result of one tool call, matched to it by ``call_id``."""
+
+    call_id: str
+    output: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class ToolMessage:
+    """Results of the tool calls of the previous assistant message."""
+
+    results: tuple[ToolResult, ...]
+    role: Literal["tool"] = field(default="tool", init=False)
+
+    def __init__(self, results: ToolResult | Sequence[ToolResult]) -> None:
+        value = (results,) if isinstance(results, ToolResult) else tuple(results)
+        object.__setattr__(self, "results", value)
+
+
+Message: TypeAlias = SystemMessage | UserMessage | AssistantMessage | ToolMessage
+
+
+# --------------------------------------------------------------------------- calls
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTool:
+    """A function the model may call; ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    strict: bool | None = None
+    type: Literal["function"] = field(default="function", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTool:
+    """A provider-defined tool (``{"type": "web_search"}``, ...), sent verbatim."""
+
+    spec: Mapping[str, Any]
+    type: Literal["provider"] = field(default="provider", init=False)
+
+
+Tool: TypeAlias = FunctionTool | ProviderTool
+ToolChoice: TypeAlias = str | None
+"""``None`` (provider default), ``"auto"``, ``"none"``, ``"required"`` or a tool name."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Call:
+    """One request to a model: the conversation so far, tools and settings.
+
+    ``prompt`` may be a plain string (one user message). ``provider_options`` maps a
+    provider name to its options, e.g. ``{"openai": ResponsesOptions(store=True)}`` or
+    ``{"openai": {"store": True}}``.
+    """
+
+    prompt: tuple[Message, ...]
+    tools: tuple[Tool, ...]
+    tool_choice: ToolChoice
+    max_output_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    provider_options: Mapping[str, Any] | None
+
+    def __init__(
+        self,
+        prompt: str | Sequence[Message],
+        *,
+        tools: Sequence[Tool] = (),
+        tool_choice: ToolChoice = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        provider_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        messages = (UserMessage(prompt),) if isinstance(prompt, str) else tuple(prompt)
+        object.__setattr__(self, "prompt", messages)
+        object.__setattr__(self, "tools", tuple(tools))
+        object.__setattr__(self, "tool_choice", tool_choice)
+        object.__setattr__(self, "max_output_tokens", max_output_tokens)
+        object.__setattr__(self, "temperature", temperature)
+        object.__setattr__(self, "top_p", top_p)
+        object.__setattr__(self, "provider_options", provider_options)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts. ``cache_read_tokens`` are input tokens served from the prompt cache."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMetadata:
+    """How a response was obtained: ids, transport and cost of the request.
+
+    ``input_mode`` is ``"incremental"`` when only new input items were sent on a chained
+    WebSocket connection; ``fallback_reason`` says why a WebSocket call went over HTTP.
+    """
+
+    response_id: str | None = None
+    model: str | None = None
+    transport: Literal["http", "websocket"] = "http"
+    input_mode: Literal["full", "incremental"] = "full"
+    input_items_sent: int = 0
+    bytes_sent: int = 0
+    connection_reused: bool = False
+    fallback_reason: str | None = None
+    time_to_first_token: float | None = None
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A complete model answer: the fold of a stream's parts."""
+
+    content: tuple[AssistantPart, ...] = ()
+    finish_reason: FinishReason = FinishReason.UNKNOWN
+    usage: Usage = field(default_factory=Usage)
+    metadata: ResponseMetadata = field(default_factory=ResponseMetadata)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str | None:
+        """The provider's response id (``resp_...``), when it sent one."""
+        return self.metadata.response_id
+
+    @property
+    def text(self) -> str:
+        """All text parts joined (refusals excluded: see `refusal`)."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart) and not p.refusal)
+
+    @property
+    def refusal(self) -> str | None:
+        """The model's refusal text, if it refused."""
+        parts = [p.text for p in self.content if isinstance(p, TextPart) and p.refusal]
+        return "".join(parts) if parts else None
+
+    @property
+    def reasoning(self) -> list[ReasoningPart]:
+        """The reasoning items, in order."""
+        return [p for p in self.content if isinstance(p, ReasoningPart)]
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The tool calls, in order."""
+        return [p for p in self.content if isinstance(p, ToolCall)]
+
+    @property
+    def message(self) -> AssistantMessage:
+        """This answer as an assistant message, to append to the history."""
+        return AssistantMessage(self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class WarmupResult:
+    """What a warm-up cost. ``response_id`` is None when the transport cannot warm up."""
+
+    response_id: str | None
+    usage: Usage
+    transport: Literal["http", "websocket"]

@@ -1,0 +1,405 @@
+"""Stream parts, the one fold that turns them into a `Response`, and `Stream`.
+
+A protocol turns provider events into the parts below; `Collector` folds parts into a
+`Response`. `generate()` is that fold over `stream()`, so the two never disagree.
+
+Every part of an output item carries that item's ``id``. End parts carry the item's
+final value as the server stated it (``TextEnd.text``, ``ReasoningEnd.summary``), which
+the fold prefers over the joined deltas: a server's final word wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Self, TypeAlias, assert_never
+
+from llmkit.exceptions import LLMKitError, UsageError
+from llmkit.messages import (
+    AssistantPart,
+    FinishReason,
+    ProviderItemPart,
+    ReasoningPart,
+    Response,
+    ResponseMetadata,
+    SourcePart,
+    TextPart,
+    ToolCall,
+    Usage,
+)
+
+__all__ = [
+    "Collector",
+    "Finish",
+    "ReasoningDelta",
+    "ReasoningEnd",
+    "ReasoningStart",
+    "Stream",
+    "StreamPart",
+    "TextDelta",
+    "TextEnd",
+    "TextStart",
+    "ToolInputDelta",
+    "ToolInputEnd",
+    "ToolInputStart",
+    "Warnings",
+    "collect",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Warnings:
+    """Things the provider or llmkit wants the caller to know (dropped settings, ...)."""
+
+    warnings: tuple[str, ...]
+    type: Literal["warnings"] = field(default="warnings", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextStart:
+    """A text (or refusal) content part of output item ``id`` begins."""
+
+    id: str | None
+    refusal: bool = False
+    phase: str | None = None
+    type: Literal["text_start"] = field(default="text_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """More text for the open text part of item ``id``."""
+
+    id: str | None
+    delta: str
+    type: Literal["text_delta"] = field(default="text_delta", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextEnd:
+    """The text part of item ``id`` is complete; ``text`` is its final value."""
+
+    id: str | None
+    text: str
+    type: Literal["text_end"] = field(default="text_end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningStart:
+    """A reasoning item begins."""
+
+    id: str | None
+    type: Literal["reasoning_start"] = field(default="reasoning_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """More reasoning text: of summary part ``index`` or of raw reasoning part ``index``."""
+
+    id: str | None
+    delta: str
+    kind: Literal["summary", "text"] = "summary"
+    index: int = 0
+    type: Literal["reasoning_delta"] = field(default="reasoning_delta", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningEnd:
+    """The reasoning item is complete, with its final summary, text and encrypted state."""
+
+    id: str | None
+    summary: tuple[str, ...] = ()
+    content: tuple[str, ...] = ()
+    encrypted_content: str | None = None
+    type: Literal["reasoning_end"] = field(default="reasoning_end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputStart:
+    """The model starts writing the input of a tool call."""
+
+    id: str | None
+    call_id: str
+    name: str
+    kind: Literal["function", "custom"] = "function"
+    type: Literal["tool_input_start"] = field(default="tool_input_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputDelta:
+    """More of a tool call's input (JSON text for a function tool)."""
+
+    id: str | None
+    delta: str
+    type: Literal["tool_input_delta"] = field(default="tool_input_delta", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputEnd:
+    """The tool call's input is complete; a `ToolCall` part follows."""
+
+    id: str | None
+    type: Literal["tool_input_end"] = field(default="tool_input_end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The response reached a terminal event."""
+
+    finish_reason: FinishReason
+    usage: Usage
+    metadata: ResponseMetadata
+    type: Literal["finish"] = field(default="finish", init=False)
+
+
+StreamPart: TypeAlias = (
+    Warnings
+    | TextStart
+    | TextDelta
+    | TextEnd
+    | ReasoningStart
+    | ReasoningDelta
+    | ReasoningEnd
+    | ToolInputStart
+    | ToolInputDelta
+    | ToolInputEnd
+    | ToolCall
+    | SourcePart
+    | ProviderItemPart
+    | Finish
+)
+
+
+@dataclass(slots=True)
+class _OpenText:
+    id: str | None
+    refusal: bool
+    phase: str | None
+    chunks: list[str] = field(default_factory=list)
+
+    def part(self, text: str | None = None) -> TextPart:
+        final = "".join(self.chunks) if text is None else text
+        return TextPart(final, id=self.id, refusal=self.refusal, phase=self.phase)
+
+
+@dataclass(slots=True)
+class _OpenReasoning:
+    id: str | None
+    summary: dict[int, list[str]] = field(default_factory=dict)
+    content: dict[int, list[str]] = field(default_factory=dict)
+
+    def part(self, end: ReasoningEnd | None = None) -> ReasoningPart:
+        summary = tuple("".join(v) for _, v in sorted(self.summary.items()))
+        content = tuple("".join(v) for _, v in sorted(self.content.items()))
+        if end is None:
+            return ReasoningPart(self.id, summary, content)
+        return ReasoningPart(
+            self.id,
+            end.summary or summary,
+            end.content or content,
+            end.encrypted_content,
+        )
+
+
+_Slot: TypeAlias = AssistantPart | _OpenText | _OpenReasoning
+
+
+class Collector:
+    """The fold from stream parts to a `Response`; `build()` works at any point.
+
+    Mid-stream, `build()` gives the partial response that exceptions carry: open text
+    and reasoning parts appear with what arrived so far.
+    """
+
+    __slots__ = ("_finish", "_open_reasoning", "_open_text", "_slots", "_warnings")
+
+    def __init__(self) -> None:
+        self._slots: list[_Slot] = []
+        self._open_text: dict[str | None, int] = {}
+        self._open_reasoning: dict[str | None, int] = {}
+        self._warnings: list[str] = []
+        self._finish: Finish | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether a `Finish` part was folded in."""
+        return self._finish is not None
+
+    def add(self, part: StreamPart) -> None:  # noqa: C901 - one arm per part type
+        """Fold one part in."""
+        match part:
+            case TextStart():
+                self._open_text[part.id] = len(self._slots)
+                self._slots.append(_OpenText(part.id, part.refusal, part.phase))
+            case TextDelta():
+                self._text_slot(part.id).chunks.append(part.delta)
+            case TextEnd():
+                index = self._open_text.pop(part.id, None)
+                if index is None:
+                    self._slots.append(TextPart(part.text, id=part.id))
+                else:
+                    slot = self._slots[index]
+                    assert isinstance(slot, _OpenText)
+                    self._slots[index] = slot.part(part.text)
+            case ReasoningStart():
+                self._open_reasoning[part.id] = len(self._slots)
+                self._slots.append(_OpenReasoning(part.id))
+            case ReasoningDelta():
+                slot_r = self._reasoning_slot(part.id)
+                bucket = slot_r.summary if part.kind == "summary" else slot_r.content
+                bucket.setdefault(part.index, []).append(part.delta)
+            case ReasoningEnd():
+                slot_r = self._reasoning_slot(part.id)
+                index = self._open_reasoning.pop(part.id)
+                self._slots[index] = slot_r.part(part)
+            case ToolInputStart() | ToolInputDelta() | ToolInputEnd():
+                pass  # the ToolCall part that follows carries the complete call
+            case ToolCall() | SourcePart() | ProviderItemPart():
+                self._slots.append(part)
+            case Warnings():
+                self._warnings.extend(part.warnings)
+            case Finish():
+                self._finish = part
+            case _:
+                assert_never(part)
+
+    def _text_slot(self, item_id: str | None) -> _OpenText:
+        index = self._open_text.get(item_id)
+        if index is None:  # a delta without a start: open one rather than lose text
+            self.add(TextStart(item_id))
+            index = self._open_text[item_id]
+        slot = self._slots[index]
+        assert isinstance(slot, _OpenText)
+        return slot
+
+    def _reasoning_slot(self, item_id: str | None) -> _OpenReasoning:
+        index = self._open_reasoning.get(item_id)
+        if index is None:
+            self.add(ReasoningStart(item_id))
+            index = self._open_reasoning[item_id]
+        slot = self._slots[index]
+        assert isinstance(slot, _OpenReasoning)
+        return slot
+
+    def build(self, *, metadata: ResponseMetadata | None = None) -> Response:
+        """The response as folded so far."""
+        content: list[AssistantPart] = []
+        for slot in self._slots:
+            if isinstance(slot, _OpenText | _OpenReasoning):
+                content.append(slot.part())
+            else:
+                content.append(slot)
+        finish = self._finish
+        if finish is None:
+            return Response(
+                content=tuple(content),
+                finish_reason=FinishReason.UNKNOWN,
+                metadata=metadata or ResponseMetadata(),
+                warnings=tuple(self._warnings),
+            )
+        return Response(
+            content=tuple(content),
+            finish_reason=finish.finish_reason,
+            usage=finish.usage,
+            metadata=metadata or finish.metadata,
+            warnings=tuple(self._warnings),
+        )
+
+
+def collect(parts: Iterable[StreamPart]) -> Response:
+    """Fold stream parts into a `Response`."""
+    collector = Collector()
+    for part in parts:
+        collector.add(part)
+    return collector.build()
+
+
+class Stream:
+    """The parts of one streamed response: an iterator, a context manager, ``close()``.
+
+    Leaving early (``break``, an exception, ``close()``) is always safe: the producer is
+    closed, which releases its connection. An exception raised from the iteration
+    carries ``partial``, the response folded from the parts that arrived before it.
+    """
+
+    __slots__ = ("_collector", "_done", "_on_close", "_parts")
+
+    def __init__(
+        self,
+        parts: Iterator[StreamPart],
+        *,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._parts = parts
+        self._collector = Collector()
+        self._done = False
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[StreamPart]:
+        return self
+
+    def __next__(self) -> StreamPart:
+        if self._done:
+            raise StopIteration
+        try:
+            part = next(self._parts)
+        except StopIteration:
+            self._done = True
+            self.close()
+            raise
+        except LLMKitError as exc:
+            self._done = True
+            if exc.partial is None:
+                exc.partial = self._collector.build()
+            self.close()
+            raise
+        except BaseException:
+            self._done = True
+            self.close()
+            raise
+        self._collector.add(part)
+        return part
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the stream and release what it holds. Safe to call more than once."""
+        close = getattr(self._parts, "close", None)
+        if close is not None:
+            close()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the response reached its terminal event."""
+        return self._collector.finished
+
+    @property
+    def response(self) -> Response:
+        """The collected response. Raises `UsageError` until the stream has finished."""
+        if not self._collector.finished:
+            raise UsageError("the stream has not finished: iterate it to the end first")
+        return self._collector.build()
+
+    def until_done(self) -> Response:
+        """Consume the rest of the stream and return the collected response."""
+        for _ in self:
+            pass
+        return self.response
+
+
+def replace_metadata(part: Finish, **changes: object) -> Finish:
+    """A copy of ``part`` whose metadata has ``changes`` applied."""
+    return dataclasses.replace(part, metadata=dataclasses.replace(part.metadata, **changes))  # type: ignore[arg-type]
