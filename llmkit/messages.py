@@ -183,6 +183,7 @@ class UserMessage:
     def __init__(self, content: str | Sequence[UserPart]) -> None:
         parts = (TextPart(content),) if isinstance(content, str) else tuple(content)
         object.__setattr__(self, "parts", parts)
+        object.__setattr__(self, "role", "user")
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -195,6 +196,7 @@ class AssistantMessage:
     def __init__(self, parts: str | Sequence[AssistantPart]) -> None:
         value = (TextPart(parts),) if isinstance(parts, str) else tuple(parts)
         object.__setattr__(self, "parts", value)
+        object.__setattr__(self, "role", "assistant")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ class ToolMessage:
     def __init__(self, results: ToolResult | Sequence[ToolResult]) -> None:
         value = (results,) if isinstance(results, ToolResult) else tuple(results)
         object.__setattr__(self, "results", value)
+        object.__setattr__(self, "role", "tool")
 
 
 Message: TypeAlias = SystemMessage | UserMessage | AssistantMessage | ToolMessage

@@ -1,0 +1,140 @@
+"""llmkit: a Python SDK for LLM providers, with a first-class Responses WebSocket mode.
+
+```python
+import llmkit
+
+with llmkit.Provider(use_responses_api=True) as provider:
+    model = provider.language_model("gpt-5")
+    response = model.generate(llmkit.Call("What is 2+2?"))
+    print(response.text)
+```
+"""
+
+from llmkit._provider import Provider
+from llmkit._version import __version__
+from llmkit.exceptions import (
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConnectError,
+    ConnectionClosed,
+    IncompleteStream,
+    InternalServerError,
+    LLMKitError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    ResponseFailed,
+    Timeout,
+    TransportError,
+    UsageError,
+)
+from llmkit.messages import (
+    AssistantMessage,
+    Call,
+    FilePart,
+    FinishReason,
+    FunctionTool,
+    ImagePart,
+    Message,
+    ProviderItemPart,
+    ProviderTool,
+    ReasoningPart,
+    Response,
+    ResponseMetadata,
+    SourcePart,
+    SystemMessage,
+    TextPart,
+    ToolCall,
+    ToolCallPart,
+    ToolMessage,
+    ToolResult,
+    Usage,
+    UserMessage,
+    WarmupResult,
+)
+from llmkit.model import LanguageModel
+from llmkit.stream import (
+    Finish,
+    ReasoningDelta,
+    ReasoningEnd,
+    ReasoningStart,
+    Stream,
+    StreamPart,
+    TextDelta,
+    TextEnd,
+    TextStart,
+    ToolInputDelta,
+    ToolInputEnd,
+    ToolInputStart,
+    Warnings,
+    collect,
+)
+
+__all__ = [
+    "APIError",
+    "APIStatusError",
+    "AssistantMessage",
+    "AuthenticationError",
+    "BadRequestError",
+    "Call",
+    "ConnectError",
+    "ConnectionClosed",
+    "FilePart",
+    "Finish",
+    "FinishReason",
+    "FunctionTool",
+    "ImagePart",
+    "IncompleteStream",
+    "InternalServerError",
+    "LLMKitError",
+    "LanguageModel",
+    "Message",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "Provider",
+    "ProviderItemPart",
+    "ProviderTool",
+    "RateLimitError",
+    "ReasoningDelta",
+    "ReasoningEnd",
+    "ReasoningPart",
+    "ReasoningStart",
+    "Response",
+    "ResponseFailed",
+    "ResponseMetadata",
+    "SourcePart",
+    "Stream",
+    "StreamPart",
+    "SystemMessage",
+    "TextDelta",
+    "TextEnd",
+    "TextPart",
+    "TextStart",
+    "Timeout",
+    "ToolCall",
+    "ToolCallPart",
+    "ToolInputDelta",
+    "ToolInputEnd",
+    "ToolInputStart",
+    "ToolMessage",
+    "ToolResult",
+    "TransportError",
+    "Usage",
+    "UsageError",
+    "UserMessage",
+    "Warnings",
+    "WarmupResult",
+    "__version__",
+    "collect",
+]
+
+# Public objects say `llmkit.X` in reprs and docs, wherever they are defined.
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__") and isinstance(_obj, type):
+        _obj.__module__ = "llmkit"
+del _name, _obj

@@ -1,0 +1,117 @@
+"""`Provider`: configuration and clients, shared by the models it hands out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from llmkit._version import __version__
+from llmkit.exceptions import UsageError
+from llmkit.model import LanguageModel
+from llmkit.openai.model import ResponsesModel
+from llmkit.transports._retry import RetryPolicy
+from llmkit.transports.http import HTTPTransport
+
+__all__ = ["Provider"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class Provider:
+    """An OpenAI-compatible provider: where to connect, how to authenticate, which API.
+
+    Args:
+        api_key: Sent as ``Authorization: Bearer``. Default: ``OPENAI_API_KEY``; may be
+            None for local servers.
+        base_url: Default: ``OPENAI_BASE_URL``, else ``https://api.openai.com/v1``.
+        use_responses_api: True for the Responses API, False for Chat Completions.
+        websocket: True for Responses WebSocket mode (needs ``use_responses_api=True``).
+        headers: Extra headers for every HTTP request and WebSocket handshake.
+        timeout: Seconds, or an `httpx.Timeout`. Over a stream the read timeout is the
+            longest silence allowed between two events.
+        max_retries: HTTP retries (408/409/429/5xx, connect errors) before any event.
+
+    Raises:
+        UsageError: an invalid combination of settings.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        use_responses_api: bool = False,
+        websocket: bool = False,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout = 60.0,
+        max_retries: int = 2,
+    ) -> None:
+        if websocket and not use_responses_api:
+            raise UsageError(
+                "websocket=True needs use_responses_api=True: "
+                "WebSocket mode is a Responses API feature"
+            )
+        if websocket:
+            raise UsageError(
+                "WebSocket mode is not available in this release yet; use websocket=False"
+            )
+        if max_retries < 0:
+            raise UsageError("max_retries must be >= 0")
+        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
+        if not self.base_url.startswith(("http://", "https://")):
+            raise UsageError(f"base_url must start with http:// or https://, not {self.base_url!r}")
+        self.use_responses_api = use_responses_api
+        self.websocket = websocket
+        self.timeout = timeout
+        self.max_retries = max_retries
+        request_headers = {"User-Agent": f"llmkit/{__version__}", **(headers or {})}
+        if self._api_key:
+            request_headers["Authorization"] = f"Bearer {self._api_key}"
+        self._http = HTTPTransport(
+            base_url=self.base_url,
+            headers=request_headers,
+            timeout=timeout,
+            retry=RetryPolicy(max_retries=max_retries),
+            secrets=[self._api_key] if self._api_key else [],
+        )
+
+    def language_model(self, model_id: str) -> LanguageModel:
+        """A model of this provider.
+
+        Raises:
+            UsageError: ``model_id`` is empty, or the API chosen is not available.
+        """
+        if not model_id:
+            raise UsageError("model_id must be a non-empty string")
+        if not self.use_responses_api:
+            raise UsageError(
+                "the Chat Completions path is not available in this release yet; "
+                "pass use_responses_api=True"
+            )
+        return ResponsesModel(model_id, http=self._http)
+
+    def close(self) -> None:
+        """Close the HTTP client and every WebSocket connection."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        api = "responses" if self.use_responses_api else "chat"
+        return f"Provider(base_url={self.base_url!r}, api={api!r}, websocket={self.websocket})"

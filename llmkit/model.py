@@ -1,0 +1,50 @@
+"""`LanguageModel`: the provider-neutral model interface.
+
+A model has one real method, `stream`. `generate` is the fold of `stream` (the same
+parts, collected), so streaming and non-streaming answers never disagree, and
+`warmup` prepares a connection for a conversation where the transport can.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from llmkit.messages import Call, Response, WarmupResult
+from llmkit.stream import Stream
+
+__all__ = ["LanguageModel"]
+
+
+class LanguageModel(ABC):
+    """A model of one provider, bound to a model id (``provider.language_model("gpt-5")``)."""
+
+    provider: str
+    """The provider's name, e.g. ``"openai"``."""
+    model_id: str
+    """The model id sent to the provider."""
+
+    @abstractmethod
+    def stream(self, call: Call) -> Stream:
+        """Start a streamed answer to ``call``.
+
+        Nothing is sent until the stream is iterated. Leaving early is safe.
+
+        Raises:
+            UsageError: ``call`` cannot be encoded for this provider (raised here, at once).
+        """
+
+    def generate(self, call: Call) -> Response:
+        """Answer ``call``: the parts of `stream`, folded into a `Response`.
+
+        Raises:
+            LLMKitError: any failure, with ``partial`` holding what arrived before it.
+        """
+        with self.stream(call) as stream:
+            return stream.until_done()
+
+    @abstractmethod
+    def warmup(self, call: Call) -> WarmupResult:
+        """Prepare the server for ``call`` without generating output, where supported."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} provider={self.provider!r} model={self.model_id!r}>"
