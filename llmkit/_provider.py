@@ -34,6 +34,8 @@ class Provider:
         timeout: Seconds, or an `httpx.Timeout`. Over a stream the read timeout is the
             longest silence allowed between two events.
         max_retries: HTTP retries (408/409/429/5xx, connect errors) before any event.
+        http_client: An `httpx.Client` to use (proxies, TLS settings, a mock transport);
+            the provider leaves it open on `close`.
 
     Raises:
         UsageError: an invalid combination of settings.
@@ -49,6 +51,7 @@ class Provider:
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 2,
+        http_client: httpx.Client | None = None,
     ) -> None:
         if websocket and not use_responses_api:
             raise UsageError(
@@ -80,6 +83,7 @@ class Provider:
             timeout=timeout,
             retry=RetryPolicy(max_retries=max_retries),
             secrets=[self._api_key] if self._api_key else [],
+            client=http_client,
         )
 
     def language_model(self, model_id: str) -> LanguageModel:
