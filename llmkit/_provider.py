@@ -12,8 +12,11 @@ import httpx
 from llmkit._version import __version__
 from llmkit.exceptions import UsageError
 from llmkit.model import LanguageModel
+from llmkit.openai._recovery import Cooldown
+from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.model import ResponsesModel
 from llmkit.transports._retry import RetryPolicy
+from llmkit.transports.base import websocket_url
 from llmkit.transports.http import HTTPTransport
 
 __all__ = ["Provider"]
@@ -36,6 +39,12 @@ class Provider:
         max_retries: HTTP retries (408/409/429/5xx, connect errors) before any event.
         http_client: An `httpx.Client` to use (proxies, TLS settings, a mock transport);
             the provider leaves it open on `close`.
+        ws_max_connections: WebSocket connections kept open at most; each holds the
+            cache of one conversation, so parallel conversations keep theirs.
+        ws_max_age: Seconds after which a connection is replaced before sending (the
+            server ends connections at 60 minutes).
+        ws_cooldown: Seconds on HTTP after a failed WebSocket connect; doubles with each
+            further failure up to ``ws_cooldown_max``, and resets on success.
 
     Raises:
         UsageError: an invalid combination of settings.
@@ -52,18 +61,20 @@ class Provider:
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 2,
         http_client: httpx.Client | None = None,
+        ws_max_connections: int = 4,
+        ws_max_age: float = 55 * 60,
+        ws_cooldown: float = 30.0,
+        ws_cooldown_max: float = 600.0,
     ) -> None:
         if websocket and not use_responses_api:
             raise UsageError(
                 "websocket=True needs use_responses_api=True: "
                 "WebSocket mode is a Responses API feature"
             )
-        if websocket:
-            raise UsageError(
-                "WebSocket mode is not available in this release yet; use websocket=False"
-            )
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0")
+        if ws_max_connections < 1:
+            raise UsageError("ws_max_connections must be >= 1")
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
@@ -85,6 +96,17 @@ class Provider:
             secrets=[self._api_key] if self._api_key else [],
             client=http_client,
         )
+        self._websocket: WebSocketSession | None = None
+        if websocket:
+            self._websocket = _websocket_session(
+                websocket_url(self.base_url),
+                headers=request_headers,
+                secrets=[self._api_key] if self._api_key else [],
+                timeout=timeout,
+                max_connections=ws_max_connections,
+                max_age=ws_max_age,
+                cooldown=Cooldown(initial=ws_cooldown, maximum=ws_cooldown_max),
+            )
 
     def language_model(self, model_id: str) -> LanguageModel:
         """A model of this provider.
@@ -99,11 +121,13 @@ class Provider:
                 "the Chat Completions path is not available in this release yet; "
                 "pass use_responses_api=True"
             )
-        return ResponsesModel(model_id, http=self._http)
+        return ResponsesModel(model_id, http=self._http, websocket=self._websocket)
 
     def close(self) -> None:
         """Close the HTTP client and every WebSocket connection."""
         self._http.close()
+        if self._websocket is not None:
+            self._websocket.close()
 
     def __enter__(self) -> Self:
         return self
@@ -119,3 +143,39 @@ class Provider:
     def __repr__(self) -> str:
         api = "responses" if self.use_responses_api else "chat"
         return f"Provider(base_url={self.base_url!r}, api={api!r}, websocket={self.websocket})"
+
+
+def _websocket_session(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    secrets: list[str],
+    timeout: float | httpx.Timeout,
+    max_connections: int,
+    max_age: float,
+    cooldown: Cooldown,
+) -> WebSocketSession:
+    # websocket-client is imported only when WebSocket mode is asked for.
+    from llmkit.transports.websocket import WebSocketConnection, WebSocketPayloadStream
+
+    if isinstance(timeout, httpx.Timeout):
+        connect_timeout, read_timeout, pool_timeout = timeout.connect, timeout.read, timeout.pool
+    else:
+        connect_timeout = read_timeout = pool_timeout = timeout
+
+    def connect() -> WebSocketConnection:
+        return WebSocketConnection.connect(
+            url, headers=headers, timeout=connect_timeout, secrets=secrets
+        )
+
+    def payloads(connection: WebSocketConnection, size: int) -> WebSocketPayloadStream:
+        return WebSocketPayloadStream(connection, bytes_sent=size, idle_timeout=read_timeout)
+
+    return WebSocketSession(
+        connect=connect,
+        payloads=payloads,  # type: ignore[arg-type]
+        max_connections=max_connections,
+        max_age=max_age,
+        wait_timeout=pool_timeout,
+        cooldown=cooldown,
+    )

@@ -226,7 +226,7 @@ class Collector:
         """Whether a `Finish` part was folded in."""
         return self._finish is not None
 
-    def add(self, part: StreamPart) -> None:  # noqa: C901 - one arm per part type
+    def add(self, part: StreamPart) -> None:
         """Fold one part in."""
         match part:
             case TextStart():

@@ -40,7 +40,7 @@ from llmkit.messages import (
 )
 from llmkit.openai.options import ResponsesOptions, responses_options
 
-__all__ = ["EncodedRequest", "encode_input", "encode_request"]
+__all__ = ["EncodedRequest", "encode_input", "encode_request", "render_output"]
 
 JSON = dict[str, Any]
 
@@ -99,6 +99,11 @@ def encode_input(
             case _:
                 assert_never(message)
     return items
+
+
+def render_output(message: AssistantMessage, *, store: bool) -> list[JSON]:
+    """A response's message as the input items a later full request would carry."""
+    return encode_input([message], ResponsesOptions(store=store), [])
 
 
 def _message(role: str, content: list[JSON]) -> JSON:

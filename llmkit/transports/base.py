@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["PayloadStream", "TransportRequest"]
+__all__ = ["PayloadStream", "TransportRequest", "join_url", "websocket_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +36,20 @@ class PayloadStream(Protocol):
     def bytes_sent(self) -> int:
         """Bytes of request body written to the server."""
         ...
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``path`` appended to the path of ``base_url``, its query kept (Azure's api-version)."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
+
+
+def websocket_url(base_url: str, path: str = "/responses") -> str:
+    """The WebSocket URL for ``base_url``: the scheme swapped, ``path`` appended.
+
+    ``https://host/v1?x=1`` becomes ``wss://host/v1/responses?x=1``, exactly as HTTP
+    requests append their path, so proxies and custom bases work the same on both.
+    """
+    parts = urlsplit(join_url(base_url, path))
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    return urlunsplit(parts._replace(scheme=scheme))

@@ -36,7 +36,7 @@ from llmkit.exceptions import (
     status_error,
 )
 from llmkit.transports._retry import RetryPolicy, should_retry_status
-from llmkit.transports.base import TransportRequest
+from llmkit.transports.base import TransportRequest, join_url
 
 __all__ = ["HTTPPayloadStream", "HTTPTransport"]
 
@@ -314,7 +314,9 @@ class HTTPTransport:
             headers = headers.copy()
             headers.update(request.headers)
             secrets = (*secrets, *_header_secrets(request.headers))
-        response = self._send_with_retries(self._base_url + request.path, body, headers, secrets)
+        response = self._send_with_retries(
+            join_url(self._base_url, request.path), body, headers, secrets
+        )
         if not _is_event_stream(response):
             raise _content_type_error(response, secrets)
         return HTTPPayloadStream(response, bytes_sent=len(body), secrets=secrets)

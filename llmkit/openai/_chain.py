@@ -1,0 +1,110 @@
+"""Pure chain planning for Responses WebSocket mode: when a turn may send only a delta.
+
+A connection's server-side cache holds the most recent response it produced (with
+``store=false`` nothing else). After a response reaches ``completed``/``incomplete`` the
+connection records a `Chain`: the request minus ``input``, the full input sent, and the
+response's output items as the encoder renders them. The next request may then send
+``previous_response_id`` and only the new items, but only when that is provably the same
+conversation (the Codex rule, PROTOCOL.md §3.4):
+
+* every non-input field is equal, and
+* the new full input == previous input + previous output + suffix.
+
+Otherwise the full input goes out without ``previous_response_id``. Items are compared,
+never counted. A warm-up's chain has no output, so the next turn's suffix may be empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Chain", "Plan", "chain_extends", "plan_request", "record_chain"]
+
+JSON = dict[str, Any]
+# Fields that describe this one request's delivery, not the conversation.
+_NOT_COMPARED = frozenset({"input", "previous_response_id", "stream", "generate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """What a connection's cache head is known to contain."""
+
+    response_id: str
+    settings: Mapping[str, Any]
+    """The request body minus the fields in ``_NOT_COMPARED``."""
+    context: tuple[JSON, ...]
+    """Full input sent, followed by the response's output items as the encoder renders them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to send one request on a connection."""
+
+    frame: JSON
+    """The ``response.create`` frame, ``type`` included."""
+    full_input: tuple[JSON, ...]
+    """The whole input of this turn, for recording the chain afterwards."""
+    mode: Literal["full", "incremental"]
+    items_sent: int
+
+
+def _settings(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in _NOT_COMPARED}
+
+
+def plan_request(body: Mapping[str, Any], chain: Chain | None, *, warmup: bool = False) -> Plan:
+    """Decide what to send for ``body`` on a connection whose cache head is ``chain``.
+
+    An explicit ``previous_response_id`` in ``body`` (a caller's own chaining) is sent as
+    it is and never mixed with ``chain``.
+    """
+    full_input = tuple(body["input"])
+    frame: JSON = {"type": "response.create", **_settings(body), "input": list(full_input)}
+    if warmup:
+        frame["generate"] = False
+    explicit = body.get("previous_response_id")
+    if explicit is not None:
+        frame["previous_response_id"] = explicit
+        return Plan(frame, full_input, "incremental", len(full_input))
+    suffix = _suffix(body, full_input, chain)
+    if chain is None or suffix is None:
+        return Plan(frame, full_input, "full", len(full_input))
+    frame["previous_response_id"] = chain.response_id
+    frame["input"] = list(suffix)
+    return Plan(frame, full_input, "incremental", len(suffix))
+
+
+def chain_extends(body: Mapping[str, Any], chain: Chain) -> bool:
+    """Whether ``body`` continues the conversation whose cache head is ``chain``."""
+    if body.get("previous_response_id") is not None:
+        return False
+    return _suffix(body, body["input"], chain) is not None
+
+
+def _suffix(
+    body: Mapping[str, Any], full_input: Sequence[JSON], chain: Chain | None
+) -> tuple[JSON, ...] | None:
+    if chain is None or _settings(body) != chain.settings:
+        return None
+    prefix = chain.context
+    if len(full_input) < len(prefix) or tuple(full_input[: len(prefix)]) != prefix:
+        return None
+    return tuple(full_input[len(prefix) :])
+
+
+def record_chain(
+    body: Mapping[str, Any],
+    plan: Plan,
+    response_id: str | None,
+    output_items: Sequence[JSON],
+) -> Chain | None:
+    """The chain a connection holds after ``plan`` completed with ``output_items``.
+
+    None when the turn cannot be verified later: no response id, or the caller chained
+    by hand (the full context of an explicit ``previous_response_id`` is unknown here).
+    """
+    if response_id is None or body.get("previous_response_id") is not None:
+        return None
+    return Chain(response_id, _settings(body), (*plan.full_input, *output_items))

@@ -1,0 +1,81 @@
+"""The loop between a payload stream and `ResponsesProtocol`, shared by every transport.
+
+The protocol decides when the response is over; the loop only feeds it, stamps the
+`Finish` part (and any partial response on an exception) with `ResponseMetadata`, and
+closes the payload stream on every exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Literal
+
+from llmkit.exceptions import LLMKitError
+from llmkit.messages import ResponseMetadata
+from llmkit.openai.protocol import ResponsesProtocol
+from llmkit.stream import Finish, StreamPart, Warnings
+from llmkit.transports.base import PayloadStream
+
+__all__ = ["Meter", "run_protocol"]
+
+
+@dataclasses.dataclass(slots=True)
+class Meter:
+    """Timing and request facts of one response, for `ResponseMetadata`."""
+
+    transport: Literal["http", "websocket"]
+    input_mode: Literal["full", "incremental"]
+    input_items_sent: int
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    first_token: float | None = None
+    bytes_sent: int = 0
+    connection_reused: bool = False
+    fallback_reason: str | None = None
+
+    def apply(self, metadata: ResponseMetadata) -> ResponseMetadata:
+        now = time.perf_counter()
+        return dataclasses.replace(
+            metadata,
+            transport=self.transport,
+            input_mode=self.input_mode,
+            input_items_sent=self.input_items_sent,
+            bytes_sent=self.bytes_sent,
+            connection_reused=self.connection_reused,
+            fallback_reason=self.fallback_reason,
+            time_to_first_token=None
+            if self.first_token is None
+            else self.first_token - self.started,
+            duration=now - self.started,
+        )
+
+
+def run_protocol(
+    payloads: PayloadStream, meter: Meter, protocol: ResponsesProtocol
+) -> Iterator[StreamPart]:
+    """Feed ``payloads`` to ``protocol`` until it is done; yield parts with metadata.
+
+    The payload stream is closed on every exit, including an abandoned generator.
+    """
+    try:
+        for payload in payloads:
+            for part in protocol.receive(payload):
+                if meter.first_token is None and not isinstance(part, Warnings | Finish):
+                    meter.first_token = time.perf_counter()
+                if isinstance(part, Finish):
+                    meter.bytes_sent = payloads.bytes_sent
+                    part = dataclasses.replace(part, metadata=meter.apply(part.metadata))
+                yield part
+            if protocol.done:
+                return
+        yield from protocol.finish()
+    except LLMKitError as exc:
+        meter.bytes_sent = payloads.bytes_sent
+        if exc.partial is not None:
+            exc.partial = dataclasses.replace(
+                exc.partial, metadata=meter.apply(exc.partial.metadata)
+            )
+        raise
+    finally:
+        payloads.close()

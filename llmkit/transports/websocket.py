@@ -1,0 +1,289 @@
+"""The WebSocket transport: one websocket-client connection, text frames in and out.
+
+Framing only. A `WebSocketConnection` sends a text frame and receives text frames; it
+maps websocket-client and socket errors onto the llmkit tree at this boundary. What the
+frames mean, and when a response is over, is the protocol's business; which connection
+serves which conversation is the session's (``llmkit.openai._websocket``).
+
+Choices that matter:
+
+* No incoming size cap (websocket-client has none): a ``response.completed`` echoes the
+  whole output and can exceed the 1 MiB other clients default to.
+* ``skip_utf8_validation``: websocket-client's own check is pure Python and costs most
+  of the per-frame time; decoding the frame to ``str`` validates it anyway, in C.
+* Redirects are followed only within the same origin, so credentials never leave it.
+* Pings are answered inside `recv_text`; between turns `probe` reads whatever arrived
+  while the connection sat idle (a close, a ping, a late error frame) without blocking.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import ssl
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import websocket
+
+from llmkit.exceptions import (
+    APIStatusError,
+    ConnectError,
+    ConnectionClosed,
+    LLMKitError,
+    ProtocolError,
+    Timeout,
+    redact,
+    status_error,
+)
+
+__all__ = ["WebSocketConnection", "WebSocketPayloadStream"]
+
+_MAX_REDIRECTS = 3
+_CLOSE_ABNORMAL = 1006
+_PROBE_READ_TIMEOUT = 0.5
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    port = parts.port or {"wss": 443, "ws": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _upgrade_error(
+    exc: websocket.WebSocketBadStatusException, secrets: Sequence[str]
+) -> APIStatusError:
+    headers = {str(k).lower(): str(v) for k, v in (exc.resp_headers or {}).items()}
+    body: Any = None
+    message = f"the WebSocket upgrade was rejected with status {exc.status_code}"
+    if exc.resp_body:
+        text = exc.resp_body.decode("utf-8", errors="replace")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = text
+    error = body.get("error") if isinstance(body, dict) else None
+    fields: dict[str, Any] = {}
+    if isinstance(error, dict):
+        message = redact(str(error.get("message") or message), secrets)
+        fields = {
+            "code": error.get("code"),
+            "param": error.get("param"),
+            "error_type": error.get("type"),
+        }
+    return status_error(
+        exc.status_code,
+        message,
+        request_id=headers.get("x-request-id"),
+        headers={k: redact(v, secrets) for k, v in headers.items()},
+        body=None if body is None else json.loads(redact(json.dumps(body), secrets)),
+        **fields,
+    )
+
+
+class WebSocketConnection:
+    """One open WebSocket. Not thread-safe: one user at a time (the session leases it)."""
+
+    def __init__(self, ws: websocket.WebSocket, *, url: str, secrets: Sequence[str]) -> None:
+        self._ws = ws
+        self.url = url
+        self._secrets = tuple(secrets)
+        self.opened_at = time.monotonic()
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        timeout: float | None,
+        secrets: Sequence[str] = (),
+    ) -> WebSocketConnection:
+        """Open a connection, following same-origin redirects only.
+
+        Raises:
+            APIStatusError: the server refused the upgrade with an HTTP status.
+            ConnectError: no connection (refused, DNS, TLS, cross-origin redirect, ...).
+            Timeout: connecting or the handshake took longer than ``timeout``.
+        """
+        header = [f"{name}: {value}" for name, value in headers.items()]
+        target = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
+            try:
+                ws.connect(  # type: ignore[no-untyped-call]
+                    target,
+                    header=header,
+                    timeout=timeout,
+                    redirect_limit=0,
+                    suppress_origin=True,
+                )
+            except websocket.WebSocketBadStatusException as exc:
+                raise _upgrade_error(exc, secrets) from exc
+            except websocket.WebSocketTimeoutException as exc:
+                raise Timeout(f"connecting to {url} timed out") from exc
+            except TimeoutError as exc:
+                raise Timeout(f"connecting to {url} timed out") from exc
+            except websocket.WebSocketException as exc:
+                location = cls._redirect_location(ws)
+                if location is None:
+                    raise ConnectError(f"WebSocket handshake with {url} failed: {exc}") from exc
+                if _origin(location) != _origin(url):
+                    raise ConnectError(
+                        f"refused a WebSocket redirect from {url} to another origin"
+                    ) from exc
+                target = location
+                continue
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectError(f"could not connect to {url}: {exc.__class__.__name__}") from exc
+            return cls(ws, url=target, secrets=secrets)
+        raise ConnectError(f"too many WebSocket redirects from {url}")
+
+    @staticmethod
+    def _redirect_location(ws: websocket.WebSocket) -> str | None:
+        response = getattr(ws, "handshake_response", None)
+        if response is None or response.status not in (301, 302, 303, 307, 308):
+            return None
+        location = response.headers.get("location")
+        return str(location) if location else None
+
+    @property
+    def age(self) -> float:
+        """Seconds since the connection opened."""
+        return time.monotonic() - self.opened_at
+
+    @property
+    def connected(self) -> bool:
+        """Whether the socket is still open on this side."""
+        return bool(self._ws.connected)
+
+    def send_text(self, text: str) -> int:
+        """Send one text frame; returns its payload size in bytes.
+
+        Raises:
+            ConnectionClosed: the socket is gone (nothing was delivered).
+        """
+        data = text.encode("utf-8")
+        try:
+            self._ws.send(data, websocket.ABNF.OPCODE_TEXT)
+        except (websocket.WebSocketException, OSError) as exc:
+            self.close()
+            raise ConnectionClosed(
+                "the WebSocket was closed before the request could be sent",
+                code=_CLOSE_ABNORMAL,
+            ) from exc
+        return len(data)
+
+    def recv_text(self, timeout: float | None) -> str:
+        """Wait at most ``timeout`` seconds for the next text frame.
+
+        Raises:
+            Timeout: no frame in time.
+            ConnectionClosed: the peer closed the connection or it broke.
+            ProtocolError: a binary frame (the Responses protocol is text only).
+        """
+        try:
+            self._ws.settimeout(timeout)
+            opcode, frame = self._ws.recv_data_frame(False)
+        except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
+            raise Timeout(f"no WebSocket event for {timeout} seconds") from exc
+        except (websocket.WebSocketException, OSError) as exc:
+            self.close()
+            raise ConnectionClosed("the WebSocket connection broke", code=_CLOSE_ABNORMAL) from exc
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            try:
+                return bytes(frame.data).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ProtocolError("a WebSocket text frame is not valid UTF-8") from exc
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise self._closed(bytes(frame.data))
+        raise ProtocolError(f"unexpected WebSocket frame (opcode {opcode}); expected text")
+
+    def _closed(self, data: bytes) -> ConnectionClosed:
+        self.close()
+        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+        reason = redact(data[2:].decode("utf-8", errors="replace"), self._secrets) or None
+        return ConnectionClosed(
+            f"the server closed the WebSocket (code {code}{f': {reason}' if reason else ''})",
+            code=code,
+            reason=reason,
+        )
+
+    def probe(self) -> bool:
+        """Whether an idle connection can take a request, without blocking.
+
+        Anything that arrived while idle is read: a ping is answered, while a close, EOF
+        or a late frame (such as an error about the connection's age) means no.
+        """
+        if not self._ws.connected:
+            return False
+        sock = self._ws.sock
+        try:
+            while self._readable(sock):
+                opcode, _ = self._recv_control()
+                if opcode not in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                    self.close()
+                    return False
+        except (LLMKitError, websocket.WebSocketException, OSError, ValueError):
+            self.close()
+            return False
+        return True
+
+    @staticmethod
+    def _readable(sock: socket.socket | None) -> bool:
+        if sock is None:
+            raise ValueError("socket is gone")
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+
+    def _recv_control(self) -> tuple[int, Any]:
+        self._ws.settimeout(_PROBE_READ_TIMEOUT)
+        return self._ws.recv_data_frame(True)
+
+    def close(self) -> None:
+        """Close the connection. Safe to call more than once."""
+        if self._ws.sock is None:
+            return
+        try:
+            self._ws.close(timeout=0.2)
+        except (websocket.WebSocketException, OSError):
+            self._ws.shutdown()  # type: ignore[no-untyped-call]
+
+    def __repr__(self) -> str:
+        return f"WebSocketConnection(url={self.url!r}, connected={self.connected})"
+
+
+class WebSocketPayloadStream:
+    """The frames of one response on a connection: iterate until the protocol is done.
+
+    The connection outlives the stream, so `close` leaves it alone: whether it is kept
+    or closed is decided by whoever leased it, from the protocol's state.
+    """
+
+    def __init__(
+        self, connection: WebSocketConnection, *, bytes_sent: int, idle_timeout: float | None
+    ) -> None:
+        self._connection = connection
+        self._bytes_sent = bytes_sent
+        self._idle_timeout = idle_timeout
+        self.received = 0
+
+    @property
+    def bytes_sent(self) -> int:
+        """Size of the ``response.create`` frame."""
+        return self._bytes_sent
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            payload = self._connection.recv_text(self._idle_timeout)
+            self.received += 1
+            yield payload
+
+    def close(self) -> None:
+        """Nothing to release: the connection belongs to its lease."""
