@@ -1,0 +1,264 @@
+"""Model-level behaviour, the same over HTTP and WebSocket (real sockets, local server).
+
+Switching ``websocket=False`` to ``True`` must change nothing for the caller: same calls,
+same results, same exceptions. Every test here runs over both transports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+
+import pytest
+from loop import ADD, API_KEY, TRANSPORTS, Loop, provider
+
+import llmkit
+from llmkit.openai import ResponsesOptions
+from llmkit.testing import ResponsesServer
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def model(server: ResponsesServer, transport: str) -> Iterator[llmkit.LanguageModel]:
+    with provider(server, transport) as p:
+        yield p.language_model("scripted-1")
+
+
+def echo(text: str, *, user: int = 1, assistant: int = 0, items: int = 1) -> str:
+    return f"Echo: {text} [user={user} assistant={assistant} tool_outputs=0 items={items}]"
+
+
+def test_generate_plain_text(model: llmkit.LanguageModel, transport: str) -> None:
+    response = model.generate(llmkit.Call("hello there"))
+    assert response.text == echo("hello there")
+    assert response.finish_reason is llmkit.FinishReason.STOP
+    assert response.usage.input_tokens > 0
+    assert response.usage.output_tokens > 0
+    assert response.id is not None and response.id.startswith("resp_")
+    assert response.metadata.transport == transport
+    assert response.metadata.fallback_reason is None
+    assert response.metadata.input_items_sent == 1
+    assert response.metadata.bytes_sent > 0
+    assert response.metadata.time_to_first_token is not None
+    assert response.metadata.duration >= response.metadata.time_to_first_token
+
+
+def test_stream_yields_parts_that_fold_to_generate(model: llmkit.LanguageModel) -> None:
+    with model.stream(llmkit.Call("stream me")) as stream:
+        parts = list(stream)
+    kinds = [p.type for p in parts]
+    assert kinds[0] == "text_start" and kinds[-2:] == ["text_end", "finish"]
+    deltas = "".join(p.delta for p in parts if isinstance(p, llmkit.TextDelta))
+    assert deltas == stream.response.text == echo("stream me")
+    assert llmkit.collect(parts).text == stream.response.text
+
+
+def test_tool_loop_gives_the_correct_answer(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:
+    loop = Loop(model, steps=5)
+    answer = loop.run()
+    assert answer.text.startswith(loop.expected_answer)
+    assert [r.finish_reason for r in loop.responses] == [llmkit.FinishReason.TOOL_CALLS] * 5 + [
+        llmkit.FinishReason.STOP
+    ]
+    assert server.stats.generations == 6
+    assert server.stats.context_violations == 0
+
+
+def test_history_with_reasoning_replays_with_store_false(
+    server: ResponsesServer, transport: str
+) -> None:
+    options = ResponsesOptions(reasoning_effort="low", reasoning_summary="auto")
+    with provider(server, transport) as p:
+        model = p.language_model("scripted-reasoner")
+        first = model.generate(llmkit.Call("think", provider_options={"openai": options}))
+        assert first.reasoning and first.reasoning[0].encrypted_content
+        assert first.reasoning[0].summary
+        history: list[llmkit.Message] = [
+            llmkit.UserMessage("think"),
+            first.message,
+            llmkit.UserMessage("again"),
+        ]
+        second = model.generate(llmkit.Call(history, provider_options={"openai": options}))
+    assert "Echo: again" in second.text
+    assert second.usage.reasoning_tokens > 0
+    assert server.stats.context_violations == 0
+
+
+def test_incomplete_maps_to_length(model: llmkit.LanguageModel) -> None:
+    response = model.generate(llmkit.Call("a long answer " * 10, max_output_tokens=16))
+    assert response.finish_reason is llmkit.FinishReason.LENGTH
+    assert response.text
+
+
+def test_response_failed_raises_with_partial_and_the_next_call_is_correct(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:
+    server.faults.fail_next(code="server_error", message="boom")
+    with pytest.raises(llmkit.ResponseFailed) as caught:
+        model.generate(llmkit.Call("first"))
+    assert caught.value.code == "server_error"
+    assert caught.value.message == "boom"
+    assert caught.value.retryable
+    partial = caught.value.partial
+    assert partial is not None and partial.finish_reason is llmkit.FinishReason.ERROR
+    assert partial.id is not None
+    assert model.generate(llmkit.Call("second")).text == echo("second")
+    assert server.stats.generations == 2  # the failed one ran once, never replayed
+
+
+@pytest.mark.parametrize("shape", ["nested", "flat"])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, llmkit.BadRequestError),
+        (429, llmkit.RateLimitError),
+        (500, llmkit.InternalServerError),
+    ],
+)
+def test_error_events_are_typed_like_http_errors(
+    model: llmkit.LanguageModel,
+    server: ResponsesServer,
+    shape: str,
+    status: int,
+    error: type[llmkit.APIStatusError],
+) -> None:
+    server.faults.error_next(code="some_code", message="went wrong", status=status, shape=shape)  # type: ignore[arg-type]
+    with pytest.raises(llmkit.APIError) as caught:
+        model.generate(llmkit.Call("first"))
+    assert caught.value.code == "some_code"
+    assert caught.value.message == "went wrong"
+    if shape == "nested":  # carries the HTTP status: the same class as an HTTP error
+        assert type(caught.value) is error
+        assert caught.value.retryable is (status != 400)
+    else:  # the flat shape has no status
+        assert type(caught.value) is llmkit.ResponseFailed
+    assert caught.value.partial is not None
+    assert model.generate(llmkit.Call("next")).text == echo("next")
+
+
+def test_a_drop_mid_stream_raises_connection_closed_with_the_text_so_far(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:
+    server.faults.drop_after(5)
+    with model.stream(llmkit.Call("one two three four five six")) as stream:
+        seen: list[str] = []
+        with pytest.raises((llmkit.ConnectionClosed, llmkit.IncompleteStream)) as caught:
+            for part in stream:
+                if isinstance(part, llmkit.TextDelta):
+                    seen.append(part.delta)
+    assert seen
+    partial = caught.value.partial
+    assert partial is not None and partial.text == "".join(seen)
+    assert caught.value.retryable
+    assert model.generate(llmkit.Call("after")).text == echo("after")
+
+
+def test_an_abandoned_stream_never_corrupts_the_next_call(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:
+    server.faults.slow(0.01)
+    with model.stream(llmkit.Call("a b c d e f g h i j k l")) as stream:
+        for part in stream:
+            if isinstance(part, llmkit.TextDelta):
+                break
+    with pytest.raises(llmkit.UsageError):
+        _ = stream.response
+    assert model.generate(llmkit.Call("fresh")).text == echo("fresh")
+    assert model.generate(llmkit.Call("again")).text == echo("again")
+
+
+def test_a_stream_never_iterated_sends_nothing_and_holds_nothing(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:
+    streams = [model.stream(llmkit.Call(f"never {i}")) for i in range(6)]
+    assert model.generate(llmkit.Call("used")).text == echo("used")
+    for stream in streams:
+        stream.close()
+    assert server.stats.generations == 1
+
+
+def test_unknown_events_are_ignored(model: llmkit.LanguageModel, server: ResponsesServer) -> None:
+    server.faults.unknown_events = True
+    assert model.generate(llmkit.Call("future")).text == echo("future")
+
+
+def test_a_stalled_server_times_out_and_the_next_call_is_correct(
+    server: ResponsesServer, transport: str
+) -> None:
+    with provider(server, transport, timeout=0.3) as p:
+        model = p.language_model("scripted")
+        server.faults.slow(1.0)
+        with pytest.raises(llmkit.Timeout):
+            model.generate(llmkit.Call("slow one two"))
+        assert model.generate(llmkit.Call("quick")).text == echo("quick")
+
+
+def test_a_rejected_key_is_an_authentication_error_without_the_key(transport: str) -> None:
+    with (
+        ResponsesServer(api_key="sk-the-right-key-0000") as server,
+        provider(server, transport) as p,
+        pytest.raises(llmkit.AuthenticationError) as caught,
+    ):
+        p.language_model("scripted").generate(llmkit.Call("hi"))
+    error = caught.value
+    assert error.status_code == 401
+    assert not error.retryable
+    for text in (str(error), repr(error), error.message, repr(error.body), repr(error.headers)):
+        assert API_KEY not in text
+
+
+def test_the_api_key_never_appears_in_reprs_or_logs(
+    model: llmkit.LanguageModel, caplog: pytest.LogCaptureFixture, server: ResponsesServer
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="llmkit"):
+        response = model.generate(llmkit.Call("secret?"))
+        server.faults.fail_next()
+        with pytest.raises(llmkit.ResponseFailed) as caught:
+            model.generate(llmkit.Call("fail"))
+    texts = [caplog.text, repr(model), repr(response), str(caught.value), repr(caught.value)]
+    assert all(API_KEY not in text for text in texts)
+
+
+def test_warmup_over_http_is_a_no_op_and_over_websocket_a_chain_head(
+    model: llmkit.LanguageModel, server: ResponsesServer, transport: str
+) -> None:
+    loop = Loop(model, steps=2)
+    result = model.warmup(loop.call)
+    assert result.transport == transport
+    assert loop.run().text.startswith(loop.expected_answer)
+    assert server.stats.generations == 3
+    if transport == "http":
+        assert result == llmkit.WarmupResult(None, llmkit.Usage(), "http")
+        assert server.stats.warmups == 0
+    else:
+        assert result.response_id is not None and result.usage.input_tokens > 0
+        assert result.usage.output_tokens == 0
+        assert server.stats.warmups == 1
+        first = loop.responses[0].metadata
+        assert (first.input_mode, first.input_items_sent) == ("incremental", 0)
+
+
+def test_metadata_shape_is_the_same_on_both_transports(model: llmkit.LanguageModel) -> None:
+    metadata = model.generate(llmkit.Call("shape")).metadata
+    fields = {f.name for f in dataclasses.fields(metadata)}
+    assert fields == {f.name for f in dataclasses.fields(llmkit.ResponseMetadata)}
+    assert metadata.model is not None
+
+
+def test_invalid_calls_raise_usage_error_before_sending(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:
+    with pytest.raises(llmkit.UsageError, match="bogus"):
+        model.stream(llmkit.Call("x", provider_options={"openai": {"bogus": 1}}))
+    with pytest.raises(llmkit.UsageError):
+        model.generate(llmkit.Call("x", tools=[ADD], tool_choice="nope"))
+    with pytest.raises(llmkit.UsageError):
+        model.warmup(llmkit.Call("x", tools=[ADD], tool_choice="nope"))
+    assert server.stats.requests == []
