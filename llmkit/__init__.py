@@ -126,8 +126,8 @@ __all__ = [
     "Usage",
     "UsageError",
     "UserMessage",
-    "Warnings",
     "WarmupResult",
+    "Warnings",
     "__version__",
     "collect",
 ]

@@ -207,13 +207,16 @@ def _assistant_item(
 
 
 def _reasoning(part: ReasoningPart, options: ResponsesOptions, warnings: list[str]) -> JSON | None:
-    if part.id is None or (part.encrypted_content is None and not options.store):
+    if part.encrypted_content is None and not options.store:
         # With store=false the server can only see reasoning it can decrypt.
         warnings.append(
             "a reasoning item without encrypted_content was left out of the input: "
             "with store=false the server cannot resolve it "
             "(request include=['reasoning.encrypted_content'] to keep reasoning)"
         )
+        return None
+    if part.id is None:
+        warnings.append("a reasoning item without an id was left out of the input")
         return None
     item: JSON = {
         "type": "reasoning",

@@ -26,6 +26,10 @@ __all__ = ["Action", "Cooldown", "Failure", "decide"]
 PREVIOUS_RESPONSE_NOT_FOUND = "previous_response_not_found"
 CONNECTION_LIMIT_REACHED = "websocket_connection_limit_reached"
 CLOSE_MESSAGE_TOO_BIG = 1009
+# A close frame the server sent before any event of the response: it was shutting the
+# connection down (idle, going away, restarting), not running the request. An abnormal
+# end without a close frame (1006) proves nothing and is never replayed.
+_CLEAN_CLOSE_CODES = frozenset({1000, 1001, 1012, 1013})
 # An upgrade refused with these statuses would be refused over HTTP as well.
 _UPGRADE_STATUSES_TO_RAISE = frozenset({401, 429})
 
@@ -70,6 +74,8 @@ def decide(failure: Failure, *, resends_left: int) -> Action:
         return Action.RECONNECT
     if isinstance(error, ConnectionClosed) and error.code == CLOSE_MESSAGE_TOO_BIG:
         return Action.FALLBACK_HTTP
+    if isinstance(error, ConnectionClosed) and error.code in _CLEAN_CLOSE_CODES:
+        return Action.RECONNECT
     return Action.RAISE
 
 

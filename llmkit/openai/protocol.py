@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from llmkit.exceptions import (
     APIError,
@@ -129,12 +129,11 @@ class ResponsesProtocol:
         if payload in ("[DONE]", b"[DONE]"):
             return []  # an end-of-stream sentinel some servers add; EOF decides
         try:
-            event = wire.parse_event(payload)
+            parts = self._dispatch(wire.parse_event(payload))
         except ProtocolError as exc:
             self.state = State.BROKEN
             exc.partial = self.partial()
             raise
-        parts = self._dispatch(event)
         for part in parts:
             self._collector.add(part)
         return parts
@@ -201,7 +200,7 @@ class ResponsesProtocol:
         parsed = _parse_item(event.item)
         item = self._item(parsed.id, event.output_index, parsed.type)
         if event.type == "response.output_item.done":
-            return self._complete(item, parsed)
+            return self._complete(item, parsed, event.item)
         if isinstance(parsed, wire.MessageItem):
             item.phase = parsed.phase
             return []
@@ -222,7 +221,9 @@ class ResponsesProtocol:
                 return [ReasoningStart(item.id)]
         return []
 
-    def _complete(self, item: _Item, parsed: wire.OutputItem) -> list[StreamPart]:
+    def _complete(
+        self, item: _Item, parsed: wire.OutputItem, raw: dict[str, Any]
+    ) -> list[StreamPart]:
         if item.finished:
             return []
         item.finished = True
@@ -234,7 +235,9 @@ class ResponsesProtocol:
             case wire.ReasoningItem():
                 return self._complete_reasoning(item, parsed)
             case wire.OtherItem():
-                return [ProviderItemPart(item.id, parsed.type, parsed.model_dump())]
+                return [ProviderItemPart(item.id, parsed.type, raw)]
+            case _:
+                assert_never(parsed)
 
     def _complete_message(self, item: _Item, message: wire.MessageItem) -> list[StreamPart]:
         parts: list[StreamPart] = []
@@ -247,8 +250,6 @@ class ResponsesProtocol:
                 if item.open_text != index:
                     parts += self._close_text(item)
                     parts += self._open_text(item, index, isinstance(content, wire.Refusal))
-                    if final:
-                        parts.append(TextDelta(item.id, final))
                 parts += self._close_text(item, final)
             if isinstance(content, wire.OutputText) and not item.streamed_sources:
                 parts += [_source(item.id, a) for a in content.annotations]
@@ -263,7 +264,7 @@ class ResponsesProtocol:
         parts: list[StreamPart] = []
         if not item.started:
             parts += self._start(item, call)
-            if final:
+            if final and not item.arguments:
                 parts.append(ToolInputDelta(item.id, final))
         arguments = final or "".join(item.arguments)
         self._tool_calls += 1
@@ -304,8 +305,12 @@ class ResponsesProtocol:
             return []
         item.open_text = None
         item.streamed_text.add(index)
-        text = "".join(item.text_chunks.pop(index, ())) if final is None else final
-        return [TextEnd(item.id, text)]
+        chunks = item.text_chunks.pop(index, [])
+        if final is None:
+            return [TextEnd(item.id, "".join(chunks))]
+        if not chunks and final:
+            return [TextDelta(item.id, final), TextEnd(item.id, final)]
+        return [TextEnd(item.id, final)]
 
     def _on_content_part(self, event: wire.ContentPartEvent) -> list[StreamPart]:
         kind = event.part.get("type")
@@ -397,15 +402,27 @@ class ResponsesProtocol:
         by_id = {item.id: item for item in self._items.values() if item.id is not None}
         for index, raw in enumerate(response.output or ()):
             parsed = _parse_item(raw)
-            # The final output may omit items that were streamed, so positions shift:
-            # match by id, and by position only for items without one.
-            known = by_id.get(parsed.id) if parsed.id is not None else None
-            item = known or self._item(parsed.id, index, parsed.type)
-            parts += self._complete(item, parsed)
+            parts += self._complete(self._final_item(by_id, parsed, index), parsed, raw)
         for item in self._items.values():
             if not item.finished:
                 parts += self._close_open(item)
         return parts
+
+    def _final_item(self, by_id: dict[str, _Item], parsed: wire.OutputItem, index: int) -> _Item:
+        """The streamed item a terminal output item stands for, or a new one.
+
+        The final output may omit streamed items, so positions shift: an id decides
+        first. An id never seen before still matches the item at its position when that
+        one has the same kind (some proxies rotate ids); otherwise it is a new item.
+        """
+        if parsed.id is not None:
+            known = by_id.get(parsed.id)
+            if known is not None:
+                return known
+            positional = self._items.get(index)
+            if positional is None or positional.kind != parsed.type:
+                return self._item(parsed.id, None, parsed.type)
+        return self._item(parsed.id, index, parsed.type)
 
     def _close_open(self, item: _Item) -> list[StreamPart]:
         """Close an item the server never finished, with what arrived."""

@@ -18,6 +18,7 @@ Choices that matter:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -247,13 +248,17 @@ class WebSocketConnection:
         return self._ws.recv_data_frame(True)
 
     def close(self) -> None:
-        """Close the connection. Safe to call more than once."""
-        if self._ws.sock is None:
-            return
-        try:
-            self._ws.close(timeout=0.2)
-        except (websocket.WebSocketException, OSError):
-            self._ws.shutdown()  # type: ignore[no-untyped-call]
+        """Close the connection at once. Safe to call more than once.
+
+        A close frame is sent when the socket is still up, but nothing is awaited: an
+        abandoned response may still be streaming, and its frames are of no use. (The
+        library's own ``close`` waits for the peer and, once the peer has closed first,
+        returns without closing the socket.)
+        """
+        if self._ws.connected:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                self._ws.send_close()
+        self._ws.shutdown()  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
         return f"WebSocketConnection(url={self.url!r}, connected={self.connected})"

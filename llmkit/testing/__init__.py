@@ -1,0 +1,92 @@
+"""A local OpenAI Responses API server that behaves like the real one, for tests and demos.
+
+`ResponsesServer` serves, on one 127.0.0.1 port, `POST /v1/responses` (SSE when
+`stream` is true, JSON otherwise), `GET /v1/responses/{id}` for stored responses, and the
+WebSocket mode on `/v1/responses`. Any model id is accepted; the models are scripted and
+deterministic, and their answers are computed from the **full conversation** the server
+reconstructs, so a client that sends the wrong context gets a visibly different answer.
+
+Conversation
+    The previous response's conversation (its input and its output) followed by the new
+    input items. A string `input` is one user message. A new item that repeats an item
+    already in the conversation (same `function_call` / `function_call_output` `call_id`,
+    an assistant message with the same text, the same reasoning item) is a **context
+    violation**: it is counted in `stats.context_violations` and in the request's record,
+    kept in the conversation, and shown in the answer as ``violations=V``.
+
+Text model (no function tools, or ``tool_choice: "none"``)
+    ``Echo: <last user text> [user=U assistant=A tool_outputs=T items=N]`` where the counts
+    are over the whole conversation before this response (`` violations=V`` is appended
+    inside the brackets when this request had violations). Streamed as word-sized
+    `response.output_text.delta` events.
+
+Tool model (function tools given)
+    The last user message may contain ``[steps=N]`` (default 1). While fewer than N
+    `function_call_output` items follow the last user message, the model calls one tool:
+    the function tools in round-robin order (step s uses ``tools[(s - 1) % len(tools)]``;
+    a ``tool_choice`` naming a function forces it, ``"required"`` always calls). The
+    `call_id` is ``call_`` + a hash of the conversation and step (deterministic, unique).
+    Arguments come from the tool's JSON schema: if both ``a`` and ``b`` are integer/number
+    properties (an ``add`` tool), ``a`` = the last tool output as a number (0 if none or not
+    numeric) and ``b`` = the step number; otherwise enum → first value, string → the last
+    user text, integer/number → the step, boolean → true, array → [], object → {}.
+    Arguments stream as `response.function_call_arguments.delta` events (8 characters
+    each). After N outputs: ``The answer is <last tool output>. [user=... items=...]``.
+    A 30-step ``add`` loop run correctly therefore ends with ``The answer is 465.``.
+
+Reasoning (request has `reasoning`, or the model id contains "reason")
+    First a `reasoning` item with one summary part (``reasoning_summary_part.added``,
+    ``reasoning_summary_text.delta``/``.done``, ``reasoning_summary_part.done``), then the
+    answer above. Like the real service, the item carries `encrypted_content` only when
+    ``include`` has ``"reasoning.encrypted_content"``. Replayed reasoning input must carry
+    valid encrypted content (``invalid_encrypted_content`` otherwise), or, with
+    ``store: true``, be the id of a stored reasoning item; else a 400 "Item with id ... not
+    found" error. Usage reports ``reasoning_tokens``.
+
+Replay
+    ``server.replay_next(sse_bytes_or_path, n=1)`` makes the next responses replay a
+    recorded SSE body verbatim (over WebSocket: one text frame per `data:` payload,
+    ``[DONE]`` skipped). A replayed completed response becomes the cache head.
+
+Usage
+    Per item ``len(canonical JSON) // 4 + 1`` tokens (plus ``len(instructions) // 4``);
+    ``cached_tokens`` = the tokens of the chained prefix (`previous_response_id`),
+    ``cache_write_tokens`` = the rest; ``output_tokens`` = number of deltas. A
+    ``max_output_tokens`` budget (>= 16) cuts the output and ends in `response.incomplete`.
+
+Semantics (PROTOCOL.md §3-§7)
+    WebSocket: `response.create` text frames; one response in flight per connection (a
+    second create gets the nested error ``conversation_already_has_active_response``);
+    the connection caches its most recent completed/incomplete response (the head);
+    `previous_response_id` must be the head, or a `store: true` response, else the nested
+    ``previous_response_not_found`` error (status 400); any error for a create whose
+    `previous_response_id` is the head (or its `response.failed`) evicts the head;
+    ``generate: false`` → `response.created` + `response.completed` (empty output, real
+    id, 0 output tokens), becomes the head, counted in ``stats.warmups``; ``stream_id``
+    and ``background`` are refused; binary or non-JSON frames get ``invalid_json``.
+    HTTP: `previous_response_id` resolves only from the `store: true` store; ``generate``
+    gets 400 ``unsupported_parameter``. A `function_call_output` without its
+    `function_call` in the conversation is a 400, as on the real service.
+
+Faults (`server.faults`, each one-shot fault applies to the next N requests)
+    ``reject_upgrades``, ``drop_after``, ``fail_next``, ``error_next``, ``close_idle``,
+    ``max_frame_size`` (close 1009), ``unknown_events`` (``response.future_thing`` events
+    interleaved), ``slow``. Response faults skip warm-ups unless ``include_warmups=True``.
+"""
+
+from __future__ import annotations
+
+from llmkit.testing._events import ApiError
+from llmkit.testing._server import ResponsesServer
+from llmkit.testing._state import ConnectionStats, Faults, RequestRecord, ServerStats
+from llmkit.testing._ws import BUSY_CODE
+
+__all__ = [
+    "BUSY_CODE",
+    "ApiError",
+    "ConnectionStats",
+    "Faults",
+    "RequestRecord",
+    "ResponsesServer",
+    "ServerStats",
+]

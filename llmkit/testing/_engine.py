@@ -1,0 +1,322 @@
+"""Transport-independent request handling: validation, chaining and what to send.
+
+The HTTP and WebSocket handlers only do I/O; every decision about a `response.create`
+(is it valid, which conversation does it continue, what does the model answer, what is
+stored) is made here, the same way for both transports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmkit.testing import _models as m
+from llmkit.testing._events import (
+    Accounting,
+    ApiError,
+    Rendered,
+    ResponseMeta,
+    new_id,
+    render_failure,
+    render_generation,
+    render_warmup,
+)
+from llmkit.testing._sse import SseBlock, final_response, parse_sse
+from llmkit.testing._state import (
+    ErrorFault,
+    Faults,
+    RequestRecord,
+    ResponseFaults,
+    ResponseStore,
+    ServerStats,
+    StoredResponse,
+    Transport,
+)
+
+Item = dict[str, Any]
+_ROLES = ("user", "assistant", "system", "developer")
+_REQUIRED = {
+    "function_call": ("call_id", "name", "arguments"),
+    "function_call_output": ("call_id",),
+}
+
+
+def _bad(message: str, param: str | None, code: str | None = "invalid_value") -> ApiError:
+    return ApiError(400, message, code=code, param=param)
+
+
+def _missing(param: str) -> ApiError:
+    return _bad(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
+def _unsupported(param: str) -> ApiError:
+    return _bad(f"Unsupported parameter: {param}", param, "unsupported_parameter")
+
+
+def _check_item(item: Any, where: str) -> ApiError | None:
+    if not isinstance(item, dict):
+        return _bad(f"Invalid type for '{where}': expected an object.", where, "invalid_type")
+    kind = m.item_type(item)
+    if kind == "message":
+        if item.get("role") not in _ROLES:
+            return _bad(f"Invalid value: '{item.get('role')}'.", f"{where}.role")
+        if "content" not in item:
+            return _missing(f"{where}.content")
+        return None
+    if not isinstance(item.get("type"), str):
+        return _missing(f"{where}.type")
+    for key in _REQUIRED.get(kind, ()):
+        if key not in item:
+            return _missing(f"{where}.{key}")
+    return None
+
+
+def _check_tools(tools: Any) -> ApiError | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return _bad("Invalid type for 'tools': expected an array.", "tools", "invalid_type")
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            return _missing(f"tools[{index}].type")
+        if tool["type"] == "function" and not tool.get("name"):
+            return _missing(f"tools[{index}].name")
+    return None
+
+
+def _check_transport_fields(body: Item, transport: Transport) -> ApiError | None:
+    if transport == "http":
+        for param in ("generate", "stream_id"):
+            if param in body:
+                return _unsupported(param)
+    else:
+        if body.get("stream_id") is not None:
+            # This server implements the single-lane rule (§5.1); lanes are not modelled.
+            return _unsupported("stream_id")
+        if "generate" in body and not isinstance(body["generate"], bool):
+            return _bad("Invalid type for 'generate': expected a boolean.", "generate")
+    if body.get("background"):
+        return _bad("Background mode is not supported by this server.", "background")
+    return None
+
+
+def validate(body: Any, transport: Transport) -> ApiError | None:
+    """The 400s the real endpoint gives for a malformed create request."""
+    if not isinstance(body, dict):
+        return _bad("Invalid body: expected a JSON object.", None, "invalid_type")
+    error = _check_transport_fields(body, transport)
+    if error is not None:
+        return error
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return _missing("model")
+    value = body.get("input", [])
+    if not isinstance(value, str | list):
+        msg = "Invalid type for 'input': expected one of a string or array of input items."
+        return _bad(msg, "input", "invalid_type")
+    for index, item in enumerate(value if isinstance(value, list) else []):
+        error = _check_item(item, f"input[{index}]")
+        if error is not None:
+            return error
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and limit < 16:
+        msg = f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {limit} instead."  # noqa: E501
+        return _bad(msg, "max_output_tokens", "integer_below_min_value")
+    return _check_tools(body.get("tools"))
+
+
+def input_count(body: Any) -> int:
+    value = body.get("input") if isinstance(body, dict) else None
+    if isinstance(value, list):
+        return len(value)
+    return 1 if isinstance(value, str) else 0
+
+
+def not_found(response_id: str) -> ApiError:
+    return ApiError(
+        400,
+        f"Previous response with id '{response_id}' not found.",
+        code="previous_response_not_found",
+        param="previous_response_id",
+    )
+
+
+@dataclass(slots=True)
+class Turn:
+    """One accepted `response.create`: the conversation it continues and its new items."""
+
+    request: Item
+    previous: StoredResponse | None
+    new_items: list[Item]
+    violations: int
+    generate: bool
+    record: int
+    connection_id: int | None
+    conversation: list[Item] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Production:
+    """What to send for a turn: rendered events, a recorded body, or an error event."""
+
+    faults: ResponseFaults
+    rendered: Rendered | None = None
+    blocks: list[SseBlock] | None = None
+    error: ErrorFault | None = None
+
+
+def _check_conversation(turn: Turn, store: ResponseStore) -> ApiError | None:
+    """Errors the real service gives for an inconsistent conversation."""
+    calls: set[Any] = set()
+    prefix_len = len(turn.conversation) - len(turn.new_items)
+    stored = turn.request.get("store", True) is not False
+    for index, item in enumerate(turn.conversation):
+        kind = m.item_type(item)
+        if kind == "function_call":
+            calls.add(item.get("call_id"))
+        elif kind == "function_call_output" and item.get("call_id") not in calls:
+            msg = f"No tool call found for function call output with call_id {item.get('call_id')}."
+            return _bad(msg, "input", None)
+        elif kind == "reasoning" and index >= prefix_len:
+            error = _check_reasoning(item, stored, store)
+            if error is not None:
+                return error
+    return None
+
+
+def _check_reasoning(item: Item, stored: bool, store: ResponseStore) -> ApiError | None:
+    item_id = item.get("id")
+    if "encrypted_content" in item and item["encrypted_content"] is not None:
+        if m.verify_reasoning(item["encrypted_content"]):
+            return None
+        msg = f"The encrypted content for item {item_id} could not be verified."
+        return _bad(msg, None, "invalid_encrypted_content")
+    if stored and isinstance(item_id, str) and store.knows_reasoning(item_id):
+        return None
+    msg = f"Item with id '{item_id}' not found."
+    if not stored:
+        msg += (
+            " Items are not persisted when `store` is set to false. Try again with `store`"
+            " set to true, or remove this item from your input."
+        )
+    return _bad(msg, "input", None)
+
+
+class Engine:
+    """Validation, chaining, fault selection, rendering and committing of responses."""
+
+    def __init__(self, store: ResponseStore, stats: ServerStats, faults: Faults) -> None:
+        self.store = store
+        self.stats = stats
+        self.faults = faults
+
+    def record(self, transport: Transport, conn: int | None, body: Any, size: int) -> int:
+        previous = body.get("previous_response_id") if isinstance(body, dict) else None
+        generate = body.get("generate", True) if isinstance(body, dict) else True
+        return self.stats.add_request(
+            RequestRecord(
+                transport=transport,
+                connection_id=conn,
+                bytes_received=size,
+                input_items=input_count(body),
+                previous_response_id=previous if isinstance(previous, str) else None,
+                generate=generate is not False,
+            )
+        )
+
+    def begin(
+        self, body: Item, record: int, conn: int | None, head: StoredResponse | None
+    ) -> Turn | ApiError:
+        """Resolve `previous_response_id` (connection head first, then the store)."""
+        previous: StoredResponse | None = None
+        wanted = body.get("previous_response_id")
+        if wanted is not None:
+            if head is not None and head.id == wanted:
+                previous = head
+            else:
+                previous = self.store.get(str(wanted))
+            if previous is None:
+                return not_found(str(wanted))
+        new_items = m.normalize_input(body.get("input", []))
+        prefix = list(previous.conversation) if previous is not None else []
+        violations = m.count_violations(prefix, new_items)
+        turn = Turn(
+            request={k: v for k, v in body.items() if k not in ("type", "generate", "stream")},
+            previous=previous,
+            new_items=new_items,
+            violations=violations,
+            generate=body.get("generate", True) is not False,
+            record=record,
+            connection_id=conn,
+            conversation=prefix + new_items,
+        )
+        error = _check_conversation(turn, self.store)
+        if error is not None:
+            return error
+        self.stats.update(record, violations=violations)
+        self.stats.count(conn, violations=violations)
+        return turn
+
+    def produce(self, turn: Turn) -> Production:
+        """Take the armed faults and build what the client will receive."""
+        faults = self.faults.take_response_faults(warmup=not turn.generate)
+        if faults.error is not None:
+            return Production(faults, error=faults.error)
+        self.stats.count(turn.connection_id, generation=turn.generate, warmup=not turn.generate)
+        if faults.replay is not None:
+            return Production(faults, blocks=parse_sse(faults.replay))
+        meta = ResponseMeta(new_id("resp"), int(time.time()), turn.request)
+        self.stats.update(turn.record, response_id=meta.id)
+        if faults.fail is not None:
+            return Production(faults, rendered=render_failure(meta, *faults.fail))
+        tokens = m.input_tokens(turn.conversation, turn.request.get("instructions"))
+        cached = 0
+        if turn.previous is not None:
+            cached = sum(m.item_tokens(i) for i in turn.previous.conversation)
+        if not turn.generate:
+            return Production(faults, rendered=render_warmup(meta, tokens, cached))
+        include = turn.request.get("include") or []
+        stream_options = turn.request.get("stream_options") or {}
+        acct = Accounting(
+            input_tokens=tokens,
+            cached_tokens=cached,
+            include_encrypted="reasoning.encrypted_content" in include,
+            obfuscate=stream_options.get("include_obfuscation", True) is not False,
+            max_output_tokens=turn.request.get("max_output_tokens"),
+        )
+        specs = m.plan(turn.request, turn.conversation, turn.violations)
+        return Production(faults, rendered=render_generation(meta, specs, acct))
+
+    def finish(
+        self, turn: Turn, status: str, response: dict[str, Any] | None
+    ) -> StoredResponse | None:
+        """Record the outcome; store a completed or incomplete response and return it."""
+        response_id = response.get("id") if response is not None else None
+        self.stats.update(turn.record, status=status, response_id=response_id)
+        if response is None or status not in ("completed", "incomplete"):
+            return None
+        output: Sequence[Item] = response.get("output") or []
+        entry = StoredResponse(
+            id=str(response_id),
+            conversation=tuple(turn.conversation) + tuple(output),
+            response=response,
+            reasoning_ids=frozenset(
+                str(i.get("id")) for i in output if m.item_type(i) == "reasoning"
+            ),
+        )
+        if turn.request.get("store", True) is not False:
+            self.store.put(entry)
+        return entry
+
+    def fail(self, record: int, code: str | None) -> None:
+        """Record an error outcome, unless the request already has one."""
+        self.stats.update(record, only_pending=True, status=code or "error")
+
+
+def replay_outcome(blocks: Sequence[SseBlock]) -> tuple[str, dict[str, Any] | None]:
+    """The terminal status and Response object of a replayed recorded stream."""
+    response = final_response(blocks)
+    if response is None:
+        return "error", None
+    return str(response.get("status", "error")), response

@@ -1,0 +1,310 @@
+"""Deterministic scripted models: the full conversation in, a plan of output items out.
+
+Everything here is a pure function of its arguments, so the answers are reproducible and
+a client that sends the wrong context (a dropped, reordered or duplicated item) gets a
+visibly different answer instead of a plausible one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Item = dict[str, Any]
+
+_STEPS = re.compile(r"\[steps=(\d+)\]")
+_TOKEN = re.compile(r"\s*\S+|\s+$")
+# A fixed key keeps encrypted reasoning valid across server restarts (like one org's key).
+_REASONING_KEY = b"llmkit.testing reasoning key v1"
+_ENCRYPTED_PREFIX = "gAAAAAB"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOut:
+    """An assistant message with one `output_text` part."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallOut:
+    """A `function_call` item; `arguments` is the JSON string the model streams."""
+
+    name: str
+    call_id: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningOut:
+    """A reasoning item with one summary part."""
+
+    summary: str
+
+
+OutputSpec = MessageOut | FunctionCallOut | ReasoningOut
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What the model can see of the conversation; quoted in every text answer."""
+
+    user: int
+    assistant: int
+    tool_outputs: int
+    items: int
+
+    def render(self, violations: int) -> str:
+        extra = f" violations={violations}" if violations else ""
+        return (
+            f"[user={self.user} assistant={self.assistant} "
+            f"tool_outputs={self.tool_outputs} items={self.items}{extra}]"
+        )
+
+
+# -- input normalisation and comparison -------------------------------------------------
+def normalize_input(value: str | list[Item]) -> list[Item]:
+    """Turn the `input` field into a list of items (a string is one user message)."""
+    if isinstance(value, str):
+        return [user_message(value)]
+    return [dict(item) for item in value]
+
+
+def user_message(text: str) -> Item:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def item_type(item: Item) -> str:
+    """The item's type; the easy message form (`{"role", "content"}`) has none."""
+    kind = item.get("type")
+    if kind is None and "role" in item:
+        return "message"
+    return str(kind)
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's or tool output's content (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") or p.get("refusal") or "" for p in content if isinstance(p, dict)]
+        return "".join(str(t) for t in texts)
+    return ""
+
+
+def item_key(item: Item) -> str | None:
+    """Identity of an item for duplicate detection, or None if duplicates are legitimate.
+
+    Tool calls and outputs are identified by `call_id`; assistant messages by their text;
+    reasoning by its encrypted content (or its summary). User, system and developer
+    messages may repeat, so they have no key.
+    """
+    kind = item_type(item)
+    if kind in ("function_call", "function_call_output", "custom_tool_call"):
+        return f"{kind}:{item.get('call_id')}"
+    if kind == "message" and item.get("role") == "assistant":
+        return "assistant:" + content_text(item.get("content"))
+    if kind == "reasoning":
+        if item.get("encrypted_content"):
+            return "reasoning:" + str(item["encrypted_content"])
+        rest = {k: v for k, v in item.items() if k not in ("id", "status")}
+        return "reasoning:" + json.dumps(rest, sort_keys=True)
+    return None
+
+
+def count_violations(prefix: Sequence[Item], new_items: Sequence[Item]) -> int:
+    """How many new items repeat an item already in the conversation (or earlier in input)."""
+    seen = {k for k in map(item_key, prefix) if k is not None}
+    violations = 0
+    for item in new_items:
+        key = item_key(item)
+        if key is None:
+            continue
+        if key in seen:
+            violations += 1
+        seen.add(key)
+    return violations
+
+
+def count(conversation: Sequence[Item]) -> Counts:
+    roles = [item.get("role") for item in conversation if item_type(item) == "message"]
+    outputs = [i for i in conversation if item_type(i) == "function_call_output"]
+    return Counts(
+        user=roles.count("user"),
+        assistant=roles.count("assistant"),
+        tool_outputs=len(outputs),
+        items=len(conversation),
+    )
+
+
+# -- tokens -------------------------------------------------------------------------------
+def item_tokens(item: Item) -> int:
+    """A deterministic token count for one input item (characters // 4 + 1)."""
+    rest = {k: v for k, v in item.items() if k not in ("id", "status")}
+    return len(json.dumps(rest, sort_keys=True, ensure_ascii=False)) // 4 + 1
+
+
+def input_tokens(conversation: Sequence[Item], instructions: Any) -> int:
+    extra = len(instructions) // 4 if isinstance(instructions, str) else 0
+    return sum(item_tokens(i) for i in conversation) + extra
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split text into word-sized deltas whose concatenation is exactly `text`."""
+    tokens = _TOKEN.findall(text)
+    return tokens if "".join(tokens) == text and tokens else [text]
+
+
+def split_chunks(text: str, size: int = 8) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+# -- encrypted reasoning --------------------------------------------------------------------
+def encrypt_reasoning(item_id: str, summary: str) -> str:
+    """An opaque, verifiable stand-in for the real service's encrypted reasoning."""
+    payload = json.dumps({"id": item_id, "summary": summary}, separators=(",", ":")).encode()
+    mac = hmac.new(_REASONING_KEY, payload, hashlib.sha256).digest()[:16]
+    return _ENCRYPTED_PREFIX + base64.urlsafe_b64encode(mac + payload).decode()
+
+
+def verify_reasoning(token: Any) -> bool:
+    if not isinstance(token, str) or not token.startswith(_ENCRYPTED_PREFIX):
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(token[len(_ENCRYPTED_PREFIX) :].encode())
+    except ValueError:
+        return False
+    mac, payload = raw[:16], raw[16:]
+    expected = hmac.new(_REASONING_KEY, payload, hashlib.sha256).digest()[:16]
+    return hmac.compare_digest(mac, expected)
+
+
+# -- the scripted model -----------------------------------------------------------------------
+def wants_reasoning(request: Item) -> bool:
+    return request.get("reasoning") is not None or "reason" in str(request.get("model", ""))
+
+
+def last_user_index(conversation: Sequence[Item]) -> int:
+    for index in range(len(conversation) - 1, -1, -1):
+        item = conversation[index]
+        if item_type(item) == "message" and item.get("role") == "user":
+            return index
+    return -1
+
+
+def _number(text: str) -> int | float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return 0
+    if value != value or value in (float("inf"), float("-inf")):
+        return 0
+    return int(value) if value.is_integer() else value
+
+
+def _schema_type(schema: Any) -> str | None:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    return kind if isinstance(kind, str) else None
+
+
+def build_arguments(tool: Item, step: int, last_output: str, last_user: str) -> dict[str, Any]:
+    """Arguments from the tool's JSON schema (see the `llmkit.testing` docstring)."""
+    params = tool.get("parameters")
+    props = params.get("properties") if isinstance(params, dict) else None
+    if not isinstance(props, dict):
+        return {}
+    numeric = ("integer", "number")
+    add_style = _schema_type(props.get("a")) in numeric and _schema_type(props.get("b")) in numeric
+    args: dict[str, Any] = {}
+    for name, schema in props.items():
+        kind = _schema_type(schema)
+        if add_style and name in ("a", "b"):
+            args[name] = _number(last_output) if name == "a" else step
+        elif isinstance(schema, dict) and isinstance(schema.get("enum"), list) and schema["enum"]:
+            args[name] = schema["enum"][0]
+        elif kind in numeric:
+            args[name] = step
+        elif kind == "boolean":
+            args[name] = True
+        elif kind == "array":
+            args[name] = []
+        elif kind == "object":
+            args[name] = {}
+        else:
+            args[name] = last_user
+    return args
+
+
+def _call_id(conversation: Sequence[Item], step: int, name: str) -> str:
+    digest = hashlib.sha256()
+    for item in conversation:
+        digest.update(json.dumps(item, sort_keys=True).encode())
+    digest.update(f"|{step}|{name}".encode())
+    return "call_" + digest.hexdigest()[:24]
+
+
+def _choose_tool(request: Item, conversation: Sequence[Item]) -> tuple[Item, int] | None:
+    """The tool to call and the 1-based step number, or None to answer in text."""
+    tools = [t for t in request.get("tools") or [] if isinstance(t, dict)]
+    functions = [t for t in tools if t.get("type") == "function"]
+    choice = request.get("tool_choice", "auto")
+    if not functions or choice == "none":
+        return None
+    start = last_user_index(conversation)
+    last_user = content_text(conversation[start].get("content")) if start >= 0 else ""
+    match = _STEPS.search(last_user)
+    steps = int(match.group(1)) if match else 1
+    done = sum(1 for i in conversation[start + 1 :] if item_type(i) == "function_call_output")
+    if done >= steps and choice != "required":
+        return None
+    step = done + 1
+    if isinstance(choice, dict) and choice.get("name"):
+        forced = [t for t in functions if t.get("name") == choice["name"]]
+        if forced:
+            return forced[0], step
+    return functions[(step - 1) % len(functions)], step
+
+
+def last_tool_output(conversation: Sequence[Item]) -> str | None:
+    start = last_user_index(conversation)
+    outputs = [i for i in conversation[start + 1 :] if item_type(i) == "function_call_output"]
+    return content_text(outputs[-1].get("output")).strip() if outputs else None
+
+
+def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[OutputSpec]:
+    """The scripted model: what to output for this conversation."""
+    counts = count(conversation)
+    start = last_user_index(conversation)
+    last_user = content_text(conversation[start].get("content")) if start >= 0 else ""
+    output = last_tool_output(conversation)
+    chosen = _choose_tool(request, conversation)
+    final: OutputSpec
+    if chosen is not None:
+        tool, step = chosen
+        name = str(tool.get("name"))
+        arguments = build_arguments(tool, step, output or "", last_user)
+        action = f"call `{name}` (step {step})"
+        final = FunctionCallOut(
+            name, _call_id(conversation, step, name), json.dumps(arguments, separators=(",", ":"))
+        )
+    elif output is not None:
+        action = "answer directly"
+        final = MessageOut(f"The answer is {output}. {counts.render(violations)}")
+    else:
+        action = "answer directly"
+        final = MessageOut(f"Echo: {last_user} {counts.render(violations)}")
+    if not wants_reasoning(request):
+        return [final]
+    summary = (
+        f"**Planning**\n\nThe conversation has {counts.items} items and "
+        f"{counts.tool_outputs} tool outputs. I will {action}."
+    )
+    return [ReasoningOut(summary), final]

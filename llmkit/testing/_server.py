@@ -1,0 +1,265 @@
+"""Running the ASGI app under uvicorn: in a background thread, or in the foreground.
+
+The socket is bound before uvicorn starts (port 0 → a free port, no race), and every
+wait (start-up, shut-down) has a timeout so a broken server fails a test instead of
+hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from llmkit.testing._app import ABORT_EXTENSION, ResponsesApp, ServerCore
+from llmkit.testing._state import Faults, ServerStats, read_replay_source
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 10.0
+
+
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol plus an `abort` extension.
+
+    ASGI has no way to drop a connection without a close frame (or to drop the TCP before
+    answering the upgrade); fault injection needs both, so the app gets a callable.
+    """
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][ABORT_EXTENSION] = {
+                "abort": self._llmkit_abort,
+                "denied": self._llmkit_denied,
+            }
+
+    def _llmkit_denied(self) -> None:
+        # uvicorn does not mark a handshake answered with `websocket.http.response` as
+        # complete and then logs an error when the app returns; the denial is intended.
+        self.handshake_complete = True
+
+    def _llmkit_abort(self) -> None:
+        self.handshake_complete = True  # no 500 answer for an upgrade we drop on purpose
+        self.close_sent = True
+        self.transport.close()
+
+
+def _config(app: ResponsesApp, host: str, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        log_level=log_level,
+        log_config=None,
+        ws=_WebSocketProtocol,
+        ws_max_size=1 << 30,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        lifespan="on",
+        access_log=False,
+        http="h11",
+        timeout_graceful_shutdown=1,
+        server_header=False,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # is TCP, and without it every small event waits on Nagle + delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class ResponsesServer:
+    """A local Responses API server (HTTP SSE, JSON and WebSocket on one port).
+
+    Use it as a context manager: it starts uvicorn in a daemon thread on `host:port`
+    (port 0 picks a free port) and stops it on exit. See the `llmkit.testing` docstring
+    for the scripted models, the semantics and the faults.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ttft: float = 0.0,
+        token_delay: float = 0.0,
+        keepalive_interval: float | None = None,
+        max_connection_age: float | None = None,
+        api_key: str | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._core = ServerCore(
+            ttft=ttft,
+            token_delay=token_delay,
+            keepalive_interval=keepalive_interval,
+            max_connection_age=max_connection_age,
+            api_key=api_key,
+        )
+        self._app = ResponsesApp(self._core)
+        self._log_level = log_level
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._error: BaseException | None = None
+
+    # -- configuration that tests may change while the server runs --------------------------
+    @property
+    def ttft(self) -> float:
+        return self._core.ttft
+
+    @ttft.setter
+    def ttft(self, value: float) -> None:
+        self._core.ttft = value
+
+    @property
+    def token_delay(self) -> float:
+        return self._core.token_delay
+
+    @token_delay.setter
+    def token_delay(self, value: float) -> None:
+        self._core.token_delay = value
+
+    @property
+    def keepalive_interval(self) -> float | None:
+        return self._core.keepalive_interval
+
+    @keepalive_interval.setter
+    def keepalive_interval(self, value: float | None) -> None:
+        self._core.keepalive_interval = value
+
+    @property
+    def max_connection_age(self) -> float | None:
+        return self._core.max_connection_age
+
+    @max_connection_age.setter
+    def max_connection_age(self, value: float | None) -> None:
+        self._core.max_connection_age = value
+
+    @property
+    def api_key(self) -> str | None:
+        return self._core.api_key
+
+    @api_key.setter
+    def api_key(self, value: str | None) -> None:
+        self._core.api_key = value
+
+    # -- introspection ----------------------------------------------------------------------
+    @property
+    def stats(self) -> ServerStats:
+        return self._core.stats
+
+    @property
+    def faults(self) -> Faults:
+        return self._core.faults
+
+    @property
+    def app(self) -> ResponsesApp:
+        """The ASGI application (to mount it under another server)."""
+        return self._app
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._netloc()}/v1"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._netloc()}/v1/responses"
+
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def reset(self) -> None:
+        """Forget everything: stats, faults, stored responses; close open WebSockets."""
+        self._core.reset()
+
+    def replay_next(self, source: bytes | str | Path, n: int = 1) -> None:
+        """Make the next `n` responses replay a recorded SSE body (bytes or a file path)."""
+        self._core.faults.replay(read_replay_source(source), n)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> ResponsesServer:
+        """Bind, start uvicorn in a daemon thread and wait until it serves."""
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        self._socket = _bind(self.host, self.port)
+        self.port = int(self._socket.getsockname()[1])
+        self._server = uvicorn.Server(_config(self._app, self.host, self._log_level))
+        self._thread = threading.Thread(
+            target=self._run, name="llmkit-responses-server", daemon=True
+        )
+        self._thread.start()
+        if not self._app.started.wait(_START_TIMEOUT) or self._error is not None:
+            self.stop()
+            raise RuntimeError(f"local Responses server failed to start: {self._error!r}")
+        return self
+
+    def _run(self) -> None:
+        assert self._server is not None
+        assert self._socket is not None
+        try:
+            asyncio.run(self._server.serve(sockets=[self._socket]))
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._app.started.set()
+
+    def stop(self) -> None:
+        """Close WebSockets, stop uvicorn and join its thread (bounded)."""
+        if self._server is not None:
+            self._core.close_all()
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(_STOP_TIMEOUT)
+            if self._thread.is_alive() and self._server is not None:
+                self._server.force_exit = True
+                self._thread.join(_STOP_TIMEOUT)
+        if self._socket is not None:
+            self._socket.close()
+        self._thread = self._server = self._socket = None
+
+    def __enter__(self) -> ResponsesServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def serve_forever(self, ready: Callable[[ResponsesServer], None] | None = None) -> None:
+        """Run in the foreground until interrupted (the `python -m llmkit serve` command).
+
+        `ready` is called once the socket listens, e.g. to print `base_url`.
+        """
+        sock = _bind(self.host, self.port)
+        self.port = int(sock.getsockname()[1])
+        if ready is not None:
+            ready(self)
+        self._server = uvicorn.Server(_config(self._app, self.host, self._log_level))
+        try:
+            asyncio.run(self._server.serve(sockets=[sock]))
+        finally:
+            self._server = None
+            sock.close()

@@ -1,0 +1,111 @@
+"""Sending a response's events with realistic timing, keepalives and stream faults.
+
+Shared by the SSE and the WebSocket handler: the transport passes an `emit` coroutine
+that writes one event; this module decides when, renumbers `sequence_number` (keepalive
+and unknown events consume numbers too, §8.4) and stops early for `drop_after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from llmkit.testing._events import TERMINAL_TYPES, Event
+from llmkit.testing._sse import SseBlock
+
+Payload = Event | SseBlock
+Emit = Callable[[Payload], Awaitable[None]]
+_LIFECYCLE_START = ("response.created", "response.in_progress", "response.queued")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """Timing and stream faults for one response."""
+
+    ttft: float = 0.0
+    token_delay: float = 0.0
+    keepalive_interval: float | None = None
+    unknown_events: bool = False
+    drop_after: int | None = None
+
+
+class _Dropped(Exception):
+    pass
+
+
+def _kind(payload: Payload) -> str:
+    if isinstance(payload, SseBlock):
+        return payload.type or ""
+    return str(payload.get("type", ""))
+
+
+class Pump:
+    """Writes one response's events through `emit`, honouring a `StreamConfig`."""
+
+    def __init__(
+        self, emit: Emit, config: StreamConfig, before_terminal: Callable[[], object] | None = None
+    ) -> None:
+        self._emit = emit
+        self._config = config
+        self._before_terminal = before_terminal
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self.sent = 0
+        self._seq = 0
+
+    async def run(self, payloads: Sequence[Payload]) -> bool:
+        """Send everything; False if the stream was cut by `drop_after`."""
+        started = False
+        try:
+            for payload in payloads:
+                kind = _kind(payload)
+                if not started and kind not in _LIFECYCLE_START:
+                    started = True
+                    await self._wait(self._config.ttft)
+                elif kind.endswith(".delta"):
+                    await self._wait(self._config.token_delay)
+                await self._send(payload)
+                if self._config.unknown_events and kind not in TERMINAL_TYPES:
+                    extra = {"note": "an event type this client does not know"}
+                    unknown = {"type": "response.future_thing", "sequence_number": 0}
+                    await self._send({**unknown, "detail": extra})
+        except _Dropped:
+            return False
+        return True
+
+    def commit(self) -> None:
+        """Run the `before_terminal` hook once (also for streams without a terminal event)."""
+        hook, self._before_terminal = self._before_terminal, None
+        if hook is not None:
+            hook()
+
+    async def _send(self, payload: Payload) -> None:
+        limit = self._config.drop_after
+        if limit is not None and self.sent >= limit:
+            raise _Dropped
+        if _kind(payload) in TERMINAL_TYPES:
+            # Commit (cache head, store, "not busy") before the client can see the end of
+            # the response and send its next request.
+            self.commit()
+        if not isinstance(payload, SseBlock):
+            payload = dict(payload)
+            payload["sequence_number"] = self._seq
+            self._seq += 1
+        await self._emit(payload)
+        self.sent += 1
+        self._last = self._loop.time()
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, sending `keepalive` events whenever the stream would go quiet too long."""
+        end = self._loop.time() + max(0.0, seconds)
+        interval = self._config.keepalive_interval
+        while True:
+            now = self._loop.time()
+            if interval is not None and interval > 0 and self._last + interval < end:
+                await asyncio.sleep(max(0.0, self._last + interval - now))
+                await self._send({"type": "keepalive", "sequence_number": 0})
+                continue
+            if end > now:
+                await asyncio.sleep(end - now)
+            return

@@ -1,0 +1,300 @@
+"""WebSocket mode of `/v1/responses`: one connection, its cache head and its in-flight turn.
+
+Semantics follow PROTOCOL.md §1-§7: `response.create` text frames, one response in flight
+per connection, a connection-local cache holding the most recent completed response,
+`previous_response_not_found` as the nested error envelope, eviction of the referenced
+response when a continuation fails, `generate: false` warm-ups and the age limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from llmkit.testing._app import (
+    ABORT_EXTENSION,
+    RESPONSES_PATH,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    ServerCore,
+    request_id,
+    unauthorized,
+)
+from llmkit.testing._engine import Turn, replay_outcome, validate
+from llmkit.testing._events import ApiError, dumps
+from llmkit.testing._sse import SseBlock
+from llmkit.testing._state import StoredResponse
+from llmkit.testing._stream import Payload, Pump
+
+BUSY_CODE = "conversation_already_has_active_response"
+_REJECT_MESSAGES = {
+    401: "Unauthorized.",
+    403: "Forbidden.",
+    404: "Not found.",
+    426: "Upgrade Required.",
+    429: "Rate limit reached for requests.",
+    500: "The server had an error while processing your request.",
+    503: "The server is overloaded or not ready yet.",
+}
+
+
+async def deny(scope: Scope, send: Send, error: ApiError) -> None:
+    """Refuse the upgrade with an ordinary HTTP error response (like the real service)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    data = dumps(error.body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-request-id", request_id().encode()),
+    ]
+    start = {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
+    await send(start)
+    await send({"type": "websocket.http.response.body", "body": data})
+    denied = _extension(scope, "denied")
+    if denied is not None:
+        denied()
+
+
+def _extension(scope: Scope, name: str) -> Callable[[], None] | None:
+    """A hook of llmkit's uvicorn protocol class (absent under other servers)."""
+    extension = scope.get("extensions", {}).get(ABORT_EXTENSION)
+    return extension.get(name) if isinstance(extension, dict) else None
+
+
+async def handle_websocket(core: ServerCore, scope: Scope, receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    abort = _extension(scope, "abort")
+    if scope["path"].rstrip("/") != RESPONSES_PATH:
+        await deny(scope, send, ApiError(404, f"Invalid URL (GET {scope['path']})"))
+        return
+    if not core.authorized(scope):
+        await deny(scope, send, unauthorized(scope))
+        return
+    rejected, status = core.faults.take_upgrade_rejection()
+    if rejected and status is None:
+        if abort is not None:
+            abort()
+        else:
+            await send({"type": "websocket.close", "code": 1011})
+        return
+    if rejected and status is not None:
+        text = _REJECT_MESSAGES.get(status, "The upgrade was rejected.")
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        await deny(scope, send, ApiError(status, text, type=kind))
+        return
+    await send({"type": "websocket.accept", "headers": [(b"x-request-id", request_id().encode())]})
+    await Connection(core, send, abort).run(receive)
+
+
+def _limit_text(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} minutes"
+    return f"{seconds:g} seconds"
+
+
+class Connection:
+    """One accepted WebSocket: reads frames, runs at most one response at a time."""
+
+    def __init__(self, core: ServerCore, send: Send, abort: Callable[[], None] | None) -> None:
+        self.core = core
+        self._send = send
+        self._abort = abort
+        self.id = core.stats.open_connection()
+        self.opened = time.monotonic()
+        self.head: StoredResponse | None = None
+        self.active = False
+        self.task: asyncio.Task[None] | None = None
+        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._lock = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self.active
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Thread-safe: ask the connection's loop to close this socket."""
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._loop.call_soon_threadsafe(self.inbox.put_nowait, ("close", code, reason))
+
+    async def run(self, receive: Receive) -> None:
+        self.core.register(self.id, self)
+        reader = asyncio.create_task(self._read(receive))
+        try:
+            await self._dispatch()
+        finally:
+            self.active = False
+            tasks = [t for t in (self.task, reader) if t is not None and not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
+            self.core.unregister(self.id)
+            self.core.stats.close_connection(self.id)
+
+    async def _dispatch(self) -> None:
+        while True:
+            item = await self.inbox.get()
+            if item[0] == "message":
+                if await self.on_message(item[1]):
+                    return
+            elif item[0] == "close":
+                await self.close(item[1], item[2])
+                return
+            elif item[0] == "abort":
+                self.abort()
+                return
+            else:  # the peer disconnected
+                return
+
+    async def _read(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self.inbox.put_nowait(("disconnect",))
+                return
+            self.inbox.put_nowait(("message", message))
+
+    # -- outgoing ------------------------------------------------------------------------------
+    async def emit(self, payload: Payload) -> None:
+        text = payload.data if isinstance(payload, SseBlock) else dumps(payload)
+        async with self._lock:
+            await self._send({"type": "websocket.send", "text": text})
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            async with self._lock:
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame."""
+        if self._abort is not None:
+            self._abort()
+        else:  # pragma: no cover - only without the llmkit protocol class
+            self.inbox.put_nowait(("close", 1011, "aborted"))
+
+    async def error(self, error: ApiError, record: int | None = None) -> None:
+        if record is not None:
+            self.core.engine.fail(record, error.code or error.type)
+        await self.emit(error.nested())
+
+    def evict(self, previous_id: Any) -> None:
+        """A failed continuation drops the response it referenced from the cache (§3.1)."""
+        if previous_id is not None and self.head is not None and self.head.id == previous_id:
+            self.head = None
+
+    # -- incoming --------------------------------------------------------------------------------
+    async def on_message(self, message: Message) -> bool:
+        """Handle one frame; True when the connection must end."""
+        text, data = message.get("text"), message.get("bytes")
+        size = len(text.encode()) if text is not None else len(data or b"")
+        limit = self.core.faults.max_frame_size
+        if limit is not None and size > limit:
+            self.core.engine.fail(self.core.engine.record("websocket", self.id, None, size), "1009")
+            await self.close(1009, "message too big")
+            return True
+        body = _parse(text)
+        if isinstance(body, ApiError):
+            await self.error(body)
+            return False
+        return await self.on_create(body, size)
+
+    async def on_create(self, body: dict[str, Any], size: int) -> bool:
+        engine = self.core.engine
+        record = engine.record("websocket", self.id, body, size)
+        age_limit = self.core.max_connection_age
+        if age_limit is not None and time.monotonic() - self.opened > age_limit:
+            msg = (
+                f"Responses websocket connection limit reached ({_limit_text(age_limit)}). "
+                "Create a new websocket connection to continue."
+            )
+            await self.error(ApiError(400, msg, code="websocket_connection_limit_reached"), record)
+            await self.close(1000, "connection limit reached")
+            return True
+        if self.active:
+            msg = (
+                "Another response is already in progress on this connection. Wait for its "
+                "terminal event before sending another response.create."
+            )
+            await self.error(ApiError(400, msg, code=BUSY_CODE), record)
+            return False
+        begun = validate(body, "websocket") or engine.begin(body, record, self.id, self.head)
+        if isinstance(begun, ApiError):
+            self.evict(body.get("previous_response_id"))
+            await self.error(begun, record)
+            return False
+        self.active = True
+        self.task = asyncio.create_task(self.respond(begun))
+        return False
+
+    async def respond(self, turn: Turn) -> None:
+        try:
+            await self._respond(turn)
+        except asyncio.CancelledError:  # the connection ended under the response
+            self.core.engine.fail(turn.record, "disconnected")
+            raise
+        except Exception:  # the peer went away mid-stream
+            self.core.engine.fail(turn.record, "disconnected")
+        finally:
+            self.active = False
+
+    async def _respond(self, turn: Turn) -> None:
+        engine = self.core.engine
+        prod = engine.produce(turn)
+        previous_id = turn.previous.id if turn.previous is not None else None
+        if prod.error is not None:
+            fault = prod.error
+            self.active = False
+            self.evict(previous_id)
+            engine.fail(turn.record, fault.code)
+            error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
+            await self.emit(error.nested() if fault.shape == "nested" else error.flat(0))
+            return
+        if prod.blocks is not None:
+            status, response = replay_outcome(prod.blocks)
+            payloads: list[Payload] = [b for b in prod.blocks if b.data not in (None, "[DONE]")]
+        else:
+            assert prod.rendered is not None
+            status, response = prod.rendered.status, prod.rendered.response
+            payloads = list(prod.rendered.events)
+
+        def commit() -> None:
+            entry = engine.finish(turn, status, response)
+            if entry is not None:
+                self.head = entry
+            else:
+                self.evict(previous_id)
+            self.active = False
+
+        pump = Pump(self.emit, self.core.stream_config(prod.faults), commit)
+        if await pump.run(payloads):
+            pump.commit()
+        else:
+            engine.fail(turn.record, "dropped")
+            self.inbox.put_nowait(("abort",))
+
+
+def _parse(text: str | None) -> dict[str, Any] | ApiError:
+    if text is None:
+        return ApiError(
+            400, "Binary frames are not supported; send JSON text frames.", code="invalid_json"
+        )
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return ApiError(400, "The message is not valid JSON.", code="invalid_json")
+    if not isinstance(body, dict):
+        return ApiError(400, "The message must be a JSON object.", code="invalid_json")
+    if body.get("type") != "response.create":
+        msg = f"Invalid value: '{body.get('type')}'. Supported values are: 'response.create'."
+        return ApiError(400, msg, code="invalid_value", param="type")
+    return body

@@ -1,0 +1,33 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from llmkit.testing import ResponsesServer
+
+
+@pytest.fixture(scope="session")
+def server_session() -> Iterator[ResponsesServer]:
+    """One local Responses server (127.0.0.1, free port) for the whole test session."""
+    with ResponsesServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
+    """The session server, reset (stats, faults, store, sockets) and with default settings.
+
+    Settings a test changes (`ttft`, `token_delay`, `keepalive_interval`,
+    `max_connection_age`, `api_key`) are restored afterwards.
+    """
+    server_session.reset()
+    yield server_session
+    server_session.ttft = 0.0
+    server_session.token_delay = 0.0
+    server_session.keepalive_interval = None
+    server_session.max_connection_age = None
+    server_session.api_key = None
+    server_session.reset()
