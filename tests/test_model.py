@@ -262,3 +262,52 @@ def test_invalid_calls_raise_usage_error_before_sending(
     with pytest.raises(llmkit.UsageError):
         model.warmup(llmkit.Call("x", tools=[ADD], tool_choice="nope"))
     assert server.stats.requests == []
+
+
+class Cancelled(BaseException):
+    """Stands for KeyboardInterrupt or a cancellation raised inside the consumer."""
+
+
+def test_a_cancelled_consumer_leaves_the_model_usable(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:
+    server.faults.slow(0.01)
+    stream = model.stream(llmkit.Call("one two three four five six"))
+    with pytest.raises(Cancelled), stream:
+        for part in stream:
+            if isinstance(part, llmkit.TextDelta):
+                raise Cancelled
+    assert not stream.finished
+    assert model.generate(llmkit.Call("after cancel")).text == echo("after cancel")
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_retryable_statuses_are_retried_over_real_sockets(
+    server: ResponsesServer, transport: str, status: int
+) -> None:
+    server.faults.reject_requests(n=2, status=status, headers={"retry-after": "0"})
+    with provider(server, transport, max_retries=2) as p:
+        model = p.language_model("scripted")
+        if transport == "websocket":  # HTTP statuses only reach the HTTP path
+            server.faults.reject_upgrades()
+        response = model.generate(llmkit.Call("retried"))
+    assert response.text == echo("retried")
+    assert response.metadata.transport == "http"
+    assert server.stats.generations == 1
+
+
+def test_statuses_are_mapped_with_request_ids_over_real_sockets(server: ResponsesServer) -> None:
+    server.faults.reject_requests(status=429, code="rate_limit_exceeded", message="slow down")
+    with (
+        provider(server, "http", max_retries=0) as p,
+        pytest.raises(llmkit.RateLimitError) as caught,
+    ):
+        p.language_model("scripted").generate(llmkit.Call("limited"))
+    error = caught.value
+    assert (error.status_code, error.code, error.message) == (
+        429,
+        "rate_limit_exceeded",
+        "slow down",
+    )
+    assert error.request_id is not None and error.request_id.startswith("req_")
+    assert error.retryable

@@ -6,6 +6,7 @@ behaviour shared with HTTP is in test_model.py, which runs over both transports.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -432,3 +433,19 @@ def test_connection_refused_is_a_connect_error() -> None:
     listener.close()
     with pytest.raises(llmkit.ConnectError):
         WebSocketConnection.connect(f"ws://127.0.0.1:{port}/v1/responses", headers={}, timeout=5)
+
+
+def test_connects_fallbacks_and_chain_resets_are_logged_with_reasons(
+    model: llmkit.LanguageModel, server: ResponsesServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="llmkit"):
+        loop = Loop(model, steps=2)
+        loop.turn()
+        server.faults.close_idle()
+        server.faults.reject_upgrades()
+        loop.turn()
+    messages = [r.getMessage() for r in caplog.records if r.name == "llmkit"]
+    assert any(m.startswith("opened WebSocket connection") for m in messages)
+    assert any(m.startswith("chain reset on WebSocket connection 0:") for m in messages)
+    assert any(m.startswith("WebSocket connect failed") for m in messages)
+    assert any(m.startswith("falling back to HTTP") and "503" in m for m in messages)

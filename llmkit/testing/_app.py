@@ -202,11 +202,11 @@ class _Http:
             error = ApiError(404, f"Invalid URL ({method} {self.scope['path']})")
             await self.json(404, error.body())
 
-    async def json(self, status: int, body: Any) -> None:
+    async def json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> None:
         data = dumps(body).encode()
-        await self.send(
-            {"type": "http.response.start", "status": status, "headers": self.json_headers(data)}
-        )
+        headers = self.json_headers(data)
+        headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": data})
 
     def json_headers(self, data: bytes) -> list[tuple[bytes, bytes]]:
@@ -239,6 +239,12 @@ class _Http:
     async def create(self) -> None:
         raw = await self.read_body()
         engine = self.core.engine
+        rejection = self.core.faults.take_http_rejection()
+        if rejection is not None:
+            engine.fail(engine.record("http", None, None, len(raw)), str(rejection.status))
+            refusal = ApiError(rejection.status, rejection.message, code=rejection.code)
+            await self.json(rejection.status, refusal.body(), rejection.headers)
+            return
         try:
             body = json.loads(raw)
         except ValueError:

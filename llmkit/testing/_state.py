@@ -238,6 +238,16 @@ class ErrorFault:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTPRejection:
+    """An armed HTTP error answer to `POST /v1/responses`."""
+
+    status: int
+    message: str
+    code: str | None
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseFaults:
     """The faults that apply to one response, taken (and disarmed) when it starts."""
 
@@ -292,6 +302,27 @@ class Faults:
             raise ValueError("n must be >= 1")
         with self._lock:
             self._upgrades.append(_Armed(status, n))
+
+    def reject_requests(
+        self,
+        n: int = 1,
+        status: int = 503,
+        *,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+        message: str = "The server is overloaded. Please retry.",
+    ) -> None:
+        """Answer the next `n` HTTP `POST /v1/responses` with `status` and a JSON error.
+
+        `headers` go out with the answer (``retry-after``, ``x-should-retry``, ...).
+        """
+        error = HTTPRejection(status, message, code, dict(headers or {}))
+        self._arm("http_status", error, n, True)
+
+    def take_http_rejection(self) -> HTTPRejection | None:
+        with self._lock:
+            value: HTTPRejection | None = self._take("http_status", True)
+            return value
 
     def drop_after(self, events: int, n: int = 1, *, include_warmups: bool = False) -> None:
         """Abort the connection after `events` events of each of the next `n` responses."""
