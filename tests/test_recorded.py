@@ -169,3 +169,16 @@ def test_splitting_the_byte_stream_anywhere_yields_the_same_parts(
         got = [p for p in split if not isinstance(p, llmkit.Finish)]
     assert got == expected
     assert split.response.content == whole.response.content
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "recorded"
+
+
+@pytest.mark.skipif(not (SHARED / "index.json").exists(), reason="the team's shared/ is absent")
+def test_the_copied_recordings_are_every_streamed_recording_of_the_shared_collection() -> None:
+    shared = json.loads((SHARED / "index.json").read_text(encoding="utf-8"))
+    streamed = [e for e in shared["entries"] if e["file"].endswith(".sse")]
+    assert [e["file"] for e in streamed] == [e["file"] for e in ENTRIES]
+    assert [e["expected"] for e in streamed] == [e["expected"] for e in ENTRIES]
+    for entry in streamed:
+        assert (SHARED / entry["file"]).read_bytes() == (DATA / entry["file"]).read_bytes()

@@ -196,8 +196,9 @@ class WebSocketConnection:
             self.close()
             raise ConnectionClosed("the WebSocket connection broke", code=_CLOSE_ABNORMAL) from exc
         if opcode == websocket.ABNF.OPCODE_TEXT:
+            data = frame.data
             try:
-                return bytes(frame.data).decode("utf-8")
+                return data if isinstance(data, str) else data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ProtocolError("a WebSocket text frame is not valid UTF-8") from exc
         if opcode == websocket.ABNF.OPCODE_CLOSE:
