@@ -4,9 +4,10 @@ Each test here names the bug of the Go original it proves absent (PEERS.md (b), 
 The behaviour shared with HTTP is in test_model.py, which runs over both transports and
 covers the rest:
 
-* bug 1 (blank WS errors) and 15 (untyped WS errors): ``test_error_events_are_typed_like_http_errors``
+* bugs 1 and 15 (blank, untyped WS errors): ``test_error_events_are_typed_like_http_errors``
 * bug 14 (incomplete reported as stop): ``test_incomplete_maps_to_length``
-* bug 19 (warm-up hidden in generate): ``test_warmup_over_http_is_a_no_op_and_over_websocket_a_chain_head``
+* bug 19 (warm-up hidden in generate):
+  ``test_warmup_over_http_is_a_no_op_and_over_websocket_a_chain_head``
 * bug 4 (cancellation): also ``test_a_cancelled_consumer_leaves_the_model_usable``
 * bug 21 (untested dangerous paths): this file and test_model.py as a whole
 """
