@@ -10,8 +10,7 @@ the fold prefers over the joined deltas: a server's final word wins.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self, TypeAlias, assert_never
@@ -323,18 +322,12 @@ class Stream:
     carries ``partial``, the response folded from the parts that arrived before it.
     """
 
-    __slots__ = ("_collector", "_done", "_on_close", "_parts")
+    __slots__ = ("_collector", "_done", "_parts")
 
-    def __init__(
-        self,
-        parts: Iterator[StreamPart],
-        *,
-        on_close: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, parts: Iterator[StreamPart]) -> None:
         self._parts = parts
         self._collector = Collector()
         self._done = False
-        self._on_close = on_close
 
     def __iter__(self) -> Iterator[StreamPart]:
         return self
@@ -377,9 +370,6 @@ class Stream:
         close = getattr(self._parts, "close", None)
         if close is not None:
             close()
-        if self._on_close is not None:
-            on_close, self._on_close = self._on_close, None
-            on_close()
 
     @property
     def finished(self) -> bool:
@@ -398,8 +388,3 @@ class Stream:
         for _ in self:
             pass
         return self.response
-
-
-def replace_metadata(part: Finish, **changes: object) -> Finish:
-    """A copy of ``part`` whose metadata has ``changes`` applied."""
-    return dataclasses.replace(part, metadata=dataclasses.replace(part.metadata, **changes))  # type: ignore[arg-type]

@@ -52,7 +52,6 @@ from llmkit.stream import (
     ToolInputStart,
     Warnings,
     collect,
-    replace_metadata,
 )
 
 META = ResponseMetadata(response_id="resp_1", model="m")
@@ -340,15 +339,6 @@ def test_warnings_accumulate() -> None:
     assert response.warnings == ("a", "b", "c")
 
 
-def test_replace_metadata() -> None:
-    changed = replace_metadata(FINISH, transport="websocket", bytes_sent=12)
-    assert changed.metadata == ResponseMetadata(
-        response_id="resp_1", model="m", transport="websocket", bytes_sent=12
-    )
-    assert (changed.finish_reason, changed.usage) == (FINISH.finish_reason, FINISH.usage)
-    assert FINISH.metadata == META  # the original is untouched
-
-
 # --------------------------------------------------------------------------- Stream
 
 
@@ -358,9 +348,8 @@ class Producer:
     def __init__(self, parts: list[StreamPart], error: BaseException | None = None) -> None:
         self.parts = parts
         self.error = error
-        self.closed = 0
         self.finalized = False
-        self.on_close_calls = 0
+        self.on_close_calls = 0  # how many times the producer's `finally` ran
 
     def gen(self) -> Iterator[StreamPart]:
         try:
@@ -369,12 +358,10 @@ class Producer:
                 raise self.error
         finally:
             self.finalized = True
+            self.on_close_calls += 1
 
     def stream(self) -> Stream:
-        return Stream(self.gen(), on_close=self.on_close)
-
-    def on_close(self) -> None:
-        self.on_close_calls += 1
+        return Stream(self.gen())
 
 
 def test_stream_iterates_and_collects() -> None:
@@ -413,7 +400,7 @@ def test_until_done() -> None:
     assert producer.on_close_calls == 1
 
 
-def test_close_closes_the_producer_and_calls_on_close_once() -> None:
+def test_close_closes_the_producer_once() -> None:
     producer = Producer(EVERY_PART)
     stream = producer.stream()
     next(stream)
@@ -497,4 +484,4 @@ def test_a_plain_iterator_without_close() -> None:
         usage=USAGE,
         metadata=META,
     )
-    stream.close()  # no on_close, no producer close: still fine
+    stream.close()  # a producer without close(): still fine

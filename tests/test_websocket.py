@@ -457,3 +457,13 @@ def test_connects_fallbacks_and_chain_resets_are_logged_with_reasons(
     assert any(m.startswith("chain reset on WebSocket connection 0:") for m in messages)
     assert any(m.startswith("WebSocket connect failed") for m in messages)
     assert any(m.startswith("falling back to HTTP") and "503" in m for m in messages)
+
+
+def test_a_warmup_too_big_for_the_socket_is_a_no_op(
+    model: llmkit.LanguageModel, server: ResponsesServer
+) -> None:  # bug 3
+    server.faults.max_frame_size = 200
+    result = model.warmup(llmkit.Call("x" * 500))
+    assert result == llmkit.WarmupResult(None, llmkit.Usage(), "http")
+    assert http_requests(server) == 0
+    assert server.stats.warmups == 0

@@ -148,10 +148,10 @@ def _assistant(
     """Assistant parts → output items; consecutive text of one item → one message."""
     items: list[JSON] = []
     open_message: JSON | None = None
-    open_id: object = object()
+    open_id: str | None = None
     for part in message.parts:
         if isinstance(part, TextPart):
-            if open_message is None or part.id != open_id or part.id is None:
+            if open_message is None or part.id is None or part.id != open_id:
                 open_message = _message("assistant", [])
                 if part.phase is not None:
                     open_message["phase"] = part.phase

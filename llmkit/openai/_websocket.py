@@ -33,7 +33,7 @@ from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, recor
 from llmkit.openai._encode import render_output
 from llmkit.openai._loop import Meter, run_protocol
 from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
-from llmkit.openai.protocol import ResponsesProtocol, State
+from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Finish, StreamPart
 from llmkit.transports.base import PayloadStream
 
@@ -211,24 +211,22 @@ class WebSocketSession:
         if self._cooling_down():
             return noop
         slot = self._pool.acquire(body)
+        failures: list[Failure | None] = []
+
+        def attempts() -> Iterator[StreamPart]:
+            failures.append((yield from self._attempts(slot, body, warmup=True)))
+
         try:
-            attempts = self._attempts(slot, body, warmup=True)
-            finish: Finish | None = None
-            while True:
-                try:
-                    part = next(attempts)
-                except StopIteration as stop:
-                    if stop.value is not None or finish is None:
-                        return noop
-                    return WarmupResult(
-                        response_id=finish.metadata.response_id,
-                        usage=finish.usage,
-                        transport="websocket",
-                    )
-                if isinstance(part, Finish):
-                    finish = part
+            finishes = [part for part in attempts() if isinstance(part, Finish)]
         finally:
             self._pool.release(slot)
+        if failures != [None] or not finishes:
+            return noop  # the request never reached the model: nothing was billed
+        return WarmupResult(
+            response_id=finishes[-1].metadata.response_id,
+            usage=finishes[-1].usage,
+            transport="websocket",
+        )
 
     def close(self) -> None:
         """Close every connection."""
@@ -245,7 +243,8 @@ class WebSocketSession:
     ) -> Generator[StreamPart, None, Failure | None]:
         """Run the turn on ``slot``, resending at most once and only before any event.
 
-        Returns the failure when the turn should go over HTTP instead, else None.
+        Returns the failure when the request never reached the model and the turn
+        should go over HTTP instead (a warm-up then becomes a no-op), else None.
         """
         resends_left = 1
         while True:
@@ -262,7 +261,7 @@ class WebSocketSession:
             except LLMKitError as exc:
                 failure = progress.failure(exc)
                 action = decide(failure, resends_left=resends_left)
-                if action is Action.RAISE or (action is Action.FALLBACK_HTTP and warmup):
+                if action is Action.RAISE:
                     raise
                 if action is Action.FALLBACK_HTTP:
                     return failure
@@ -303,7 +302,6 @@ class WebSocketSession:
     ) -> Generator[StreamPart, None, None]:
         connection = slot.connection
         assert connection is not None
-        chain, slot.chain = slot.chain, None  # fail closed until this turn completes
         text = json.dumps(plan.frame, separators=(",", ":"), ensure_ascii=False)
         size = connection.send_text(text)
         progress.stage = "receive"
@@ -312,8 +310,9 @@ class WebSocketSession:
         protocol = ResponsesProtocol()
         completed = False
         try:
+            # run_protocol returns only after completed/incomplete; anything else raises.
             yield from run_protocol(payloads, meter, protocol)
-            completed = protocol.state is State.DONE
+            completed = True
         finally:
             if completed:
                 response = protocol.partial()
@@ -322,6 +321,4 @@ class WebSocketSession:
                 output = render_output(response.message, store=store)
                 slot.chain = record_chain(body, plan, response.id, output)
             else:
-                if chain is not None:
-                    slot.chain = chain  # drop() below logs the reset of this chain
                 slot.drop("the response did not complete on this connection")

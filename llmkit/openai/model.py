@@ -1,8 +1,7 @@
-"""`ResponsesModel`: the short loop between a transport and `ResponsesProtocol`.
+"""`ResponsesModel`: encode a call, pick the transport, run the shared protocol loop.
 
-The loop feeds payloads to the protocol and yields its parts; the protocol decides when
-the response is over. Everything the loop adds is bookkeeping a caller asked for in
-`ResponseMetadata`: transport, input mode, bytes and items sent, timings.
+HTTP turns go straight through `run_protocol`; WebSocket turns go through the session,
+which falls back to an HTTP turn only when a request never reached the model.
 """
 
 from __future__ import annotations

@@ -259,8 +259,11 @@ class ResponsesProtocol:
     def _complete_tool_call(
         self, item: _Item, call: wire.FunctionCallItem | wire.CustomToolCallItem
     ) -> list[StreamPart]:
-        is_function = isinstance(call, wire.FunctionCallItem)
-        final = call.arguments if isinstance(call, wire.FunctionCallItem) else call.input
+        kind: Literal["function", "custom"]
+        if isinstance(call, wire.FunctionCallItem):
+            kind, final = "function", call.arguments
+        else:
+            kind, final = "custom", call.input
         parts: list[StreamPart] = []
         if not item.started:
             parts += self._start(item, call)
@@ -275,7 +278,7 @@ class ResponsesProtocol:
                 call.name,
                 arguments,
                 id=item.id,
-                kind="function" if is_function else "custom",
+                kind=kind,
             )
         )
         return parts
