@@ -14,6 +14,7 @@ from llmkit.exceptions import UsageError
 from llmkit.model import LanguageModel
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._websocket import WebSocketSession
+from llmkit.openai.chat.model import ChatModel
 from llmkit.openai.model import ResponsesModel
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import websocket_url
@@ -112,15 +113,12 @@ class Provider:
         """A model of this provider.
 
         Raises:
-            UsageError: ``model_id`` is empty, or the API chosen is not available.
+            UsageError: ``model_id`` is empty.
         """
         if not model_id:
             raise UsageError("model_id must be a non-empty string")
         if not self.use_responses_api:
-            raise UsageError(
-                "the Chat Completions path is not available in this release yet; "
-                "pass use_responses_api=True"
-            )
+            return ChatModel(model_id, http=self._http)
         return ResponsesModel(model_id, http=self._http, websocket=self._websocket)
 
     def close(self) -> None:

@@ -375,3 +375,8 @@ class WarmupResult:
     response_id: str | None
     usage: Usage
     transport: Literal["http", "websocket"]
+
+    @classmethod
+    def skipped(cls) -> WarmupResult:
+        """Nothing was sent: HTTP, or WebSocket unavailable. Costs nothing."""
+        return cls(response_id=None, usage=Usage(), transport="http")

@@ -58,8 +58,13 @@ def test_language_model_validation() -> None:
             p.language_model("")
         model = p.language_model("gpt-test")
         assert repr(model) == "<ResponsesModel provider='openai' model='gpt-test'>"
-    with llmkit.Provider(api_key="k") as chat, pytest.raises(llmkit.UsageError, match="Chat"):
-        chat.language_model("gpt-test")
+    with llmkit.Provider(api_key="k") as chat:  # Chat Completions is the default
+        assert repr(chat.language_model("gpt-test")) == (
+            "<ChatModel provider='openai' model='gpt-test'>"
+        )
+        assert repr(chat) == (
+            "Provider(base_url='https://api.openai.com/v1', api='chat', websocket=False)"
+        )
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

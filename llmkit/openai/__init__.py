@@ -1,6 +1,8 @@
-"""The OpenAI provider: Responses API wire models, protocol, encoder and options."""
+"""The OpenAI provider: Responses and Chat Completions wire models, protocols, options."""
 
+from llmkit.openai.chat.options import ChatOptions
+from llmkit.openai.chat.protocol import ChatProtocol
 from llmkit.openai.options import ResponsesOptions
 from llmkit.openai.protocol import ResponsesProtocol
 
-__all__ = ["ResponsesOptions", "ResponsesProtocol"]
+__all__ = ["ChatOptions", "ChatProtocol", "ResponsesOptions", "ResponsesProtocol"]

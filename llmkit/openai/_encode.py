@@ -40,7 +40,13 @@ from llmkit.messages import (
 )
 from llmkit.openai.options import ResponsesOptions, responses_options
 
-__all__ = ["EncodedRequest", "encode_input", "encode_request", "render_output"]
+__all__ = [
+    "EncodedRequest",
+    "encode_input",
+    "encode_request",
+    "render_output",
+    "tool_choice_name",
+]
 
 JSON = dict[str, Any]
 
@@ -250,14 +256,24 @@ def _tool(tool: Tool) -> JSON:
 
 
 def _tool_choice(choice: str, tools: Sequence[Tool]) -> str | JSON:
+    name = tool_choice_name(choice, tools)
+    return choice if name is None else {"type": "function", "name": name}
+
+
+def tool_choice_name(choice: str, tools: Sequence[Tool]) -> str | None:
+    """The function a ``tool_choice`` forces, or None for ``auto``/``none``/``required``.
+
+    Raises:
+        UsageError: ``choice`` is none of those and names no given function tool.
+    """
     if choice in ("auto", "none", "required"):
-        return choice
+        return None
     names = {tool.name for tool in tools if isinstance(tool, FunctionTool)}
     if choice not in names:
         raise UsageError(
             f"tool_choice {choice!r} is neither 'auto', 'none', 'required' nor a tool name"
         )
-    return {"type": "function", "name": choice}
+    return choice
 
 
 def _options(options: ResponsesOptions) -> JSON:

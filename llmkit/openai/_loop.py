@@ -1,4 +1,4 @@
-"""The loop between a payload stream and `ResponsesProtocol`, shared by every transport.
+"""The loop between a payload stream and an event protocol, shared by every transport.
 
 The protocol decides when the response is over; the loop only feeds it, stamps the
 `Finish` part (and any partial response on an exception) with `ResponseMetadata`, and
@@ -10,15 +10,25 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, Protocol
 
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import ResponseMetadata
-from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Finish, StreamPart, Warnings
 from llmkit.transports.base import PayloadStream
 
-__all__ = ["Meter", "run_protocol"]
+__all__ = ["EventProtocol", "Meter", "run_protocol"]
+
+
+class EventProtocol(Protocol):
+    """A sans-I/O protocol: `ResponsesProtocol` or `ChatProtocol`."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def receive(self, payload: str | bytes) -> list[StreamPart]: ...
+
+    def finish(self) -> list[StreamPart]: ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -52,7 +62,7 @@ class Meter:
 
 
 def run_protocol(
-    payloads: PayloadStream, meter: Meter, protocol: ResponsesProtocol
+    payloads: PayloadStream, meter: Meter, protocol: EventProtocol
 ) -> Iterator[StreamPart]:
     """Feed ``payloads`` to ``protocol`` until it is done; yield parts with metadata.
 
@@ -60,16 +70,10 @@ def run_protocol(
     """
     try:
         for payload in payloads:
-            for part in protocol.receive(payload):
-                if meter.first_token is None and not isinstance(part, Warnings | Finish):
-                    meter.first_token = time.perf_counter()
-                if isinstance(part, Finish):
-                    meter.bytes_sent = payloads.bytes_sent
-                    part = dataclasses.replace(part, metadata=meter.apply(part.metadata))
-                yield part
+            yield from _stamped(protocol.receive(payload), meter, payloads)
             if protocol.done:
                 return
-        yield from protocol.finish()
+        yield from _stamped(protocol.finish(), meter, payloads)
     except LLMKitError as exc:
         meter.bytes_sent = payloads.bytes_sent
         if exc.partial is not None:
@@ -79,3 +83,15 @@ def run_protocol(
         raise
     finally:
         payloads.close()
+
+
+def _stamped(
+    parts: list[StreamPart], meter: Meter, payloads: PayloadStream
+) -> Iterator[StreamPart]:
+    for part in parts:
+        if meter.first_token is None and not isinstance(part, Warnings | Finish):
+            meter.first_token = time.perf_counter()
+        if isinstance(part, Finish):
+            meter.bytes_sent = payloads.bytes_sent
+            part = dataclasses.replace(part, metadata=meter.apply(part.metadata))
+        yield part

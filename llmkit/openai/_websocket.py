@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from llmkit.exceptions import LLMKitError, Timeout, TransportError
-from llmkit.messages import Usage, WarmupResult
+from llmkit.messages import WarmupResult
 from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, record_chain
 from llmkit.openai._encode import render_output
 from llmkit.openai._loop import Meter, run_protocol
@@ -207,7 +207,7 @@ class WebSocketSession:
         Never over HTTP: when WebSocket is unavailable this is a no-op (``transport`` is
         ``"http"`` and ``response_id`` None), not a billed generation.
         """
-        noop = WarmupResult(response_id=None, usage=Usage(), transport="http")
+        noop = WarmupResult.skipped()
         if self._cooling_down():
             return noop
         slot = self._pool.acquire(body)

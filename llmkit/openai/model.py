@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from llmkit.messages import Call, Usage, WarmupResult
+from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._encode import encode_request
 from llmkit.openai._loop import Meter, run_protocol
@@ -76,5 +76,5 @@ class ResponsesModel(LanguageModel):
         """
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
-            return WarmupResult(response_id=None, usage=Usage(), transport="http")
+            return WarmupResult.skipped()
         return self._websocket.warmup(encoded.body)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmkit.exceptions import UsageError
 
-__all__ = ["ResponsesOptions", "responses_options"]
+__all__ = ["ResponsesOptions", "describe_validation_error", "responses_options"]
 
 
 class ResponsesOptions(BaseModel):
@@ -60,8 +60,12 @@ def responses_options(provider_options: Mapping[str, Any] | None) -> ResponsesOp
     try:
         return ResponsesOptions.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = describe_validation_error(exc)
         raise UsageError(f"invalid OpenAI Responses options: {problems}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``field: message``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
+    )

@@ -1,0 +1,54 @@
+"""`ChatModel`: encode a call, stream it over HTTP, run the shared protocol loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from llmkit.messages import Call, WarmupResult
+from llmkit.model import LanguageModel
+from llmkit.openai._loop import Meter, run_protocol
+from llmkit.openai.chat._encode import encode_chat_request
+from llmkit.openai.chat.protocol import ChatProtocol
+from llmkit.openai.model import PayloadOpener
+from llmkit.stream import Stream, StreamPart, Warnings
+from llmkit.transports.base import TransportRequest
+
+__all__ = ["ChatModel"]
+
+CHAT_PATH = "/chat/completions"
+
+
+class ChatModel(LanguageModel):
+    """An OpenAI Chat Completions model (or any compatible server), over HTTP SSE.
+
+    The whole history is sent on every call. Same `Response`, parts and exceptions as
+    the Responses path, so agent code runs unchanged on either.
+    """
+
+    provider = "openai"
+
+    def __init__(self, model_id: str, *, http: PayloadOpener) -> None:
+        self.model_id = model_id
+        self._http = http
+
+    def stream(self, call: Call) -> Stream:
+        encoded = encode_chat_request(self.model_id, call)
+        return Stream(self._parts(encoded.body, encoded.warnings))
+
+    def _parts(self, body: dict[str, object], warnings: tuple[str, ...]) -> Iterator[StreamPart]:
+        if warnings:
+            yield Warnings(warnings)
+        messages = body["messages"]
+        assert isinstance(messages, list)
+        meter = Meter("http", "full", len(messages))
+        payloads = self._http.open(TransportRequest(CHAT_PATH, body))
+        yield from run_protocol(payloads, meter, ChatProtocol())
+
+    def warmup(self, call: Call) -> WarmupResult:
+        """Validate ``call``; send nothing. Chat Completions has no warm-up request.
+
+        Like a Responses warm-up over HTTP, the result says ``transport="http"`` and
+        nothing is billed.
+        """
+        encode_chat_request(self.model_id, call)
+        return WarmupResult.skipped()
