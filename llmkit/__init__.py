@@ -72,6 +72,7 @@ from llmkit.stream import (
     Warnings,
     collect,
 )
+from llmkit.tool_loop import CallableTool, ToolLoop, ToolLoopResult, ToolLoopStep, tool
 
 __all__ = [
     "APIError",
@@ -80,6 +81,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Call",
+    "CallableTool",
     "ConnectError",
     "ConnectionClosed",
     "FilePart",
@@ -120,6 +122,9 @@ __all__ = [
     "ToolInputDelta",
     "ToolInputEnd",
     "ToolInputStart",
+    "ToolLoop",
+    "ToolLoopResult",
+    "ToolLoopStep",
     "ToolMessage",
     "ToolResult",
     "TransportError",
@@ -130,6 +135,7 @@ __all__ = [
     "Warnings",
     "__version__",
     "collect",
+    "tool",
 ]
 
 # Public objects say `llmkit.X` in reprs and docs, wherever they are defined.

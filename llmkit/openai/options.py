@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from llmkit._validation import describe_validation_error
 from llmkit.exceptions import UsageError
 
-__all__ = ["ResponsesOptions", "describe_validation_error", "responses_options"]
+__all__ = ["ResponsesOptions", "responses_options"]
 
 
 class ResponsesOptions(BaseModel):
@@ -60,12 +61,5 @@ def responses_options(provider_options: Mapping[str, Any] | None) -> ResponsesOp
     try:
         return ResponsesOptions.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = describe_validation_error(exc)
+        problems = describe_validation_error(exc, "options")
         raise UsageError(f"invalid OpenAI Responses options: {problems}") from exc
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: ``field: message``."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
-    )

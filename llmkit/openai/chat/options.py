@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from llmkit._validation import describe_validation_error
 from llmkit.exceptions import UsageError
-from llmkit.openai.options import ResponsesOptions, describe_validation_error
+from llmkit.openai.options import ResponsesOptions
 
 __all__ = ["RESPONSES_ONLY", "ChatOptions", "chat_options"]
 
@@ -94,5 +95,5 @@ def chat_options(provider_options: Mapping[str, Any] | None) -> ChatOptions:
     try:
         return ChatOptions.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = describe_validation_error(exc)
+        problems = describe_validation_error(exc, "options")
         raise UsageError(f"invalid OpenAI Chat Completions options: {problems}") from exc
