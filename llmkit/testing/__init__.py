@@ -1,10 +1,11 @@
 """A local OpenAI Responses API server that behaves like the real one, for tests and demos.
 
 `ResponsesServer` serves, on one 127.0.0.1 port, `POST /v1/responses` (SSE when
-`stream` is true, JSON otherwise), `GET /v1/responses/{id}` for stored responses, and the
-WebSocket mode on `/v1/responses`. Any model id is accepted; the models are scripted and
-deterministic, and their answers are computed from the **full conversation** the server
-reconstructs, so a client that sends the wrong context gets a visibly different answer.
+`stream` is true, JSON otherwise), `GET /v1/responses/{id}` for stored responses, the
+WebSocket mode on `/v1/responses`, and `POST /v1/chat/completions` (see Chat Completions).
+Any model id is accepted; the models are scripted and deterministic, and their answers
+are computed from the **full conversation** the server reconstructs, so a client that
+sends the wrong context gets a visibly different answer.
 
 Conversation
     The previous response's conversation (its input and its output) followed by the new
@@ -67,6 +68,35 @@ Semantics (PROTOCOL.md §3-§7)
     HTTP: `previous_response_id` resolves only from the `store: true` store; ``generate``
     gets 400 ``unsupported_parameter``. A `function_call_output` without its
     `function_call` in the conversation is a 400, as on the real service.
+
+Chat Completions (`POST /v1/chat/completions`, SSE when `stream` is true, JSON otherwise)
+    The same models and faults. The conversation is the `messages` (no chaining, so
+    context violations are duplicates within them): system/developer/user → message
+    items; assistant → a message item if it has text, plus one `function_call` per
+    tool call (`call_id` = its `id`); tool → `function_call_output` for `tool_call_id`.
+    Tools ``{"type": "function", "function": {...}}`` (or ``custom``); `reasoning_effort`
+    (or "reason" in the model id) → reasoning; `max_completion_tokens` (or `max_tokens`)
+    is the output budget. 400s like the real endpoint: Responses-only parameters
+    ("Unrecognized request argument supplied: input"), `stream_options` without
+    `stream`, ``n != 1``, a tool message not answering the preceding assistant's
+    `tool_calls`, unanswered `tool_call_ids`. Stream: data-only SSE (no ``event:``),
+    every chunk ``{id: "chatcmpl-…", object: "chat.completion.chunk", created, model,
+    service_tier, system_fingerprint: "fp_llmkit", choices: [{index: 0, delta, logprobs,
+    finish_reason}]}`` (+ ``usage: null`` with ``stream_options.include_usage``): a role
+    delta ``{"role": "assistant", "content": "", "refusal": null}``, ``reasoning_content``
+    deltas (the DeepSeek/vLLM convention), word-sized ``content`` deltas, a tool call as
+    ``{index, id, type, function: {name, arguments: ""}}`` then 8-character
+    ``arguments`` pieces, ``delta: {}`` with `finish_reason` ``stop`` | ``tool_calls`` |
+    ``length``, with `include_usage` a ``choices: []`` chunk with `usage`
+    (``prompt_tokens``/``completion_tokens``, ``reasoning_tokens``), then
+    ``data: [DONE]``. JSON: one `chat.completion` (``message.tool_calls`` /
+    ``message.reasoning_content`` only when present, `usage` always). Faults:
+    ``fail_next`` → role chunk then ``data: {"error": {...}}`` and the end, no
+    ``[DONE]`` (JSON: a 500 error body); ``error_next`` → only ``{"error": {...}}``
+    ("nested") or vLLM's ``{"object": "error", ..., "code": <status>}`` ("flat") (JSON:
+    the status and error body); ``drop_after`` counts chunks; ``unknown_events`` adds
+    ``choices: []`` chunks with an unknown field; keepalives are SSE comments. Records
+    have ``endpoint="chat"`` and ``input_items`` = number of messages.
 
 Faults (`server.faults`, each one-shot fault applies to the next N requests)
     ``reject_upgrades``, ``drop_after``, ``fail_next``, ``error_next``, ``close_idle``,

@@ -1,4 +1,6 @@
-"""The raw ASGI application: lifespan, HTTP (`POST /v1/responses`) and the WebSocket route.
+"""The raw ASGI application: lifespan, HTTP and the WebSocket route.
+
+HTTP: `POST /v1/responses`, `GET /v1/responses/{id}` and `POST /v1/chat/completions`.
 
 This layer only does I/O and timing; decisions live in `_engine` and event building in
 `_events`. `ServerCore` is the state one server instance shares between its event-loop
@@ -15,17 +17,27 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-from llmkit.testing._engine import Engine, Production, Turn, replay_outcome, validate
+from llmkit.testing import _chat as chat
+from llmkit.testing._engine import (
+    ChatProduction,
+    ChatTurn,
+    Engine,
+    Production,
+    Turn,
+    replay_outcome,
+    validate,
+)
 from llmkit.testing._events import ApiError, Event, dumps
 from llmkit.testing._sse import SseBlock
-from llmkit.testing._state import Faults, ResponseFaults, ResponseStore, ServerStats
-from llmkit.testing._stream import Payload, Pump, StreamConfig
+from llmkit.testing._state import Endpoint, Faults, ResponseFaults, ResponseStore, ServerStats
+from llmkit.testing._stream import RESPONSES_FRAMING, Framing, Payload, Pump, StreamConfig
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 RESPONSES_PATH = "/v1/responses"
+CHAT_PATH = "/v1/chat/completions"
 ABORT_EXTENSION = "llmkit.abort"
 
 
@@ -196,6 +208,8 @@ class _Http:
             await self.json(401, unauthorized(self.scope).body())
         elif path == RESPONSES_PATH and method == "POST":
             await self.create()
+        elif path == CHAT_PATH and method == "POST":
+            await self.create_chat()
         elif path.startswith(RESPONSES_PATH + "/") and method == "GET":
             await self.retrieve(path.rsplit("/", 1)[1])
         else:
@@ -236,33 +250,59 @@ class _Http:
                 break
         return b"".join(chunks)
 
-    async def create(self) -> None:
+    async def accept(
+        self, endpoint: Endpoint, check: Callable[[Any], ApiError | None]
+    ) -> tuple[Any, int, ApiError | None] | None:
+        """Read and check a POST body: (body, record, error), or None if it was rejected."""
         raw = await self.read_body()
         engine = self.core.engine
         rejection = self.core.faults.take_http_rejection()
         if rejection is not None:
-            engine.fail(engine.record("http", None, None, len(raw)), str(rejection.status))
+            record = engine.record("http", None, None, len(raw), endpoint)
+            engine.fail(record, str(rejection.status))
             refusal = ApiError(rejection.status, rejection.message, code=rejection.code)
             await self.json(rejection.status, refusal.body(), rejection.headers)
-            return
+            return None
         try:
             body = json.loads(raw)
         except ValueError:
             body = None
             error: ApiError | None = ApiError(400, _BAD_JSON)
         else:
-            error = validate(body, "http")
-        record = engine.record("http", None, body, len(raw))
+            error = check(body)
+        return body, engine.record("http", None, body, len(raw), endpoint), error
+
+    async def refuse(self, record: int, error: ApiError) -> None:
+        self.core.engine.fail(record, error.code or "invalid_request_error")
+        await self.json(error.status, error.body())
+
+    async def create(self) -> None:
+        accepted = await self.accept("responses", lambda body: validate(body, "http"))
+        if accepted is None:
+            return
+        body, record, error = accepted
+        engine = self.core.engine
         if error is None:
             begun = engine.begin(body, record, None, head=None)
             if isinstance(begun, ApiError):
                 error = begun
         if error is not None:
-            engine.fail(record, error.code or "invalid_request_error")
-            await self.json(error.status, error.body())
+            await self.refuse(record, error)
             return
         assert isinstance(begun, Turn)
         await self.respond(begun, engine.produce(begun), stream=body.get("stream") is True)
+
+    async def create_chat(self) -> None:
+        accepted = await self.accept("chat", chat.validate_chat)
+        if accepted is None:
+            return
+        body, record, error = accepted
+        if error is not None:
+            await self.refuse(record, error)
+            return
+        engine = self.core.engine
+        turn = engine.begin_chat(body, record)
+        await self.respond_chat(turn, engine.produce_chat(turn), stream=body.get("stream") is True)
 
     async def respond(self, turn: Turn, prod: Production, *, stream: bool) -> None:
         engine = self.core.engine
@@ -287,35 +327,83 @@ class _Http:
             payloads = list(prod.rendered.events)
         commit = lambda: engine.finish(turn, status, response)  # noqa: E731
         if not stream:
-            await self.respond_json(turn, payloads, prod, commit, response)
+            answer = response if response is not None else {}
+            await self.respond_json(turn.record, payloads, prod.faults, commit, answer)
             return
+        await self.stream(turn.record, payloads, prod.faults, commit)
+
+    async def respond_chat(self, turn: ChatTurn, prod: ChatProduction, *, stream: bool) -> None:
+        engine = self.core.engine
+        if prod.error is not None:
+            fault = prod.error
+            engine.fail(turn.record, fault.code)
+            error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
+            if not stream:
+                await self.json(fault.status, error.body())
+                return
+            await self.start_stream()
+            await self.send_event(chat.error_block(error, fault.shape))
+            await self.send({"type": "http.response.body", "body": b""})
+            return
+        failure: ApiError | None = None
+        if prod.blocks is not None:
+            status, completion = chat.replay_outcome(prod.blocks)
+            payloads: list[Payload] = list(prod.blocks)
+        else:
+            assert prod.rendered is not None
+            rendered = prod.rendered
+            status, completion, failure = rendered.status, rendered.completion, rendered.error
+            payloads = list(rendered.payloads)
+        commit = lambda: engine.finish_chat(turn, status, completion)  # noqa: E731
+        framing = prod.framing or RESPONSES_FRAMING
+        if stream:
+            await self.stream(turn.record, payloads, prod.faults, commit, framing)
+            return
+        status_code, answer = 200, completion if completion is not None else {}
+        if failure is not None:  # the model failed: a 500 instead of a completion
+            status_code, answer = failure.status, failure.body()
+        await self.respond_json(
+            turn.record, payloads, prod.faults, commit, answer, status_code, framing
+        )
+
+    async def stream(
+        self,
+        record: int,
+        payloads: list[Payload],
+        faults: ResponseFaults,
+        commit: Callable[[], object],
+        framing: Framing = RESPONSES_FRAMING,
+    ) -> None:
+        """A 200 SSE answer: the payloads with timing and stream faults."""
         await self.start_stream()
-        pump = Pump(self.send_event, self.core.stream_config(prod.faults), commit)
+        pump = Pump(self.send_event, self.core.stream_config(faults), commit, framing)
         if await pump.run(payloads):
             pump.commit()
             await self.send({"type": "http.response.body", "body": b""})
         else:
-            engine.fail(turn.record, "dropped")
+            self.core.engine.fail(record, "dropped")
             await self.abort()
 
     async def respond_json(
         self,
-        turn: Turn,
+        record: int,
         payloads: list[Payload],
-        prod: Production,
+        faults: ResponseFaults,
         commit: Callable[[], object],
-        response: Any,
+        answer: Any,
+        status: int = 200,
+        framing: Framing = RESPONSES_FRAMING,
     ) -> None:
-        """Non-streaming create: same timing as the stream, then one JSON Response object."""
-        pump = Pump(_discard, self.core.stream_config(prod.faults), commit)
+        """Non-streaming create: same timing as the stream, then one JSON object."""
+        pump = Pump(_discard, self.core.stream_config(faults), commit, framing)
         if await pump.run(payloads):
             pump.commit()
-            await self.json(200, response if response is not None else {})
+            await self.json(status, answer)
             return
-        self.core.engine.fail(turn.record, "dropped")
-        data = dumps(response).encode()
+        self.core.engine.fail(record, "dropped")
+        data = dumps(answer).encode()
         headers = self.json_headers(data)
-        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send(
             {"type": "http.response.body", "body": data[: len(data) // 2], "more_body": True}
         )

@@ -2,7 +2,8 @@
 
 The HTTP and WebSocket handlers only do I/O; every decision about a `response.create`
 (is it valid, which conversation does it continue, what does the model answer, what is
-stored) is made here, the same way for both transports.
+stored) is made here, the same way for both transports. Chat Completions requests take
+the same route through `begin_chat` / `produce_chat` (conversion and chunks: `_chat`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmkit.testing import _models as m
+from llmkit.testing import _chat as chat, _models as m
 from llmkit.testing._events import (
     Accounting,
     ApiError,
@@ -25,6 +26,7 @@ from llmkit.testing._events import (
 )
 from llmkit.testing._sse import SseBlock, final_response, parse_sse
 from llmkit.testing._state import (
+    Endpoint,
     ErrorFault,
     Faults,
     RequestRecord,
@@ -34,6 +36,7 @@ from llmkit.testing._state import (
     StoredResponse,
     Transport,
 )
+from llmkit.testing._stream import Framing
 
 Item = dict[str, Any]
 _ROLES = ("user", "assistant", "system", "developer")
@@ -166,6 +169,28 @@ class Production:
     error: ErrorFault | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """One accepted chat request: its conversation items and the request the model reads."""
+
+    body: Item
+    request: Item
+    items: list[Item]
+    violations: int
+    record: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatProduction:
+    """What to send for a chat turn: rendered chunks, a recorded body, or an error."""
+
+    faults: ResponseFaults
+    framing: Framing | None = None
+    rendered: chat.ChatRendered | None = None
+    blocks: list[SseBlock] | None = None
+    error: ErrorFault | None = None
+
+
 def _check_conversation(turn: Turn, store: ResponseStore) -> ApiError | None:
     """Errors the real service gives for an inconsistent conversation."""
     calls: set[Any] = set()
@@ -211,17 +236,27 @@ class Engine:
         self.stats = stats
         self.faults = faults
 
-    def record(self, transport: Transport, conn: int | None, body: Any, size: int) -> int:
-        previous = body.get("previous_response_id") if isinstance(body, dict) else None
-        generate = body.get("generate", True) if isinstance(body, dict) else True
+    def record(
+        self,
+        transport: Transport,
+        conn: int | None,
+        body: Any,
+        size: int,
+        endpoint: Endpoint = "responses",
+    ) -> int:
+        is_chat = endpoint == "chat"
+        known = isinstance(body, dict) and not is_chat
+        previous = body.get("previous_response_id") if known else None
+        generate = body.get("generate", True) if known else True
         return self.stats.add_request(
             RequestRecord(
                 transport=transport,
                 connection_id=conn,
                 bytes_received=size,
-                input_items=input_count(body),
+                input_items=chat.message_count(body) if is_chat else input_count(body),
                 previous_response_id=previous if isinstance(previous, str) else None,
                 generate=generate is not False,
+                endpoint=endpoint,
             )
         )
 
@@ -287,6 +322,40 @@ class Engine:
         )
         specs = m.plan(turn.request, turn.conversation, turn.violations)
         return Production(faults, rendered=render_generation(meta, specs, acct))
+
+    def begin_chat(self, body: Item, record: int) -> ChatTurn:
+        """A validated chat request: the whole history is in `messages` (no chaining)."""
+        items = chat.to_items(body["messages"])
+        violations = m.count_violations([], items)
+        self.stats.update(record, violations=violations)
+        self.stats.count(None, violations=violations)
+        return ChatTurn(body, chat.to_request(body), items, violations, record)
+
+    def produce_chat(self, turn: ChatTurn) -> ChatProduction:
+        """Take the armed faults and build the chunks (or the error) the client receives."""
+        faults = self.faults.take_response_faults(warmup=False)
+        if faults.error is not None:
+            return ChatProduction(faults, error=faults.error)
+        self.stats.count(None, generation=True)
+        meta = chat.ChatMeta.for_request(turn.body)
+        framing = chat.framing(meta)
+        if faults.replay is not None:
+            return ChatProduction(faults, framing, blocks=parse_sse(faults.replay))
+        self.stats.update(turn.record, response_id=meta.id)
+        if faults.fail is not None:
+            failure = chat.render_chat_failure(meta, *faults.fail)
+            return ChatProduction(faults, framing, rendered=failure)
+        specs = m.plan(turn.request, turn.items, turn.violations)
+        tokens = m.input_tokens(turn.items, None)
+        rendered = chat.render_chat(meta, specs, tokens, chat.budget(turn.body))
+        return ChatProduction(faults, framing, rendered=rendered)
+
+    def finish_chat(self, turn: ChatTurn, status: str, completion: Item | None) -> None:
+        """Record a chat outcome (a replayed completion also gives the id)."""
+        changes: dict[str, Any] = {"status": status}
+        if completion is not None and isinstance(completion.get("id"), str):
+            changes["response_id"] = completion["id"]
+        self.stats.update(turn.record, **changes)
 
     def finish(
         self, turn: Turn, status: str, response: dict[str, Any] | None

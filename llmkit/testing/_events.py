@@ -20,8 +20,8 @@ from llmkit.testing._models import (
     OutputSpec,
     ReasoningOut,
     encrypt_reasoning,
+    spend,
     split_chunks,
-    split_tokens,
 )
 
 Event = dict[str, Any]
@@ -324,29 +324,17 @@ def render_generation(
     b = _Builder(meta, acct.obfuscate)
     b.lifecycle("response.created", response_object(meta, "in_progress"))
     b.lifecycle("response.in_progress", response_object(meta, "in_progress"))
-    budget = acct.max_output_tokens if acct.max_output_tokens is not None else 1 << 62
-    used = reasoning = 0
-    complete = True
-    for spec in specs:
-        if used >= budget:
-            complete = False
-            break
+    pieces, complete = spend(specs, acct.max_output_tokens)
+    for piece in pieces:
+        spec = piece.spec
         if isinstance(spec, FunctionCallOut):
             b.output.append(_function_call(b, spec))
-            used += len(split_chunks(spec.arguments))
-            continue
-        text = spec.summary if isinstance(spec, ReasoningOut) else spec.text
-        tokens = split_tokens(text)
-        kept = tokens[: budget - used]
-        complete = len(kept) == len(tokens)
-        used += len(kept)
-        if isinstance(spec, ReasoningOut):
-            reasoning += len(kept)
-            b.output.append(_reasoning(b, kept, acct.include_encrypted))
+        elif isinstance(spec, ReasoningOut):
+            b.output.append(_reasoning(b, list(piece.deltas), acct.include_encrypted))
         else:
-            b.output.append(_message(b, kept, complete))
-        if not complete:
-            break
+            b.output.append(_message(b, list(piece.deltas), piece.complete))
+    used = sum(len(p.deltas) for p in pieces)
+    reasoning = sum(len(p.deltas) for p in pieces if isinstance(p.spec, ReasoningOut))
     usage = usage_object(acct.input_tokens, acct.cached_tokens, used, reasoning)
     status = "completed" if complete else "incomplete"
     final = response_object(

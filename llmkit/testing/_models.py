@@ -279,6 +279,41 @@ def last_tool_output(conversation: Sequence[Item]) -> str | None:
     return content_text(outputs[-1].get("output")).strip() if outputs else None
 
 
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One planned output item and the deltas it streams within the token budget."""
+
+    spec: OutputSpec
+    deltas: tuple[str, ...]
+    complete: bool
+
+
+def spend(specs: Sequence[OutputSpec], max_tokens: int | None) -> tuple[list[Piece], bool]:
+    """Cut a plan at an output-token budget (one token per delta); False if it was cut.
+
+    Text and reasoning are cut at the budget; a function call is never cut, but no item
+    starts once the budget is used up. The same rule serves Responses and Chat.
+    """
+    budget = max_tokens if max_tokens is not None else 1 << 62
+    pieces: list[Piece] = []
+    used = 0
+    for spec in specs:
+        if used >= budget:
+            return pieces, False
+        if isinstance(spec, FunctionCallOut):
+            chunks = tuple(split_chunks(spec.arguments))
+            pieces.append(Piece(spec, chunks, True))
+            used += len(chunks)
+            continue
+        tokens = split_tokens(spec.summary if isinstance(spec, ReasoningOut) else spec.text)
+        kept = tuple(tokens[: budget - used])
+        pieces.append(Piece(spec, kept, len(kept) == len(tokens)))
+        used += len(kept)
+        if len(kept) < len(tokens):
+            return pieces, False
+    return pieces, True
+
+
 def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[OutputSpec]:
     """The scripted model: what to output for this conversation."""
     counts = count(conversation)

@@ -89,6 +89,8 @@ def _bind(host: str, port: int) -> socket.socket:
 class ResponsesServer:
     """A local Responses API server (HTTP SSE, JSON and WebSocket on one port).
 
+    It also serves Chat Completions (`POST /v1/chat/completions`) with the same models.
+
     Use it as a context manager: it starts uvicorn in a daemon thread on `host:port`
     (port 0 picks a free port) and stops it on exit. See the `llmkit.testing` docstring
     for the scripted models, the semantics and the faults.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Transport = Literal["http", "websocket"]
+Endpoint = Literal["responses", "chat"]
 ErrorShape = Literal["nested", "flat"]
 
 
@@ -60,7 +61,11 @@ class ResponseStore:
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """What the server saw for one `response.create` (or one HTTP POST)."""
+    """What the server saw for one `response.create` (or one HTTP POST).
+
+    `endpoint` is ``"chat"`` for `POST /v1/chat/completions` (then `input_items` is the
+    number of messages and `response_id` the ``chatcmpl-`` id).
+    """
 
     transport: Transport
     connection_id: int | None
@@ -71,6 +76,7 @@ class RequestRecord:
     response_id: str | None = None
     violations: int = 0
     status: str = "pending"
+    endpoint: Endpoint = "responses"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +245,7 @@ class ErrorFault:
 
 @dataclass(frozen=True, slots=True)
 class HTTPRejection:
-    """An armed HTTP error answer to `POST /v1/responses`."""
+    """An armed HTTP error answer to `POST /v1/responses` or `/v1/chat/completions`."""
 
     status: int
     message: str
@@ -312,7 +318,7 @@ class Faults:
         code: str | None = None,
         message: str = "The server is overloaded. Please retry.",
     ) -> None:
-        """Answer the next `n` HTTP `POST /v1/responses` with `status` and a JSON error.
+        """Answer the next `n` HTTP POSTs (Responses or Chat) with `status` and a JSON error.
 
         `headers` go out with the answer (``retry-after``, ``x-should-retry``, ...).
         """

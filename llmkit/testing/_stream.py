@@ -2,14 +2,16 @@
 
 Shared by the SSE and the WebSocket handler: the transport passes an `emit` coroutine
 that writes one event; this module decides when, renumbers `sequence_number` (keepalive
-and unknown events consume numbers too, §8.4) and stops early for `drop_after`.
+and unknown events consume numbers too, §8.4) and stops early for `drop_after`. A
+`Framing` says which payloads end a stream and what keepalive and unknown payloads look
+like (Responses events by default; Chat Completions chunks pass their own).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llmkit.testing._events import TERMINAL_TYPES, Event
 from llmkit.testing._sse import SseBlock
@@ -30,6 +32,31 @@ class StreamConfig:
     drop_after: int | None = None
 
 
+def _unknown_event() -> Payload:
+    extra = {"note": "an event type this client does not know"}
+    return {"type": "response.future_thing", "sequence_number": 0, "detail": extra}
+
+
+def _keepalive_event() -> Payload:
+    return {"type": "keepalive", "sequence_number": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """The stream dialect: terminal payload kinds and the filler payloads to interleave.
+
+    A payload of a `terminal` kind commits the response before it is sent and is never
+    followed by an unknown payload.
+    """
+
+    terminal: frozenset[str] = field(default=TERMINAL_TYPES)
+    unknown: Callable[[], Payload] = field(default=_unknown_event)
+    keepalive: Callable[[], Payload] = field(default=_keepalive_event)
+
+
+RESPONSES_FRAMING = Framing()
+
+
 class _Dropped(Exception):
     pass
 
@@ -44,10 +71,15 @@ class Pump:
     """Writes one response's events through `emit`, honouring a `StreamConfig`."""
 
     def __init__(
-        self, emit: Emit, config: StreamConfig, before_terminal: Callable[[], object] | None = None
+        self,
+        emit: Emit,
+        config: StreamConfig,
+        before_terminal: Callable[[], object] | None = None,
+        framing: Framing = RESPONSES_FRAMING,
     ) -> None:
         self._emit = emit
         self._config = config
+        self._framing = framing
         self._before_terminal = before_terminal
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
@@ -66,10 +98,8 @@ class Pump:
                 elif kind.endswith(".delta"):
                     await self._wait(self._config.token_delay)
                 await self._send(payload)
-                if self._config.unknown_events and kind not in TERMINAL_TYPES:
-                    extra = {"note": "an event type this client does not know"}
-                    unknown = {"type": "response.future_thing", "sequence_number": 0}
-                    await self._send({**unknown, "detail": extra})
+                if self._config.unknown_events and kind not in self._framing.terminal:
+                    await self._send(self._framing.unknown())
         except _Dropped:
             return False
         return True
@@ -84,7 +114,7 @@ class Pump:
         limit = self._config.drop_after
         if limit is not None and self.sent >= limit:
             raise _Dropped
-        if _kind(payload) in TERMINAL_TYPES:
+        if _kind(payload) in self._framing.terminal:
             # Commit (cache head, store, "not busy") before the client can see the end of
             # the response and send its next request.
             self.commit()
@@ -104,7 +134,7 @@ class Pump:
             now = self._loop.time()
             if interval is not None and interval > 0 and self._last + interval < end:
                 await asyncio.sleep(max(0.0, self._last + interval - now))
-                await self._send({"type": "keepalive", "sequence_number": 0})
+                await self._send(self._framing.keepalive())
                 continue
             if end > now:
                 await asyncio.sleep(end - now)
