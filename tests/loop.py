@@ -9,7 +9,10 @@ from typing import Any
 import llmkit
 from llmkit.testing import ResponsesServer
 
-TRANSPORTS = ["http", "websocket"]
+TRANSPORTS = ["chat", "http", "websocket"]
+"""How a provider reaches the server: Chat Completions over HTTP, or the Responses API
+over HTTP or WebSocket mode. Agent code must run unchanged on each."""
+RESPONSES_TRANSPORTS = ["http", "websocket"]
 API_KEY = "sk-test-4f1c2b9e8d7a6c5b"
 
 ADD = llmkit.FunctionTool(
@@ -24,11 +27,11 @@ ADD = llmkit.FunctionTool(
 
 
 def provider(server: ResponsesServer, transport: str, **options: Any) -> llmkit.Provider:
-    """A Responses provider for ``server`` over ``transport`` ("http" or "websocket")."""
+    """A provider for ``server`` over ``transport`` (one of `TRANSPORTS`)."""
     settings: dict[str, Any] = {"api_key": API_KEY, "max_retries": 0, **options}
     return llmkit.Provider(
         base_url=server.base_url,
-        use_responses_api=True,
+        use_responses_api=transport != "chat",
         websocket=transport == "websocket",
         **settings,
     )

@@ -1,7 +1,8 @@
-"""Model-level behaviour, the same over HTTP and WebSocket (real sockets, local server).
+"""Model-level behaviour, the same on every path (real sockets, local server).
 
-Switching ``websocket=False`` to ``True`` must change nothing for the caller: same calls,
-same results, same exceptions. Every test here runs over both transports.
+Switching ``websocket=False`` to ``True``, or ``use_responses_api`` either way, must
+change nothing for the caller: same calls, same results, same exceptions. Every test
+here runs over Chat Completions, the Responses API over HTTP, and WebSocket mode.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from loop import ADD, API_KEY, TRANSPORTS, Loop, provider
+from loop import ADD, API_KEY, RESPONSES_TRANSPORTS, TRANSPORTS, Loop, provider
 
 import llmkit
 from llmkit.openai import ResponsesOptions
@@ -29,6 +30,11 @@ def model(server: ResponsesServer, transport: str) -> Iterator[llmkit.LanguageMo
         yield p.language_model("scripted-1")
 
 
+def wire_transport(transport: str) -> str:
+    """What `ResponseMetadata.transport` says for a test transport."""
+    return "websocket" if transport == "websocket" else "http"
+
+
 def echo(text: str, *, user: int = 1, assistant: int = 0, items: int = 1) -> str:
     return f"Echo: {text} [user={user} assistant={assistant} tool_outputs=0 items={items}]"
 
@@ -39,8 +45,9 @@ def test_generate_plain_text(model: llmkit.LanguageModel, transport: str) -> Non
     assert response.finish_reason is llmkit.FinishReason.STOP
     assert response.usage.input_tokens > 0
     assert response.usage.output_tokens > 0
-    assert response.id is not None and response.id.startswith("resp_")
-    assert response.metadata.transport == transport
+    prefix = "chatcmpl-" if transport == "chat" else "resp_"
+    assert response.id is not None and response.id.startswith(prefix)
+    assert response.metadata.transport == wire_transport(transport)
     assert response.metadata.fallback_reason is None
     assert response.metadata.input_items_sent == 1
     assert response.metadata.bytes_sent > 0
@@ -71,6 +78,7 @@ def test_tool_loop_gives_the_correct_answer(
     assert server.stats.context_violations == 0
 
 
+@pytest.mark.parametrize("transport", RESPONSES_TRANSPORTS)
 def test_history_with_reasoning_replays_with_store_false(
     server: ResponsesServer, transport: str
 ) -> None:
@@ -88,6 +96,24 @@ def test_history_with_reasoning_replays_with_store_false(
         second = model.generate(llmkit.Call(history, provider_options={"openai": options}))
     assert "Echo: again" in second.text
     assert second.usage.reasoning_tokens > 0
+    assert server.stats.context_violations == 0
+
+
+def test_chat_reasoning_content_is_reasoning_and_the_history_replays(
+    server: ResponsesServer,
+) -> None:
+    with provider(server, "chat") as p:
+        model = p.language_model("scripted-reasoner")
+        first = model.generate(llmkit.Call("think"))
+        assert first.reasoning and first.reasoning[0].content[0].startswith("**Planning**")
+        assert first.usage.reasoning_tokens > 0
+        history: list[llmkit.Message] = [
+            llmkit.UserMessage("think"),
+            first.message,
+            llmkit.UserMessage("again"),
+        ]
+        second = model.generate(llmkit.Call(history))
+    assert "Echo: again" in second.text
     assert server.stats.context_violations == 0
 
 
@@ -125,6 +151,7 @@ def test_response_failed_raises_with_partial_and_the_next_call_is_correct(
 def test_error_events_are_typed_like_http_errors(
     model: llmkit.LanguageModel,
     server: ResponsesServer,
+    transport: str,
     shape: str,
     status: int,
     error: type[llmkit.APIStatusError],
@@ -132,12 +159,16 @@ def test_error_events_are_typed_like_http_errors(
     server.faults.error_next(code="some_code", message="went wrong", status=status, shape=shape)  # type: ignore[arg-type]
     with pytest.raises(llmkit.APIError) as caught:
         model.generate(llmkit.Call("first"))
-    assert caught.value.code == "some_code"
     assert caught.value.message == "went wrong"
-    if shape == "nested":  # carries the HTTP status: the same class as an HTTP error
+    if transport == "chat" and shape == "flat":  # vLLM's shape: the status is the code
+        assert type(caught.value) is error
+        assert caught.value.code == str(status)
+    elif shape == "nested" and transport != "chat":  # the same class as an HTTP error
+        assert caught.value.code == "some_code"
         assert type(caught.value) is error
         assert caught.value.retryable is (status != 400)
-    else:  # the flat shape has no status
+    else:  # no status in the payload
+        assert caught.value.code == "some_code"
         assert type(caught.value) is llmkit.ResponseFailed
     assert caught.value.partial is not None
     assert model.generate(llmkit.Call("next")).text == echo("next")
@@ -231,10 +262,10 @@ def test_warmup_over_http_is_a_no_op_and_over_websocket_a_chain_head(
 ) -> None:
     loop = Loop(model, steps=2)
     result = model.warmup(loop.call)
-    assert result.transport == transport
+    assert result.transport == wire_transport(transport)
     assert loop.run().text.startswith(loop.expected_answer)
     assert server.stats.generations == 3
-    if transport == "http":
+    if transport != "websocket":
         assert result == llmkit.WarmupResult(None, llmkit.Usage(), "http")
         assert server.stats.warmups == 0
     else:

@@ -10,17 +10,30 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from llmkit._validation import describe_validation_error
 from llmkit.exceptions import UsageError
 
-__all__ = ["ResponsesOptions", "responses_options"]
+__all__ = ["ResponsesOptions", "SharedOptions", "responses_options"]
 
 
-class ResponsesOptions(BaseModel):
+class SharedOptions(BaseModel):
+    """The options the Responses and Chat Completions APIs both have, under one name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    parallel_tool_calls: bool | None = None
+    prompt_cache_key: str | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    text_verbosity: Literal["low", "medium", "high"] | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    safety_identifier: str | None = None
+
+
+class ResponsesOptions(SharedOptions):
     """Responses API settings that `Call` has no neutral name for.
 
     Pass as ``Call(provider_options={"openai": ResponsesOptions(...)})`` or as a plain
     dict under ``"openai"``. Unknown keys are a `UsageError`, never silently dropped.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     previous_response_id: str | None = None
     """Continue from this response. On WebSocket it replaces llmkit's automatic chain."""
@@ -29,16 +42,8 @@ class ResponsesOptions(BaseModel):
     WebSocket chaining works either way, but only store=True survives a reconnect."""
     instructions: str | None = None
     include: tuple[str, ...] | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     reasoning_summary: Literal["auto", "concise", "detailed"] | None = None
-    parallel_tool_calls: bool | None = None
-    prompt_cache_key: str | None = None
-    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
-    text_verbosity: Literal["low", "medium", "high"] | None = None
-    user: str | None = None
-    metadata: dict[str, str] | None = None
     max_tool_calls: int | None = None
-    safety_identifier: str | None = None
     truncation: Literal["auto", "disabled"] | None = None
 
 

@@ -11,47 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from llmkit._validation import describe_validation_error
 from llmkit.exceptions import UsageError
-from llmkit.openai.options import ResponsesOptions
+from llmkit.openai.options import ResponsesOptions, SharedOptions
 
 __all__ = ["RESPONSES_ONLY", "ChatOptions", "chat_options"]
 
-RESPONSES_ONLY = frozenset(
-    {
-        "previous_response_id",
-        "instructions",
-        "include",
-        "reasoning_summary",
-        "max_tool_calls",
-        "truncation",
-    }
-)
-"""`ResponsesOptions` fields the Chat Completions API has no equivalent for."""
 
-
-class ChatOptions(BaseModel):
+class ChatOptions(SharedOptions):
     """Chat Completions settings that `Call` has no neutral name for.
 
     Pass as ``Call(provider_options={"openai": ChatOptions(...)})`` or as a plain dict
-    under ``"openai"``. Unknown keys are a `UsageError`, never silently dropped.
+    under ``"openai"``. Unknown keys are a `UsageError`, never silently dropped. The
+    options shared with `ResponsesOptions` have the same names; ``text_verbosity`` is
+    sent as ``verbosity``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Shared with the Responses API (same names as `ResponsesOptions`).
     store: bool | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    parallel_tool_calls: bool | None = None
-    prompt_cache_key: str | None = None
-    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
-    text_verbosity: Literal["low", "medium", "high"] | None = None
-    """Sent as ``verbosity``."""
-    user: str | None = None
-    metadata: dict[str, str] | None = None
-    safety_identifier: str | None = None
+    """Whether OpenAI keeps the completion (for evals and distillation); not sent when None."""
 
     # Chat Completions only.
     seed: int | None = None
@@ -66,6 +45,10 @@ class ChatOptions(BaseModel):
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
     """Where `Call.max_output_tokens` goes. OpenAI's reasoning models need
     ``max_completion_tokens``; some older compatible servers know only ``max_tokens``."""
+
+
+RESPONSES_ONLY = frozenset(ResponsesOptions.model_fields) - frozenset(ChatOptions.model_fields)
+"""`ResponsesOptions` fields the Chat Completions API has no equivalent for."""
 
 
 def chat_options(provider_options: Mapping[str, Any] | None) -> ChatOptions:
