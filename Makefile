@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest serve clean
+.PHONY: install demo test lint typecheck pytest serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict llmkit tests
+	$(BIN)/mypy --strict llmkit tests examples
 
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term-missing
 
 test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m llmkit demo
 
 serve: $(STAMP)
 	$(BIN)/python -m llmkit serve

@@ -1,7 +1,7 @@
 """The `llmkit` command line (`python -m llmkit ...`).
 
-Each subcommand is a `(configure, run)` pair registered in `_COMMANDS`, so adding one
-(e.g. `demo`) does not touch the others.
+Each subcommand registers its parser (with a ``run`` default) in `_COMMANDS`, so adding
+one does not touch the others.
 """
 
 from __future__ import annotations
@@ -50,7 +50,14 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from llmkit._demo import add_demo_command
+
+    add_demo_command(sub)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_demo,
     _add_serve,
 ]
 

@@ -23,6 +23,9 @@ from llmkit.transports.http import HTTPTransport
 __all__ = ["Provider"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "api-key", "x-api-key", "proxy-authorization", "openai-api-key"}
+)
 
 
 class Provider:
@@ -89,12 +92,19 @@ class Provider:
         request_headers = {"User-Agent": f"llmkit/{__version__}", **(headers or {})}
         if self._api_key:
             request_headers["Authorization"] = f"Bearer {self._api_key}"
+        # Credentials passed as headers (Azure's api-key, a gateway's token) are redacted too.
+        secrets = [self._api_key] if self._api_key else []
+        secrets += [
+            value
+            for name, value in (headers or {}).items()
+            if name.lower() in _CREDENTIAL_HEADERS and value
+        ]
         self._http = HTTPTransport(
             base_url=self.base_url,
             headers=request_headers,
             timeout=timeout,
             retry=RetryPolicy(max_retries=max_retries),
-            secrets=[self._api_key] if self._api_key else [],
+            secrets=secrets,
             client=http_client,
         )
         self._websocket: WebSocketSession | None = None
@@ -102,7 +112,7 @@ class Provider:
             self._websocket = _websocket_session(
                 websocket_url(self.base_url),
                 headers=request_headers,
-                secrets=[self._api_key] if self._api_key else [],
+                secrets=secrets,
                 timeout=timeout,
                 max_connections=ws_max_connections,
                 max_age=ws_max_age,

@@ -111,3 +111,20 @@ def _eventually_closed(server: ResponsesServer) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+@pytest.mark.parametrize("header", ["api-key", "Authorization", "X-Api-Key"])
+def test_credentials_in_headers_are_redacted_like_the_api_key(
+    server: ResponsesServer, header: str
+) -> None:
+    secret = "azure-key-5b1d0c9e7a"
+    server.faults.reject_requests(status=400, message=f"this key is wrong: {secret}")
+    with (
+        llmkit.Provider(base_url=server.base_url, headers={header: secret}, max_retries=0) as p,
+        pytest.raises(llmkit.BadRequestError) as caught,
+    ):
+        p.language_model("scripted").generate(llmkit.Call("hi"))
+    error = caught.value
+    assert error.message.startswith("this key is wrong: ")
+    for text in (str(error), repr(error), error.message, repr(error.body)):
+        assert secret not in text

@@ -71,7 +71,7 @@ def test_a_30_turn_tool_loop_is_incremental_flat_and_billed_once_per_turn(
     assert server.stats.connections_opened == 1
 
 
-def test_the_same_loop_gives_identical_answers_over_both_transports(
+def test_the_same_loop_gives_identical_answers_on_chat_http_and_websocket(
     server: ResponsesServer,
 ) -> None:
     results = {}
@@ -83,7 +83,9 @@ def test_the_same_loop_gives_identical_answers_over_both_transports(
                 (r.text, [(c.name, c.arguments) for c in r.tool_calls], r.finish_reason)
                 for r in loop.responses
             ]
-    assert results["http"] == results["websocket"]
+    assert results["chat"] == results["http"] == results["websocket"]
+    assert results["http"][-1][0].startswith("The answer is 10.")
+    assert server.stats.context_violations == 0
 
 
 def test_two_interleaved_conversations_keep_their_own_chains(
