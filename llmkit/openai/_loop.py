@@ -70,10 +70,15 @@ def run_protocol(
     """
     try:
         for payload in payloads:
-            yield from _stamped(protocol.receive(payload), meter, payloads)
+            for part in protocol.receive(payload):
+                # Most parts are deltas after the first token: one type check for them.
+                if meter.first_token is None or type(part) is Finish:
+                    part = _stamp(part, meter, payloads)
+                yield part
             if protocol.done:
                 return
-        yield from _stamped(protocol.finish(), meter, payloads)
+        for part in protocol.finish():
+            yield _stamp(part, meter, payloads)
     except LLMKitError as exc:
         meter.bytes_sent = payloads.bytes_sent
         if exc.partial is not None:
@@ -85,13 +90,10 @@ def run_protocol(
         payloads.close()
 
 
-def _stamped(
-    parts: list[StreamPart], meter: Meter, payloads: PayloadStream
-) -> Iterator[StreamPart]:
-    for part in parts:
-        if meter.first_token is None and not isinstance(part, Warnings | Finish):
-            meter.first_token = time.perf_counter()
-        if isinstance(part, Finish):
-            meter.bytes_sent = payloads.bytes_sent
-            part = dataclasses.replace(part, metadata=meter.apply(part.metadata))
-        yield part
+def _stamp(part: StreamPart, meter: Meter, payloads: PayloadStream) -> StreamPart:
+    if meter.first_token is None and not isinstance(part, Warnings | Finish):
+        meter.first_token = time.perf_counter()
+    if isinstance(part, Finish):
+        meter.bytes_sent = payloads.bytes_sent
+        part = dataclasses.replace(part, metadata=meter.apply(part.metadata))
+    return part

@@ -129,7 +129,12 @@ class ResponsesProtocol:
         if payload in ("[DONE]", b"[DONE]"):
             return []  # an end-of-stream sentinel some servers add; EOF decides
         try:
-            parts = self._dispatch(wire.parse_event(payload))
+            data = wire.load_json(payload)
+            delta = self._text_delta(data)
+            if delta is not None:
+                self._collector.add(delta)
+                return [delta]
+            parts = self._dispatch(wire.event_from_json(data))
         except ProtocolError as exc:
             self.state = State.BROKEN
             exc.partial = self.partial()
@@ -137,6 +142,32 @@ class ResponsesProtocol:
         for part in parts:
             self._collector.add(part)
         return parts
+
+    def _text_delta(self, data: Any) -> TextDelta | None:
+        """The fast path for the event that is most of every stream: more text for the
+        open text part. Anything unusual (a field of another type, a part not yet open)
+        returns None and takes the validated path, so both paths accept the same events.
+        """
+        if type(data) is not dict or data.get("type") != "response.output_text.delta":
+            return None
+        delta, item_id = data.get("delta"), data.get("item_id")
+        output_index, content_index = data.get("output_index"), data.get("content_index")
+        if (
+            type(delta) is not str
+            or type(data.get("sequence_number", 0)) is not int
+            or (output_index is not None and type(output_index) is not int)
+            or (content_index is not None and type(content_index) is not int)
+            or (item_id is not None and type(item_id) is not str)
+            or data.get("text") is not None
+            or data.get("refusal") is not None
+        ):
+            return None
+        item = self._items.get(output_index if output_index is not None else item_id)
+        index = content_index or 0
+        if item is None or item.open_text != index or (item.id is None and item_id is not None):
+            return None
+        item.text_chunks[index].append(delta)
+        return TextDelta(item.id, delta)
 
     def finish(self) -> list[StreamPart]:
         """End of input. Raises `IncompleteStream` unless a terminal event arrived."""

@@ -52,6 +52,8 @@ __all__ = [
     "ToolInputEvent",
     "UnknownEvent",
     "WebSocketOnlyEvent",
+    "event_from_json",
+    "load_json",
     "parse_event",
     "parse_item",
 ]
@@ -527,10 +529,29 @@ def parse_event(payload: str | bytes) -> ServerEvent:
         ProtocolError: the payload is not JSON, not an object, has no string ``type``,
             or is a known event whose fields are malformed.
     """
+    return event_from_json(load_json(payload))
+
+
+def load_json(payload: str | bytes) -> Any:
+    """Decode one payload.
+
+    Raises:
+        ProtocolError: not JSON, not UTF-8, or nested too deeply to decode.
+    """
     try:
-        data = json.loads(payload)
+        return json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"event payload is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("event payload is nested too deeply") from exc
+
+
+def event_from_json(data: Any) -> ServerEvent:
+    """Validate one decoded payload as the event its ``type`` names.
+
+    Raises:
+        ProtocolError: not an object, no string ``type``, or malformed fields.
+    """
     if not isinstance(data, dict):
         raise ProtocolError(f"event payload is not a JSON object: {type(data).__name__}")
     kind = data.get("type")
@@ -541,3 +562,5 @@ def parse_event(payload: str | bytes) -> ServerEvent:
         return model.model_validate(data)  # type: ignore[return-value]
     except ValidationError as exc:
         raise ProtocolError(f"malformed {kind!r} event: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError(f"{kind!r} event is nested too deeply") from exc

@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
-from httpx_sse import EventSource, SSEError
 
 from llmkit.exceptions import (
     APIStatusError,
@@ -36,6 +35,7 @@ from llmkit.exceptions import (
     status_error,
 )
 from llmkit.transports._retry import RetryPolicy, should_retry_status
+from llmkit.transports._sse import SSEParser
 from llmkit.transports.base import TransportRequest, join_url
 
 __all__ = ["HTTPPayloadStream", "HTTPTransport"]
@@ -209,15 +209,15 @@ class HTTPPayloadStream:
             ConnectionClosed: The connection broke before the body ended.
             ProtocolError: The body is not a decodable event stream.
         """
+        parser = SSEParser()
         try:
-            for sse in EventSource(self._response).iter_sse():
-                data = sse.data
-                if data:
-                    yield data
+            if not _is_event_stream(self._response):
+                raise _content_type_error(self._response, self._secrets)
+            for text in self._response.iter_text():
+                yield from parser.feed(text)
+            yield from parser.flush()
         except httpx.TimeoutException as exc:
             raise Timeout("timed out waiting for the next event") from exc
-        except SSEError as exc:  # before TransportError: SSEError subclasses it
-            raise ProtocolError(redact(str(exc), self._secrets)) from exc
         except httpx.DecodingError as exc:
             raise ProtocolError("could not decode the response body") from exc
         except (httpx.TransportError, httpx.StreamError) as exc:

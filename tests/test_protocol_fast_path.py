@@ -1,0 +1,95 @@
+"""The text-delta fast path of `ResponsesProtocol` accepts and yields what the validated
+path does, for every shape of delta event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings, strategies as st
+
+import llmkit
+from llmkit.openai import ResponsesProtocol
+
+
+class ValidatedOnly(ResponsesProtocol):
+    """The protocol with the fast path switched off."""
+
+    def _text_delta(self, data: Any) -> None:
+        return None
+
+
+def run(protocol: ResponsesProtocol, payloads: list[str]) -> tuple[list[Any], Any]:
+    parts: list[Any] = []
+    try:
+        for payload in payloads:
+            parts += protocol.receive(payload)
+        parts += protocol.finish()
+    except llmkit.LLMKitError as exc:
+        return parts, (type(exc), exc.partial)
+    return parts, None
+
+
+START = [
+    {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}},
+    {
+        "type": "response.output_item.added",
+        "output_index": 0,
+        "item": {"id": "msg_1", "type": "message", "role": "assistant", "content": []},
+    },
+]
+value = st.one_of(
+    st.none(),
+    st.integers(-1, 2),
+    st.sampled_from(["0", "msg_1", "msg_2", "", " w"]),
+    st.booleans(),
+    st.lists(st.integers(), max_size=1),
+)
+delta_event = st.fixed_dictionaries(
+    {"type": st.just("response.output_text.delta")},
+    optional={
+        "delta": st.one_of(st.sampled_from([" w", "x ", "é"]), st.text(max_size=3), value),
+        "item_id": st.one_of(st.just("msg_1"), value),
+        "output_index": st.one_of(st.just(0), value),
+        "content_index": st.one_of(st.just(0), value),
+        "sequence_number": value,
+        "text": value,
+        "refusal": value,
+        "logprobs": value,
+    },
+)
+other = st.sampled_from(
+    [
+        {
+            "type": "response.content_part.added",
+            "output_index": 0,
+            "item_id": "msg_1",
+            "content_index": 0,
+            "part": {"type": "output_text", "text": ""},
+        },
+        {
+            "type": "response.output_text.done",
+            "output_index": 0,
+            "item_id": "msg_1",
+            "content_index": 0,
+            "text": "final",
+        },
+        {"type": "response.completed", "response": {"id": "resp_1", "status": "completed"}},
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(delta_event, other), max_size=12))
+def test_fast_and_validated_paths_agree(events: list[dict[str, Any]]) -> None:
+    payloads = [json.dumps(e) for e in [*START, *events]]
+    assert run(ResponsesProtocol(), payloads) == run(ValidatedOnly(), payloads)
+
+
+def test_the_fast_path_is_taken_for_plain_deltas() -> None:
+    protocol = ResponsesProtocol()
+    delta = {"type": "response.output_text.delta", "output_index": 0, "content_index": 0}
+    for event in [*START, {**delta, "item_id": "msg_1", "delta": "a"}]:
+        protocol.receive(json.dumps(event))
+    taken = protocol._text_delta({**delta, "item_id": "msg_1", "delta": " b "})
+    assert taken == llmkit.TextDelta("msg_1", " b ")

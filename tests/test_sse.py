@@ -1,0 +1,95 @@
+"""`SSEParser` gives exactly the payloads of httpx-sse's reference decoder, however split."""
+
+from __future__ import annotations
+
+import pytest
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+from hypothesis import given, settings, strategies as st
+
+import llmkit
+from llmkit.transports._sse import SSEParser
+
+
+def reference(body: str) -> list[str]:
+    """httpx-sse's decoding of a whole body: the data of every dispatched event."""
+    lines, decoder = SSELineDecoder(), SSEDecoder()
+    payloads = []
+    for line in [*lines.decode(body), *lines.flush()] if body else []:
+        event = decoder.decode(line)
+        if event is not None and event.data:
+            payloads.append(event.data)
+    return payloads
+
+
+def parse(chunks: list[str], max_event_size: int | None = None) -> list[str]:
+    parser = SSEParser() if max_event_size is None else SSEParser(max_event_size)
+    payloads = []
+    for chunk in chunks:
+        payloads += parser.feed(chunk)
+    return payloads + parser.flush()
+
+
+text = st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=12)
+line = st.one_of(
+    st.builds(lambda v: f"data: {v}", text),
+    st.builds(lambda v: f"data:{v}", text),
+    st.builds(lambda v: f"event: {v}", text),
+    st.builds(lambda v: f": {v}", text),
+    st.builds(lambda v: f"id: {v}", text),
+    st.just("retry: 10"),
+    st.just("data"),
+    text,
+)
+block = st.lists(line, min_size=1, max_size=4)
+newline = st.sampled_from(["\n", "\n", "\n", "\r\n", "\r"])
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> str:
+    nl = draw(newline)
+    blocks = draw(st.lists(block, max_size=6))
+    body = "".join(nl.join(b) + nl + nl for b in blocks)
+    if draw(st.booleans()):
+        body += nl.join(draw(block))  # an unterminated last event: dropped
+    return body
+
+
+def split(body: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(body) + 1) for c in cuts})
+    return [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True) if b > a]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(bodies(), st.lists(st.integers(min_value=0), max_size=8))
+def test_any_body_split_anywhere_gives_the_reference_payloads(body: str, cuts: list[int]) -> None:
+    assert parse(split(body, cuts)) == reference(body)
+
+
+def test_the_common_shapes() -> None:
+    body = 'event: a\ndata: {"x":1}\n\ndata: [DONE]\n\n: keepalive\n\ndata: two\ndata: lines\n\n'
+    assert parse([body]) == ['{"x":1}', "[DONE]", "two\nlines"]
+
+
+def test_a_boundary_split_between_chunks() -> None:
+    assert parse(["data: a\n", "\ndata: b\n", "\n"]) == ["a", "b"]
+
+
+def test_crlf_switches_to_the_specification_path_mid_stream() -> None:
+    assert parse(["data: a\n\ndata: b\r", "\n\r\ndata: c\r\n\r\n"]) == ["a", "b", "c"]
+
+
+def test_an_unterminated_last_event_is_dropped() -> None:
+    assert parse(["data: a\n\ndata: cut"]) == ["a"]
+
+
+def test_an_oversized_event_is_refused() -> None:
+    parser = SSEParser(max_event_size=100)
+    parser.feed("data: " + "x" * 60)
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
+        parser.feed("x" * 60)
+
+
+def test_many_chunks_of_one_huge_event() -> None:
+    chunks = ["data: "] + ["x" * 1000] * 2000 + ["\n\n"]
+    (payload,) = parse(chunks)
+    assert len(payload) == 2_000_000
