@@ -13,11 +13,10 @@ with ``"object": "error"`` (vLLM, with the HTTP status as ``code``).
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmkit.exceptions import ProtocolError
+from llmkit.openai.wire import load_json
 
 __all__ = [
     "ChatChoice",
@@ -166,10 +165,7 @@ def parse_chunk(payload: str | bytes) -> ChatChunk | ChatError:
     Raises:
         ProtocolError: the payload is not a JSON object, or its fields are malformed.
     """
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"chunk payload is not valid JSON: {exc}") from exc
+    data = load_json(payload)
     if not isinstance(data, dict):
         raise ProtocolError(f"chunk payload is not a JSON object: {type(data).__name__}")
     try:
@@ -180,3 +176,5 @@ def parse_chunk(payload: str | bytes) -> ChatChunk | ChatError:
         return ChatChunk.model_validate(data)
     except ValidationError as exc:
         raise ProtocolError(f"malformed chat completion chunk: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("chat completion chunk is nested too deeply") from exc
