@@ -18,11 +18,9 @@ from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from llmkit.exceptions import ProtocolError
+from llmkit.transports.base import MAX_EVENT_SIZE
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEParser"]
-
-DEFAULT_MAX_EVENT_SIZE = 64 * 1024 * 1024
-"""Characters one event may take: far above any real response, far below a memory risk."""
+__all__ = ["SSEParser"]
 
 
 class SSEParser:
@@ -30,7 +28,7 @@ class SSEParser:
 
     __slots__ = ("_decoder", "_lines", "_max", "_pending", "_pending_size")
 
-    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+    def __init__(self, max_event_size: int = MAX_EVENT_SIZE) -> None:
         self._max = max_event_size
         self._pending: list[str] = []
         self._pending_size = 0

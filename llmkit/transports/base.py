@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["PayloadStream", "TransportRequest", "join_url", "websocket_url"]
+__all__ = ["MAX_EVENT_SIZE", "PayloadStream", "TransportRequest", "join_url", "websocket_url"]
+
+MAX_EVENT_SIZE = 64 * 1024 * 1024
+"""Size one event may have (SSE characters, WebSocket frame bytes): far above any real
+response, far below a memory risk. A larger one is a `ProtocolError`."""
 
 
 @dataclass(frozen=True, slots=True)

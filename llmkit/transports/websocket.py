@@ -40,6 +40,7 @@ from llmkit.exceptions import (
     redact,
     status_error,
 )
+from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream"]
 
@@ -185,7 +186,8 @@ class WebSocketConnection:
         Raises:
             Timeout: no frame in time.
             ConnectionClosed: the peer closed the connection or it broke.
-            ProtocolError: a binary frame (the Responses protocol is text only).
+            ProtocolError: a binary frame (the Responses protocol is text only), or a
+                frame over `MAX_EVENT_SIZE` bytes (the connection is closed).
         """
         try:
             self._ws.settimeout(timeout)
@@ -197,6 +199,9 @@ class WebSocketConnection:
             raise ConnectionClosed("the WebSocket connection broke", code=_CLOSE_ABNORMAL) from exc
         if opcode == websocket.ABNF.OPCODE_TEXT:
             data = frame.data
+            if len(data) > MAX_EVENT_SIZE:
+                self.close()
+                raise ProtocolError(f"a WebSocket frame exceeded {MAX_EVENT_SIZE} bytes")
             try:
                 return data if isinstance(data, str) else data.decode("utf-8")
             except UnicodeDecodeError as exc:
