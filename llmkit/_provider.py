@@ -10,7 +10,7 @@ from typing import Self
 import httpx
 
 from llmkit._version import __version__
-from llmkit.exceptions import UsageError
+from llmkit.exceptions import UsageError, redact
 from llmkit.model import LanguageModel
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._websocket import WebSocketSession
@@ -99,6 +99,7 @@ class Provider:
             for name, value in (headers or {}).items()
             if name.lower() in _CREDENTIAL_HEADERS and value
         ]
+        self._secrets = tuple(secrets)
         self._http = HTTPTransport(
             base_url=self.base_url,
             headers=request_headers,
@@ -150,7 +151,8 @@ class Provider:
 
     def __repr__(self) -> str:
         api = "responses" if self.use_responses_api else "chat"
-        return f"Provider(base_url={self.base_url!r}, api={api!r}, websocket={self.websocket})"
+        base_url = redact(self.base_url, self._secrets)
+        return f"Provider(base_url={base_url!r}, api={api!r}, websocket={self.websocket})"
 
 
 def _websocket_session(

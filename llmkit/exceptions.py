@@ -31,7 +31,7 @@ No message built here may contain a credential: transports pass server text thro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ __all__ = [
     "TransportError",
     "UsageError",
     "redact",
+    "redact_error",
+    "redact_tree",
     "status_error",
 ]
 
@@ -68,6 +70,52 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         if secret and len(secret) >= 4 and secret in text:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+def redact_tree(value: Any, secrets: Sequence[str]) -> Any:
+    """Redact every string in a decoded JSON value (escapes can hide a secret in text).
+
+    A value nested too deeply to walk is replaced by its redacted text.
+    """
+    try:
+        return _redact_tree(value, secrets)
+    except RecursionError:
+        return redact(repr(value), secrets)
+
+
+def _redact_tree(value: Any, secrets: Sequence[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): _redact_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_tree(item, secrets) for item in value]
+    return value
+
+
+def redact_error(error: LLMKitError, secrets: Sequence[str]) -> None:
+    """Redact, in place, every text of ``error`` that came from the server.
+
+    A chained cause whose text holds a secret (a validation error quoting the payload)
+    is dropped from the traceback.
+    """
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return
+    error.message = redact(error.message, secrets)
+    error.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in error.args)
+    if isinstance(error, APIError):
+        for name in ("code", "param", "error_type"):
+            value = getattr(error, name)
+            if isinstance(value, str):
+                setattr(error, name, redact(value, secrets))
+        error.body = redact_tree(error.body, secrets)
+    if isinstance(error, APIStatusError):
+        error.headers = {k: redact(v, secrets) for k, v in error.headers.items()}
+    cause = error.__cause__
+    if cause is not None and redact(str(cause), secrets) != str(cause):
+        error.__cause__ = None
+        error.__suppress_context__ = True
 
 
 class LLMKitError(Exception):

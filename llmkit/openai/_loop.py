@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Literal, Protocol
 
-from llmkit.exceptions import LLMKitError
+from llmkit.exceptions import LLMKitError, redact_error
 from llmkit.messages import ResponseMetadata
 from llmkit.stream import Finish, StreamPart, Warnings
 from llmkit.transports.base import PayloadStream
@@ -80,6 +80,7 @@ def run_protocol(
         for part in protocol.finish():
             yield _stamp(part, meter, payloads)
     except LLMKitError as exc:
+        redact_error(exc, payloads.secrets)  # server text (error events) can echo a key
         meter.bytes_sent = payloads.bytes_sent
         if exc.partial is not None:
             exc.partial = dataclasses.replace(

@@ -19,7 +19,6 @@ Rules kept here, each one a bug of the Go original (PEERS.md (b)):
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -35,7 +34,7 @@ from llmkit.openai._loop import Meter, run_protocol
 from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Finish, StreamPart
-from llmkit.transports.base import PayloadStream
+from llmkit.transports.base import PayloadStream, json_text
 
 __all__ = ["Connection", "FramePayloads", "WebSocketSession"]
 
@@ -302,7 +301,7 @@ class WebSocketSession:
     ) -> Generator[StreamPart, None, None]:
         connection = slot.connection
         assert connection is not None
-        text = json.dumps(plan.frame, separators=(",", ":"), ensure_ascii=False)
+        text = json_text(plan.frame)
         size = connection.send_text(text)
         progress.stage = "receive"
         progress.payloads = payloads = self._payloads(connection, size)

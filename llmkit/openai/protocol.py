@@ -273,7 +273,10 @@ class ResponsesProtocol:
     def _complete_message(self, item: _Item, message: wire.MessageItem) -> list[StreamPart]:
         parts: list[StreamPart] = []
         for index, raw in enumerate(message.content):
-            content = wire.parse_content(raw)
+            try:
+                content = wire.parse_content(raw)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                raise ProtocolError(f"malformed message content: {exc}") from exc
             if content is None:
                 continue
             final = content.text if isinstance(content, wire.OutputText) else content.refusal

@@ -157,7 +157,8 @@ _ITEM_MODELS: dict[str, type[_Wire]] = {
 
 def parse_item(data: dict[str, Any]) -> OutputItem:
     """Validate one output item by its ``type``; unknown types become `OtherItem`."""
-    model = _ITEM_MODELS.get(data.get("type", ""), OtherItem)
+    kind = data.get("type")
+    model = _ITEM_MODELS.get(kind, OtherItem) if isinstance(kind, str) else OtherItem
     return model.model_validate(data)  # type: ignore[return-value]
 
 

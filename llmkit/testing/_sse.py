@@ -33,7 +33,7 @@ def parse_sse(body: bytes) -> list[SseBlock]:
         if data is not None and data != "[DONE]":
             try:
                 parsed = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):  # replayed as is; the client decides
                 parsed = None
             kind = parsed.get("type") if isinstance(parsed, dict) else None
         blocks.append(SseBlock(raw + b"\n\n", data, kind))

@@ -45,7 +45,13 @@ class SSEParser:
             self._lines = SSELineDecoder()
             text, self._pending, self._pending_size = "".join(self._pending) + text, [], 0
         if self._lines is not None:
-            return self._spec_lines(self._lines.decode(text))
+            done = self._spec_lines(self._lines.decode(text))
+            # What the specification path holds for the event being read: its data lines
+            # and the unfinished line.
+            held = sum(map(len, self._decoder._data)) + sum(map(len, self._lines.buffer))
+            if held > self._max:
+                raise ProtocolError(f"a server-sent event exceeded {self._max} characters")
+            return done
         pending = self._pending
         boundary = "\n\n" in text or (
             pending and pending[-1].endswith("\n") and text.startswith("\n")

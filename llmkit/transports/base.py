@@ -8,12 +8,20 @@ decides when a response is over. The arrows point one way: transports do not imp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MAX_EVENT_SIZE", "PayloadStream", "TransportRequest", "join_url", "websocket_url"]
+__all__ = [
+    "MAX_EVENT_SIZE",
+    "PayloadStream",
+    "TransportRequest",
+    "join_url",
+    "json_text",
+    "websocket_url",
+]
 
 MAX_EVENT_SIZE = 64 * 1024 * 1024
 """Size one event may have (SSE characters, WebSocket frame bytes): far above any real
@@ -41,6 +49,11 @@ class PayloadStream(Protocol):
         """Bytes of request body written to the server."""
         ...
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from server text that reaches an exception (API keys)."""
+        ...
+
 
 def join_url(base_url: str, path: str) -> str:
     """``path`` appended to the path of ``base_url``, its query kept (Azure's api-version)."""
@@ -57,3 +70,17 @@ def websocket_url(base_url: str, path: str = "/responses") -> str:
     parts = urlsplit(join_url(base_url, path))
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
     return urlunsplit(parts._replace(scheme=scheme))
+
+
+def json_text(body: Any) -> str:
+    """Compact JSON that always encodes as UTF-8.
+
+    Non-ASCII text stays as is (smaller), except when a string holds a lone surrogate
+    (valid in JSON, as a model may stream one), which only an ``\\u`` escape can carry.
+    """
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, separators=(",", ":"))
+    return text

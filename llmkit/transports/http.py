@@ -15,6 +15,7 @@ seen echoing the API key that was rejected.
 
 from __future__ import annotations
 
+import codecs
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,11 +33,12 @@ from llmkit.exceptions import (
     TransportError,
     UsageError,
     redact,
+    redact_tree,
     status_error,
 )
 from llmkit.transports._retry import RetryPolicy, should_retry_status
 from llmkit.transports._sse import SSEParser
-from llmkit.transports.base import TransportRequest, join_url
+from llmkit.transports.base import TransportRequest, join_url, json_text
 
 __all__ = ["HTTPPayloadStream", "HTTPTransport"]
 
@@ -117,17 +119,6 @@ def _error_fields(body: Any) -> dict[str, Any]:
     }
 
 
-def _redact_tree(value: Any, secrets: Sequence[str]) -> Any:
-    """Redact every string in a decoded JSON value (escapes can hide a secret in the text)."""
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {redact(k, secrets): _redact_tree(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_tree(item, secrets) for item in value]
-    return value
-
-
 def _status_error(response: httpx.Response, secrets: Sequence[str]) -> APIStatusError:
     """Turn a non-2xx answer into the matching `APIStatusError`, redacted.
 
@@ -138,8 +129,8 @@ def _status_error(response: httpx.Response, secrets: Sequence[str]) -> APIStatus
     text = redact(raw, secrets)
     body: Any
     try:
-        body = _redact_tree(json.loads(raw), secrets)
-    except ValueError:
+        body = redact_tree(json.loads(raw), secrets)
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to keep
         body = text or None
     fields = _error_fields(body)
     message = fields.pop("message", None) or text.strip()[:_MESSAGE_CHARS]
@@ -201,6 +192,11 @@ class HTTPPayloadStream:
         """Bytes of request body written to the server (the final attempt's body)."""
         return self._bytes_sent
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from server text that reaches an exception."""
+        return self._secrets
+
     def __iter__(self) -> Iterator[str]:
         """Yield each event's data; map httpx failures to llmkit exceptions.
 
@@ -213,8 +209,11 @@ class HTTPPayloadStream:
         try:
             if not _is_event_stream(self._response):
                 raise _content_type_error(self._response, self._secrets)
-            for text in self._response.iter_text():
-                yield from parser.feed(text)
+            # SSE is UTF-8 whatever charset the header claims; bad bytes become U+FFFD.
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for chunk in self._response.iter_bytes():
+                yield from parser.feed(decoder.decode(chunk))
+            yield from parser.feed(decoder.decode(b"", final=True))
             yield from parser.flush()
         except httpx.TimeoutException as exc:
             raise Timeout("timed out waiting for the next event") from exc
@@ -307,7 +306,7 @@ class HTTPTransport:
         """
         if self._client.is_closed:
             raise UsageError("this HTTPTransport is closed")
-        body = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode()
+        body = json_text(request.body).encode()
         headers = self._headers
         secrets = self._secrets
         if request.headers:

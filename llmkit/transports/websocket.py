@@ -26,7 +26,7 @@ import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import websocket
 
@@ -65,9 +65,9 @@ def _upgrade_error(
     if exc.resp_body:
         text = exc.resp_body.decode("utf-8", errors="replace")
         try:
-            body = json.loads(text)
-        except ValueError:
-            body = text
+            body = json.loads(redact(json.dumps(json.loads(text)), secrets))
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to keep
+            body = redact(text, secrets)
     error = body.get("error") if isinstance(body, dict) else None
     fields: dict[str, Any] = {}
     if isinstance(error, dict):
@@ -82,9 +82,38 @@ def _upgrade_error(
         message,
         request_id=headers.get("x-request-id"),
         headers={k: redact(v, secrets) for k, v in headers.items()},
-        body=None if body is None else json.loads(redact(json.dumps(body), secrets)),
+        body=body,
         **fields,
     )
+
+
+class _FrameTooLarge(Exception):
+    """A frame (or a message of continuation frames) announced more than the limit."""
+
+
+class _LimitedFrameBuffer(websocket._abnf.frame_buffer):
+    """websocket-client's frame reader, refusing a frame by the length in its header,
+    before reading (and allocating) the payload."""
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        if self.length is not None and self.length > MAX_EVENT_SIZE:
+            raise _FrameTooLarge(self.length)
+
+
+class _LimitedContinuation(websocket._abnf.continuous_frame):
+    """websocket-client's continuation assembly, refusing a message beyond the limit."""
+
+    def add(self, frame: websocket.ABNF) -> None:
+        super().add(frame)
+        if self.cont_data and len(self.cont_data[1]) > MAX_EVENT_SIZE:
+            raise _FrameTooLarge(len(self.cont_data[1]))
+
+
+def _limited(ws: websocket.WebSocket) -> websocket.WebSocket:
+    ws.frame_buffer = _LimitedFrameBuffer(ws._recv, True)
+    ws.cont_frame = _LimitedContinuation(False, True)
+    return ws
 
 
 class WebSocketConnection:
@@ -95,6 +124,11 @@ class WebSocketConnection:
         self.url = url
         self._secrets = tuple(secrets)
         self.opened_at = time.monotonic()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What this connection redacts from server text."""
+        return self._secrets
 
     @classmethod
     def connect(
@@ -113,9 +147,10 @@ class WebSocketConnection:
             Timeout: connecting or the handshake took longer than ``timeout``.
         """
         header = [f"{name}: {value}" for name, value in headers.items()]
+        shown = redact(url, secrets)  # a key can hide in a URL (a gateway's query token)
         target = url
         for _ in range(_MAX_REDIRECTS + 1):
-            ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
+            ws = _limited(websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False))
             try:
                 ws.connect(  # type: ignore[no-untyped-call]
                     target,
@@ -125,25 +160,30 @@ class WebSocketConnection:
                     suppress_origin=True,
                 )
             except websocket.WebSocketBadStatusException as exc:
-                raise _upgrade_error(exc, secrets) from exc
-            except websocket.WebSocketTimeoutException as exc:
-                raise Timeout(f"connecting to {url} timed out") from exc
-            except TimeoutError as exc:
-                raise Timeout(f"connecting to {url} timed out") from exc
+                # from None: the library's text has the raw status line, headers and body.
+                raise _upgrade_error(exc, secrets) from None
+            except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
+                raise Timeout(f"connecting to {shown} timed out") from exc
             except websocket.WebSocketException as exc:
                 location = cls._redirect_location(ws)
                 if location is None:
-                    raise ConnectError(f"WebSocket handshake with {url} failed: {exc}") from exc
+                    reason = redact(str(exc), secrets)
+                    raise ConnectError(
+                        f"WebSocket handshake with {shown} failed: {reason}"
+                    ) from None
+                location = urljoin(target, location)  # a relative Location is same-origin
                 if _origin(location) != _origin(url):
                     raise ConnectError(
-                        f"refused a WebSocket redirect from {url} to another origin"
-                    ) from exc
+                        f"refused a WebSocket redirect from {shown} to another origin"
+                    ) from None
                 target = location
                 continue
             except (OSError, ssl.SSLError) as exc:
-                raise ConnectError(f"could not connect to {url}: {exc.__class__.__name__}") from exc
+                raise ConnectError(
+                    f"could not connect to {shown}: {exc.__class__.__name__}"
+                ) from exc
             return cls(ws, url=target, secrets=secrets)
-        raise ConnectError(f"too many WebSocket redirects from {url}")
+        raise ConnectError(f"too many WebSocket redirects from {shown}")
 
     @staticmethod
     def _redirect_location(ws: websocket.WebSocket) -> str | None:
@@ -194,6 +234,11 @@ class WebSocketConnection:
             opcode, frame = self._ws.recv_data_frame(False)
         except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
             raise Timeout(f"no WebSocket event for {timeout} seconds") from exc
+        except _FrameTooLarge as exc:
+            self.close()
+            raise ProtocolError(
+                f"a WebSocket message of {exc.args[0]} bytes exceeded {MAX_EVENT_SIZE} bytes"
+            ) from None
         except (websocket.WebSocketException, OSError) as exc:
             self.close()
             raise ConnectionClosed("the WebSocket connection broke", code=_CLOSE_ABNORMAL) from exc
@@ -267,7 +312,8 @@ class WebSocketConnection:
         self._ws.shutdown()  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
-        return f"WebSocketConnection(url={self.url!r}, connected={self.connected})"
+        url = redact(self.url, self._secrets)
+        return f"WebSocketConnection(url={url!r}, connected={self.connected})"
 
 
 class WebSocketPayloadStream:
@@ -289,6 +335,11 @@ class WebSocketPayloadStream:
     def bytes_sent(self) -> int:
         """Size of the ``response.create`` frame."""
         return self._bytes_sent
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from server text that reaches an exception."""
+        return self._connection.secrets
 
     def __iter__(self) -> Iterator[str]:
         while True:
