@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal, Protocol
 
 from llmkit.exceptions import LLMKitError, redact_error
-from llmkit.messages import ResponseMetadata
+from llmkit.messages import Response, ResponseMetadata
 from llmkit.stream import Finish, StreamPart, Warnings
 from llmkit.transports.base import PayloadStream
 
-__all__ = ["EventProtocol", "Meter", "run_protocol"]
+__all__ = ["EventProtocol", "Meter", "open_stamped", "run_protocol"]
 
 
 class EventProtocol(Protocol):
@@ -29,6 +29,8 @@ class EventProtocol(Protocol):
     def receive(self, payload: str | bytes) -> list[StreamPart]: ...
 
     def finish(self) -> list[StreamPart]: ...
+
+    def partial(self) -> Response: ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -61,6 +63,16 @@ class Meter:
         )
 
 
+def open_stamped(open_payloads: Callable[[], PayloadStream], meter: Meter) -> PayloadStream:
+    """Open a payload stream; an error before any event still says how it was sent."""
+    try:
+        return open_payloads()
+    except LLMKitError as exc:
+        if exc.partial is None:
+            exc.partial = Response(metadata=meter.apply(ResponseMetadata()))
+        raise
+
+
 def run_protocol(
     payloads: PayloadStream, meter: Meter, protocol: EventProtocol
 ) -> Iterator[StreamPart]:
@@ -82,10 +94,9 @@ def run_protocol(
     except LLMKitError as exc:
         redact_error(exc, payloads.secrets)  # server text (error events) can echo a key
         meter.bytes_sent = payloads.bytes_sent
-        if exc.partial is not None:
-            exc.partial = dataclasses.replace(
-                exc.partial, metadata=meter.apply(exc.partial.metadata)
-            )
+        # Errors of the connection carry no partial: the protocol's has the response id.
+        partial = exc.partial if exc.partial is not None else protocol.partial()
+        exc.partial = dataclasses.replace(partial, metadata=meter.apply(partial.metadata))
         raise
     finally:
         payloads.close()

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._encode import encode_request
-from llmkit.openai._loop import Meter, run_protocol
+from llmkit.openai._loop import Meter, open_stamped, run_protocol
 from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Stream, StreamPart, Warnings
@@ -63,7 +63,8 @@ class ResponsesModel(LanguageModel):
 
     def _http_turn(self, body: dict[str, Any], fallback_reason: str | None) -> Iterator[StreamPart]:
         meter = Meter("http", "full", len(body["input"]), fallback_reason=fallback_reason)
-        payloads = self._http.open(TransportRequest(RESPONSES_PATH, {**body, "stream": True}))
+        request = TransportRequest(RESPONSES_PATH, {**body, "stream": True})
+        payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ResponsesProtocol())
 
     def warmup(self, call: Call) -> WarmupResult:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
-from llmkit.openai._loop import Meter, run_protocol
+from llmkit.openai._loop import Meter, open_stamped, run_protocol
 from llmkit.openai.chat._encode import encode_chat_request
 from llmkit.openai.chat.protocol import ChatProtocol
 from llmkit.openai.model import PayloadOpener
@@ -41,7 +41,8 @@ class ChatModel(LanguageModel):
         messages = body["messages"]
         assert isinstance(messages, list)
         meter = Meter("http", "full", len(messages))
-        payloads = self._http.open(TransportRequest(CHAT_PATH, body))
+        request = TransportRequest(CHAT_PATH, body)
+        payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ChatProtocol())
 
     def warmup(self, call: Call) -> WarmupResult:
