@@ -263,6 +263,10 @@ class Collector:
             case _:
                 assert_never(part)
 
+    def add_text_delta(self, part: TextDelta) -> None:
+        """`add` for a `TextDelta`, without the dispatch (the hot path of every stream)."""
+        self._text_slot(part.id).chunks.append(part.delta)
+
     def _text_slot(self, item_id: str | None) -> _OpenText:
         index = self._open_text.get(item_id)
         if index is None:  # a delta without a start: open one rather than lose text
@@ -351,7 +355,10 @@ class Stream:
             self._done = True
             self.close()
             raise
-        self._collector.add(part)
+        if type(part) is TextDelta:
+            self._collector.add_text_delta(part)
+        else:
+            self._collector.add(part)
         return part
 
     def __enter__(self) -> Self:

@@ -124,7 +124,7 @@ class ResponsesProtocol:
             APIStatusError: an ``error`` event carrying an HTTP status.
             ResponseFailed: ``response.failed``, or an ``error`` event without a status.
         """
-        if self.done:
+        if self.state is State.DONE or self.state is State.BROKEN:
             return []
         if payload in ("[DONE]", b"[DONE]"):
             return []  # an end-of-stream sentinel some servers add; EOF decides
@@ -132,7 +132,7 @@ class ResponsesProtocol:
             data = wire.load_json(payload)
             delta = self._text_delta(data)
             if delta is not None:
-                self._collector.add(delta)
+                self._collector.add_text_delta(delta)
                 return [delta]
             parts = self._dispatch(wire.event_from_json(data))
         except ProtocolError as exc:
@@ -167,7 +167,7 @@ class ResponsesProtocol:
         if item is None or item.open_text != index or (item.id is None and item_id is not None):
             return None
         item.text_chunks[index].append(delta)
-        return TextDelta(item.id, delta)
+        return _new_text_delta(item.id, delta)
 
     def finish(self) -> list[StreamPart]:
         """End of input. Raises `IncompleteStream` unless a terminal event arrived."""
@@ -515,6 +515,24 @@ class ResponsesProtocol:
         self.state = State.DONE
         error.partial = self.partial()
         raise error
+
+
+_text_delta_slots = (
+    TextDelta.__dict__["id"].__set__,
+    TextDelta.__dict__["delta"].__set__,
+    TextDelta.__dict__["type"].__set__,
+)
+
+
+def _new_text_delta(item_id: str | None, delta: str) -> TextDelta:
+    """``TextDelta(item_id, delta)`` at half the cost: a frozen dataclass's ``__init__``
+    goes through ``object.__setattr__`` per field; the slots are set directly here."""
+    set_id, set_delta, set_type = _text_delta_slots
+    part = object.__new__(TextDelta)
+    set_id(part, item_id)
+    set_delta(part, delta)
+    set_type(part, "text_delta")
+    return part
 
 
 def _parse_item(raw: dict[str, Any]) -> wire.OutputItem:
