@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install demo test lint typecheck pytest serve clean
+.PHONY: install demo test lint typecheck pytest serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,21 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/python -m llmkit serve
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+# llmkit vs openai vs a no-SDK floor (not part of `make test`; see bench/README.md).
+# BENCH_ARGS=--quick for a smoke run, BENCH_REPEAT=N for the repetitions.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# 10,000 WebSocket turns with a fault every ~100 (not part of `make test`, which runs
+# 500); prints the figures. LLMKIT_SOAK_TURNS / LLMKIT_SOAK_SECONDS override.
+.PHONY: soak
+soak: $(STAMP)
+	LLMKIT_SOAK_TURNS=$${LLMKIT_SOAK_TURNS:-10000} $(BIN)/pytest tests/test_soak.py -s -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov

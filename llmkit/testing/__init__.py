@@ -35,6 +35,14 @@ Tool model (function tools given)
     each). After N outputs: ``The answer is <last tool output>. [user=... items=...]``.
     A 30-step ``add`` loop run correctly therefore ends with ``The answer is 465.``.
 
+Bench model (model id ``bench-words-<N>``, 1 <= N < 10**8, no leading zero)
+    Replaces the text answer (not a tool call) with N short words separated by single
+    spaces (``the quick brown fox ...``, cycled), streamed as exactly N
+    `response.output_text.delta` events (Chat: N ``content`` deltas); ``output_tokens`` =
+    N. For benchmarks: ``bench-words-100000`` streams 100,000 events in about a second.
+    Events that no pause (`ttft`, `token_delay`, a keepalive wait) separates are written in
+    batches of about 64 KiB, for every model; the bytes and their order are unchanged.
+
 Reasoning (request has `reasoning`, or the model id contains "reason")
     First a `reasoning` item with one summary part (``reasoning_summary_part.added``,
     ``reasoning_summary_text.delta``/``.done``, ``reasoning_summary_part.done``), then the

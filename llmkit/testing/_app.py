@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 
 from llmkit.testing import _chat as chat
@@ -39,6 +39,9 @@ Send = Callable[[Message], Awaitable[None]]
 RESPONSES_PATH = "/v1/responses"
 CHAT_PATH = "/v1/chat/completions"
 ABORT_EXTENSION = "llmkit.abort"
+# Stream events are written in batches of about this many bytes when no pause separates
+# them (see `_stream`): a write per event dominated the cost of long answers.
+BATCH_BYTES = 64 * 1024
 
 
 class Closable(Protocol):
@@ -201,6 +204,8 @@ class _Http:
         self.receive = receive
         self.send = send
         self.request_id = request_id()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     async def handle(self) -> None:
         method, path = self.scope["method"], self.scope["path"].rstrip("/")
@@ -320,11 +325,11 @@ class _Http:
             return
         if prod.blocks is not None:
             status, response = replay_outcome(prod.blocks)
-            payloads: list[Payload] = list(prod.blocks)
+            payloads: Sequence[Payload] = prod.blocks
         else:
             assert prod.rendered is not None
             status, response = prod.rendered.status, prod.rendered.response
-            payloads = list(prod.rendered.events)
+            payloads = prod.rendered.events  # built while sending
         commit = lambda: engine.finish(turn, status, response)  # noqa: E731
         if not stream:
             answer = response if response is not None else {}
@@ -369,14 +374,15 @@ class _Http:
     async def stream(
         self,
         record: int,
-        payloads: list[Payload],
+        payloads: Sequence[Payload],
         faults: ResponseFaults,
         commit: Callable[[], object],
         framing: Framing = RESPONSES_FRAMING,
     ) -> None:
         """A 200 SSE answer: the payloads with timing and stream faults."""
         await self.start_stream()
-        pump = Pump(self.send_event, self.core.stream_config(faults), commit, framing)
+        config = self.core.stream_config(faults)
+        pump = Pump(self.queue_event, config, commit, framing, flush=self.flush_events)
         if await pump.run(payloads):
             pump.commit()
             await self.send({"type": "http.response.body", "body": b""})
@@ -387,7 +393,7 @@ class _Http:
     async def respond_json(
         self,
         record: int,
-        payloads: list[Payload],
+        payloads: Sequence[Payload],
         faults: ResponseFaults,
         commit: Callable[[], object],
         answer: Any,
@@ -418,16 +424,35 @@ class _Http:
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def send_event(self, payload: Payload) -> None:
-        if isinstance(payload, SseBlock):
-            data = payload.raw
-        else:
-            data = f"event: {payload['type']}\ndata: {dumps(payload)}\n\n".encode()
+        await self.send({"type": "http.response.body", "body": _sse(payload), "more_body": True})
+
+    async def queue_event(self, payload: Payload) -> None:
+        """Buffer one event; written by `flush_events` (the pump's flush) or when large."""
+        data = _sse(payload)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= BATCH_BYTES:
+            await self.flush_events()
+            await asyncio.sleep(0)  # let the loop see a disconnect and serve the others
+
+    async def flush_events(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def abort(self) -> None:
         """End the handler mid-body: uvicorn then closes the TCP connection."""
         with ABORT_FILTER._lock:
             ABORT_FILTER.expected += 1
+
+
+def _sse(payload: Payload) -> bytes:
+    if isinstance(payload, SseBlock):
+        return payload.raw
+    return f"event: {payload['type']}\ndata: {dumps(payload)}\n\n".encode()
 
 
 async def _discard(payload: Event | SseBlock) -> None:

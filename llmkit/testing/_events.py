@@ -10,9 +10,9 @@ import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from llmkit.testing._models import (
     FunctionCallOut,
@@ -191,19 +191,80 @@ def usage_object(
 
 
 # -- event sequences ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Deltas:
+    """Consecutive `*.delta` events of one part, one per token, built when iterated."""
+
+    kind: str
+    tokens: Sequence[str]
+    fields: dict[str, Any]
+    start: int  # the first event's index (its sequence number and obfuscation salt)
+    obfuscate: bool
+
+    def __iter__(self) -> Iterator[Event]:
+        kind, fields, obfuscate = self.kind, self.fields, self.obfuscate
+        for index, token in enumerate(self.tokens, self.start):
+            event = {"type": kind, "delta": token, **fields}
+            if obfuscate:
+                event["obfuscation"] = _obfuscation(token, index)
+            event["sequence_number"] = index
+            yield event
+
+
+class Events(Sequence[Event]):
+    """A response's events, in order; runs of deltas are built only while iterating.
+
+    A long answer's million delta events then never sit in memory together, and the
+    first one is sent before the last one is built.
+    """
+
+    __slots__ = ("_parts", "_size")
+
+    def __init__(self) -> None:
+        self._parts: list[Event | _Deltas] = []
+        self._size = 0
+
+    def append(self, event: Event) -> None:
+        self._parts.append(event)
+        self._size += 1
+
+    def append_deltas(self, deltas: _Deltas) -> None:
+        self._parts.append(deltas)
+        self._size += len(deltas.tokens)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Event]:
+        for part in self._parts:
+            if isinstance(part, _Deltas):
+                yield from part
+            else:
+                yield part
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        return list(self)[index]
+
+
 @dataclass(slots=True)
 class _Builder:
     meta: ResponseMeta
     obfuscate: bool
-    events: list[Event] = field(default_factory=list)
+    events: Events = field(default_factory=Events)
     output: list[Item] = field(default_factory=list)
 
     def add(self, kind: str, **fields: Any) -> None:
         self.events.append({"type": kind, **fields, "sequence_number": len(self.events)})
 
-    def delta(self, kind: str, delta: str, **fields: Any) -> None:
-        extra = {"obfuscation": _obfuscation(delta, len(self.events))} if self.obfuscate else {}
-        self.add(kind, delta=delta, **fields, **extra)
+    def deltas(self, kind: str, tokens: Sequence[str], **fields: Any) -> None:
+        start = len(self.events)
+        self.events.append_deltas(_Deltas(kind, tokens, fields, start, self.obfuscate))
 
     def lifecycle(self, kind: str, response: dict[str, Any]) -> None:
         self.add(kind, response=response)
@@ -211,8 +272,9 @@ class _Builder:
 
 def _obfuscation(delta: str, salt: int) -> str:
     digest = hashlib.sha256(f"{salt}:{delta}".encode()).digest()
-    letters = "".join(c for c in base64.b64encode(digest).decode() if c.isalnum())
-    return letters[: max(1, 16 - len(delta))]
+    # The alphanumeric characters of the base64 text (deleting "+/=" keeps exactly those).
+    letters = base64.b64encode(digest).translate(None, b"+/=")
+    return letters[: max(1, 16 - len(delta))].decode()
 
 
 def _reasoning(b: _Builder, tokens: list[str], encrypted: bool) -> Item:
@@ -228,8 +290,7 @@ def _reasoning(b: _Builder, tokens: list[str], encrypted: bool) -> Item:
     b.add(
         "response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""}
     )
-    for token in tokens:
-        b.delta("response.reasoning_summary_text.delta", token, **where)
+    b.deltas("response.reasoning_summary_text.delta", tokens, **where)
     b.add("response.reasoning_summary_text.done", **where, text=text)
     b.add(
         "response.reasoning_summary_part.done", **where, part={"type": "summary_text", "text": text}
@@ -257,8 +318,7 @@ def _message(b: _Builder, tokens: list[str], complete: bool) -> Item:
     where = {"content_index": 0, "item_id": item_id, "output_index": index}
     empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
     b.add("response.content_part.added", **where, part=empty)
-    for token in tokens:
-        b.delta("response.output_text.delta", token, **where, logprobs=[])
+    b.deltas("response.output_text.delta", tokens, **where, logprobs=[])
     b.add("response.output_text.done", **where, logprobs=[], text=text)
     part = {**empty, "text": text}
     b.add("response.content_part.done", **where, part=part)
@@ -283,10 +343,12 @@ def _function_call(b: _Builder, spec: FunctionCallOut) -> Item:
         item={**base, "status": "in_progress", "arguments": "", **call},
         output_index=index,
     )
-    for chunk in split_chunks(spec.arguments):
-        b.delta(
-            "response.function_call_arguments.delta", chunk, item_id=item_id, output_index=index
-        )
+    b.deltas(
+        "response.function_call_arguments.delta",
+        split_chunks(spec.arguments),
+        item_id=item_id,
+        output_index=index,
+    )
     b.add(
         "response.function_call_arguments.done",
         arguments=spec.arguments,
@@ -302,7 +364,7 @@ def _function_call(b: _Builder, spec: FunctionCallOut) -> Item:
 class Rendered:
     """A response's full event list, its final output items and its terminal status."""
 
-    events: list[Event]
+    events: Events
     output: list[Item]
     status: str
     response: dict[str, Any]

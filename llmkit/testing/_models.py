@@ -19,6 +19,9 @@ from typing import Any
 Item = dict[str, Any]
 
 _STEPS = re.compile(r"\[steps=(\d+)\]")
+_BENCH_WORDS = re.compile(r"bench-words-([1-9][0-9]{0,7})")
+# The words of a `bench-words-<N>` answer (short, like real tokens), cycled.
+_BENCH_VOCABULARY = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "again")
 _TOKEN = re.compile(r"\s*\S+|\s+$")
 # A fixed key keeps encrypted reasoning valid across server restarts (like one org's key).
 _REASONING_KEY = b"llmkit.testing reasoning key v1"
@@ -186,6 +189,19 @@ def verify_reasoning(token: Any) -> bool:
 
 
 # -- the scripted model -----------------------------------------------------------------------
+def bench_words(model: Any) -> int | None:
+    """N for a `bench-words-<N>` model id (1 <= N < 10**8), else None."""
+    match = _BENCH_WORDS.fullmatch(model) if isinstance(model, str) else None
+    return int(match.group(1)) if match else None
+
+
+def bench_text(n: int) -> str:
+    """N short words separated by single spaces: `split_tokens` makes exactly N deltas."""
+    vocabulary = _BENCH_VOCABULARY
+    whole, rest = divmod(n, len(vocabulary))
+    return " ".join(vocabulary * whole + vocabulary[:rest])
+
+
 def wants_reasoning(request: Item) -> bool:
     return request.get("reasoning") is not None or "reason" in str(request.get("model", ""))
 
@@ -330,6 +346,9 @@ def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[O
         final = FunctionCallOut(
             name, _call_id(conversation, step, name), json.dumps(arguments, separators=(",", ":"))
         )
+    elif (words := bench_words(request.get("model"))) is not None:
+        action = "answer directly"
+        final = MessageOut(bench_text(words))
     elif output is not None:
         action = "answer directly"
         final = MessageOut(f"The answer is {output}. {counts.render(violations)}")

@@ -16,7 +16,9 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from llmkit.testing._app import ABORT_EXTENSION, ResponsesApp, ServerCore
 from llmkit.testing._state import Faults, ServerStats, read_replay_source
@@ -29,7 +31,9 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol plus an `abort` extension.
 
     ASGI has no way to drop a connection without a close frame (or to drop the TCP before
-    answering the upgrade); fault injection needs both, so the app gets a callable.
+    answering the upgrade); fault injection needs both, so the app gets a callable. Nor
+    can it send several frames in one write, which long streams need to be fast:
+    `send_texts`.
     """
 
     def handle_connect(self, event: Any) -> None:
@@ -39,7 +43,22 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][ABORT_EXTENSION] = {
                 "abort": self._llmkit_abort,
                 "denied": self._llmkit_denied,
+                "send_texts": self._llmkit_send_texts,
             }
+
+    async def _llmkit_send_texts(self, texts: list[str]) -> None:
+        """Text frames as consecutive `websocket.send` messages would give, in one write."""
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+            raise RuntimeError("Unexpected ASGI message 'websocket.send'.")
+        try:
+            for text in texts:
+                self.conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def _llmkit_denied(self) -> None:
         # uvicorn does not mark a handshake answered with `websocket.http.response` as

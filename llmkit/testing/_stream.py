@@ -5,6 +5,11 @@ that writes one event; this module decides when, renumbers `sequence_number` (ke
 and unknown events consume numbers too, §8.4) and stops early for `drop_after`. A
 `Framing` says which payloads end a stream and what keepalive and unknown payloads look
 like (Responses events by default; Chat Completions chunks pass their own).
+
+`emit` may buffer (one socket write per event costs more than building the event, which
+made long answers slow): the transport then passes a `flush` coroutine too, and the pump
+flushes before every pause (time to first token, token delay, keepalive wait) and at the
+end, so what a client sees, and when, is what it would see without buffering.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from llmkit.testing._sse import SseBlock
 
 Payload = Event | SseBlock
 Emit = Callable[[Payload], Awaitable[None]]
+Flush = Callable[[], Awaitable[None]]
 _LIFECYCLE_START = ("response.created", "response.in_progress", "response.queued")
 
 
@@ -76,8 +82,10 @@ class Pump:
         config: StreamConfig,
         before_terminal: Callable[[], object] | None = None,
         framing: Framing = RESPONSES_FRAMING,
+        flush: Flush | None = None,
     ) -> None:
         self._emit = emit
+        self._flush = flush
         self._config = config
         self._framing = framing
         self._before_terminal = before_terminal
@@ -101,8 +109,15 @@ class Pump:
                 if self._config.unknown_events and kind not in self._framing.terminal:
                     await self._send(self._framing.unknown())
         except _Dropped:
+            await self.flush()
             return False
+        await self.flush()
         return True
+
+    async def flush(self) -> None:
+        """Write out what `emit` buffered (a no-op for an unbuffered `emit`)."""
+        if self._flush is not None:
+            await self._flush()
 
     def commit(self) -> None:
         """Run the `before_terminal` hook once (also for streams without a terminal event)."""
@@ -128,14 +143,18 @@ class Pump:
 
     async def _wait(self, seconds: float) -> None:
         """Sleep, sending `keepalive` events whenever the stream would go quiet too long."""
-        end = self._loop.time() + max(0.0, seconds)
         interval = self._config.keepalive_interval
+        if seconds <= 0 and (interval is None or interval <= 0):
+            return  # the common case (no delay configured): no clock reads per event
+        end = self._loop.time() + max(0.0, seconds)
         while True:
             now = self._loop.time()
             if interval is not None and interval > 0 and self._last + interval < end:
+                await self.flush()
                 await asyncio.sleep(max(0.0, self._last + interval - now))
                 await self._send(self._framing.keepalive())
                 continue
             if end > now:
+                await self.flush()
                 await asyncio.sleep(end - now)
             return

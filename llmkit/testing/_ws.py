@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from llmkit.testing._app import (
     ABORT_EXTENSION,
+    BATCH_BYTES,
     RESPONSES_PATH,
     Message,
     Receive,
@@ -33,6 +34,7 @@ from llmkit.testing._state import StoredResponse
 from llmkit.testing._stream import Payload, Pump
 
 BUSY_CODE = "conversation_already_has_active_response"
+SendTexts = Callable[[list[str]], Awaitable[None]]
 _REJECT_MESSAGES = {
     401: "Unauthorized.",
     403: "Forbidden.",
@@ -68,6 +70,12 @@ def _extension(scope: Scope, name: str) -> Callable[[], None] | None:
     return extension.get(name) if isinstance(extension, dict) else None
 
 
+def _send_texts(scope: Scope) -> SendTexts | None:
+    """The protocol's "several text frames, one write" hook (absent under other servers)."""
+    extension = scope.get("extensions", {}).get(ABORT_EXTENSION)
+    return extension.get("send_texts") if isinstance(extension, dict) else None
+
+
 async def handle_websocket(core: ServerCore, scope: Scope, receive: Receive, send: Send) -> None:
     message = await receive()
     if message["type"] != "websocket.connect":
@@ -92,7 +100,7 @@ async def handle_websocket(core: ServerCore, scope: Scope, receive: Receive, sen
         await deny(scope, send, ApiError(status, text, type=kind))
         return
     await send({"type": "websocket.accept", "headers": [(b"x-request-id", request_id().encode())]})
-    await Connection(core, send, abort).run(receive)
+    await Connection(core, send, abort, _send_texts(scope)).run(receive)
 
 
 def _limit_text(seconds: float) -> str:
@@ -104,10 +112,19 @@ def _limit_text(seconds: float) -> str:
 class Connection:
     """One accepted WebSocket: reads frames, runs at most one response at a time."""
 
-    def __init__(self, core: ServerCore, send: Send, abort: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        core: ServerCore,
+        send: Send,
+        abort: Callable[[], None] | None,
+        send_texts: SendTexts | None = None,
+    ) -> None:
         self.core = core
         self._send = send
         self._abort = abort
+        self._send_texts = send_texts
+        self._pending: list[str] = []
+        self._pending_size = 0
         self.id = core.stats.open_connection()
         self.opened = time.monotonic()
         self.head: StoredResponse | None = None
@@ -166,13 +183,41 @@ class Connection:
 
     # -- outgoing ------------------------------------------------------------------------------
     async def emit(self, payload: Payload) -> None:
+        """Send one frame now (after any buffered ones)."""
         text = payload.data if isinstance(payload, SseBlock) else dumps(payload)
         async with self._lock:
+            await self._write_pending()
+            await self._send({"type": "websocket.send", "text": text})
+
+    async def queue(self, payload: Payload) -> None:
+        """Buffer one frame of a response; written by `flush` (the pump's) or when large."""
+        text = payload.data if isinstance(payload, SseBlock) else dumps(payload)
+        assert text is not None
+        self._pending.append(text)
+        self._pending_size += len(text)
+        if self._pending_size >= BATCH_BYTES:
+            await self.flush()
+            await asyncio.sleep(0)  # let the loop see a disconnect and serve the others
+
+    async def flush(self) -> None:
+        async with self._lock:
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        texts = self._pending
+        self._pending, self._pending_size = [], 0
+        if self._send_texts is not None:
+            await self._send_texts(texts)
+            return
+        for text in texts:  # pragma: no cover - only without the llmkit protocol class
             await self._send({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):  # the peer may be gone already
             async with self._lock:
+                await self._write_pending()
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     def abort(self) -> None:
@@ -261,11 +306,11 @@ class Connection:
             return
         if prod.blocks is not None:
             status, response = replay_outcome(prod.blocks)
-            payloads: list[Payload] = [b for b in prod.blocks if b.data not in (None, "[DONE]")]
+            payloads: Sequence[Payload] = [b for b in prod.blocks if b.data not in (None, "[DONE]")]
         else:
             assert prod.rendered is not None
             status, response = prod.rendered.status, prod.rendered.response
-            payloads = list(prod.rendered.events)
+            payloads = prod.rendered.events  # built while sending
 
         def commit() -> None:
             entry = engine.finish(turn, status, response)
@@ -275,7 +320,8 @@ class Connection:
                 self.evict(previous_id)
             self.active = False
 
-        pump = Pump(self.emit, self.core.stream_config(prod.faults), commit)
+        config = self.core.stream_config(prod.faults)
+        pump = Pump(self.queue, config, commit, flush=self.flush)
         if await pump.run(payloads):
             pump.commit()
         else:
