@@ -197,6 +197,9 @@ def markdown(results: Results) -> str:
     ]
     for section in sections:
         lines += section(results)
+    history = Path(__file__).parent / "OPTIMIZATIONS.md"
+    if history.exists():
+        lines += ["", history.read_text(encoding="utf-8").rstrip(), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
