@@ -53,7 +53,6 @@ class DemoRun:
     label: str
     result: ToolLoopResult | None
     wall: float
-    error: str | None = None
 
     @property
     def requests(self) -> int:
@@ -164,7 +163,7 @@ def _run(
             result = loop.run(task(steps), on_part=_printer(out), on_step=_progress(out))
     except LLMKitError as exc:
         print(f"  failed: {type(exc).__name__}: {exc}", file=out)
-        return DemoRun(label, None, time.perf_counter() - started, str(exc))
+        return DemoRun(label, None, time.perf_counter() - started)
     return DemoRun(label, result, time.perf_counter() - started)
 
 

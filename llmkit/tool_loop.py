@@ -20,6 +20,7 @@ exception, which carries the failed step's partial response as usual.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import time
@@ -279,15 +280,7 @@ class ToolLoop:
         )
 
     def _call(self, base: Call, tools: tuple[Any, ...]) -> Call:
-        return Call(
-            self.history,
-            tools=tools,
-            tool_choice=base.tool_choice,
-            max_output_tokens=base.max_output_tokens,
-            temperature=base.temperature,
-            top_p=base.top_p,
-            provider_options=base.provider_options,
-        )
+        return dataclasses.replace(base, prompt=tuple(self.history), tools=tools)
 
     def _respond(self, call: Call, on_part: Callable[[StreamPart], object] | None) -> Response:
         if on_part is None:

@@ -29,7 +29,14 @@ from llmkit.testing._engine import (
 )
 from llmkit.testing._events import ApiError, Event, dumps
 from llmkit.testing._sse import SseBlock
-from llmkit.testing._state import Endpoint, Faults, ResponseFaults, ResponseStore, ServerStats
+from llmkit.testing._state import (
+    Endpoint,
+    ErrorFault,
+    Faults,
+    ResponseFaults,
+    ResponseStore,
+    ServerStats,
+)
 from llmkit.testing._stream import RESPONSES_FRAMING, Framing, Payload, Pump, StreamConfig
 
 Scope = MutableMapping[str, Any]
@@ -309,19 +316,34 @@ class _Http:
         turn = engine.begin_chat(body, record)
         await self.respond_chat(turn, engine.produce_chat(turn), stream=body.get("stream") is True)
 
+    async def answer_fault(
+        self,
+        record: int,
+        fault: ErrorFault,
+        *,
+        stream: bool,
+        event: Callable[[ApiError], Payload],
+    ) -> None:
+        """An armed `error_next`: the error as the stream's only payload, or as JSON."""
+        self.core.engine.fail(record, fault.code)
+        error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
+        if not stream:
+            await self.json(fault.status, error.body())
+            return
+        await self.start_stream()
+        await self.send_event(event(error))
+        await self.send({"type": "http.response.body", "body": b""})
+
     async def respond(self, turn: Turn, prod: Production, *, stream: bool) -> None:
         engine = self.core.engine
         if prod.error is not None:
-            fault = prod.error
-            engine.fail(turn.record, fault.code)
-            error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
-            if not stream:
-                await self.json(fault.status, error.body())
-                return
-            event = error.nested(0) if fault.shape == "nested" else error.flat(0)
-            await self.start_stream()
-            await self.send_event(event)
-            await self.send({"type": "http.response.body", "body": b""})
+            shape = prod.error.shape
+            await self.answer_fault(
+                turn.record,
+                prod.error,
+                stream=stream,
+                event=lambda e: e.nested(0) if shape == "nested" else e.flat(0),
+            )
             return
         if prod.blocks is not None:
             status, response = replay_outcome(prod.blocks)
@@ -340,15 +362,13 @@ class _Http:
     async def respond_chat(self, turn: ChatTurn, prod: ChatProduction, *, stream: bool) -> None:
         engine = self.core.engine
         if prod.error is not None:
-            fault = prod.error
-            engine.fail(turn.record, fault.code)
-            error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
-            if not stream:
-                await self.json(fault.status, error.body())
-                return
-            await self.start_stream()
-            await self.send_event(chat.error_block(error, fault.shape))
-            await self.send({"type": "http.response.body", "body": b""})
+            shape = prod.error.shape
+            await self.answer_fault(
+                turn.record,
+                prod.error,
+                stream=stream,
+                event=lambda e: chat.error_block(e, shape),
+            )
             return
         failure: ApiError | None = None
         if prod.blocks is not None:

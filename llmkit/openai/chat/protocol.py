@@ -265,8 +265,6 @@ class ChatProtocol:
         for call in self._calls:
             if call.name is None:
                 raise ProtocolError(f"tool call {call.call_id!r} ended without a name")
-            if not call.started:  # pragma: no cover - a named call is always started
-                parts.append(ToolInputStart(call.call_id, call.call_id, call.name, call.kind))
             self._tool_calls += 1
             parts.append(ToolInputEnd(call.call_id))
             parts.append(ToolCall(call.call_id, call.name, "".join(call.arguments), kind=call.kind))
