@@ -15,9 +15,9 @@ from typing import Literal, Protocol
 from llmkit.exceptions import LLMKitError, redact_error
 from llmkit.messages import Response, ResponseMetadata
 from llmkit.stream import Finish, StreamPart, Warnings
-from llmkit.transports.base import PayloadStream
+from llmkit.transports.base import PayloadFacts, PayloadStream
 
-__all__ = ["EventProtocol", "Meter", "open_stamped", "run_protocol"]
+__all__ = ["EventProtocol", "Meter", "ProtocolRun", "open_stamped", "run_protocol", "stamp_unsent"]
 
 
 class EventProtocol(Protocol):
@@ -68,9 +68,50 @@ def open_stamped(open_payloads: Callable[[], PayloadStream], meter: Meter) -> Pa
     try:
         return open_payloads()
     except LLMKitError as exc:
-        if exc.partial is None:
-            exc.partial = Response(metadata=meter.apply(ResponseMetadata()))
+        stamp_unsent(exc, meter)
         raise
+
+
+def stamp_unsent(exc: LLMKitError, meter: Meter) -> None:
+    """Give an error raised before any event a partial that says how it was sent."""
+    if exc.partial is None:
+        exc.partial = Response(metadata=meter.apply(ResponseMetadata()))
+
+
+class ProtocolRun:
+    """What the loop decides about each payload, without the loop: stamping and errors.
+
+    The sync loop (`run_protocol`) and the async one (``_aio.arun_protocol``) only move
+    payloads in and parts out; everything they decide is here, once.
+    """
+
+    __slots__ = ("meter", "payloads", "protocol")
+
+    def __init__(self, payloads: PayloadFacts, meter: Meter, protocol: EventProtocol) -> None:
+        self.payloads = payloads
+        self.meter = meter
+        self.protocol = protocol
+
+    def receive(self, payload: str | bytes) -> list[StreamPart]:
+        """The parts of one payload, stamped where needed."""
+        parts = self.protocol.receive(payload)
+        # Most parts are deltas after the first token; only the first one and the
+        # `Finish` (always last, once the protocol is done) need stamping.
+        if self.meter.first_token is None or self.protocol.done:
+            return [_stamp(part, self.meter, self.payloads) for part in parts]
+        return parts
+
+    def finish(self) -> list[StreamPart]:
+        """The parts the protocol gives when the payloads end before it is done."""
+        return [_stamp(part, self.meter, self.payloads) for part in self.protocol.finish()]
+
+    def failed(self, exc: LLMKitError) -> None:
+        """Redact ``exc`` and give it a stamped partial response."""
+        redact_error(exc, self.payloads.secrets)  # server text (error events) can echo a key
+        self.meter.bytes_sent = self.payloads.bytes_sent
+        # Errors of the connection carry no partial: the protocol's has the response id.
+        partial = exc.partial if exc.partial is not None else self.protocol.partial()
+        exc.partial = dataclasses.replace(partial, metadata=self.meter.apply(partial.metadata))
 
 
 def run_protocol(
@@ -80,29 +121,21 @@ def run_protocol(
 
     The payload stream is closed on every exit, including an abandoned generator.
     """
+    run = ProtocolRun(payloads, meter, protocol)
     try:
         for payload in payloads:
-            for part in protocol.receive(payload):
-                # Most parts are deltas after the first token: one type check for them.
-                if meter.first_token is None or type(part) is Finish:
-                    part = _stamp(part, meter, payloads)
-                yield part
+            yield from run.receive(payload)
             if protocol.done:
                 return
-        for part in protocol.finish():
-            yield _stamp(part, meter, payloads)
+        yield from run.finish()
     except LLMKitError as exc:
-        redact_error(exc, payloads.secrets)  # server text (error events) can echo a key
-        meter.bytes_sent = payloads.bytes_sent
-        # Errors of the connection carry no partial: the protocol's has the response id.
-        partial = exc.partial if exc.partial is not None else protocol.partial()
-        exc.partial = dataclasses.replace(partial, metadata=meter.apply(partial.metadata))
+        run.failed(exc)
         raise
     finally:
         payloads.close()
 
 
-def _stamp(part: StreamPart, meter: Meter, payloads: PayloadStream) -> StreamPart:
+def _stamp(part: StreamPart, meter: Meter, payloads: PayloadFacts) -> StreamPart:
     if meter.first_token is None and not isinstance(part, Warnings | Finish):
         meter.first_token = time.perf_counter()
     if isinstance(part, Finish):

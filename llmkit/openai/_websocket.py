@@ -1,44 +1,28 @@
-"""Responses WebSocket mode: connections, chains, recovery and fallback.
+"""Responses WebSocket mode over threads: the sync I/O shell of ``_session``.
 
-The I/O shell around three pure pieces: `plan_request` (what to send, ``_chain``),
-`decide` (what a failure means, ``_recovery``) and `ResponsesProtocol` (what the frames
-say). Decisions are made there; this module opens, leases and closes connections.
-
-Rules kept here, each one a bug of the Go original (PEERS.md (b)):
-
-* One response in flight per connection: a connection is leased for one turn and the
-  lease is released in ``finally``, also when a stream is abandoned. The lease is taken
-  only when iteration starts, so a stream that is never iterated holds nothing.
-* A connection whose response did not complete on it (an error frame, a drop, a
-  timeout, an abandoned or cancelled stream) is closed, never reused.
-* Chains live on connections and are matched to conversations by content: a call goes
-  to the idle connection whose chain it extends, so interleaved conversations each keep
-  their cache and never see each other's context.
-* A chain exists only after ``completed``/``incomplete`` on that connection.
+Every decision (which connection, what to send, what a failure means, what the cache
+holds afterwards) is made in ``_session``; this module opens, leases, probes and closes
+connections with websocket-client and runs the protocol loop. The lease is taken only
+when iteration starts, so a stream that is never iterated holds nothing, and released
+in ``finally``, also when a stream is abandoned.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
-from llmkit.exceptions import LLMKitError, Timeout, TransportError
+from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
-from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, record_chain
-from llmkit.openai._encode import render_output
-from llmkit.openai._loop import Meter, run_protocol
-from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
-from llmkit.openai.protocol import ResponsesProtocol
+from llmkit.openai._loop import run_protocol
+from llmkit.openai._recovery import Action, Cooldown
+from llmkit.openai._session import COOLING_DOWN, CooldownGate, Slot, Slots, Turn
 from llmkit.stream import Finish, StreamPart
-from llmkit.transports.base import PayloadStream, json_text
+from llmkit.transports.base import PayloadStream
 
 __all__ = ["Connection", "FramePayloads", "WebSocketSession"]
-
-logger = logging.getLogger("llmkit")
 
 JSON = dict[str, Any]
 HTTPTurn = Callable[[JSON, str], Iterator[StreamPart]]
@@ -63,95 +47,36 @@ class FramePayloads(PayloadStream, Protocol):
     received: int
 
 
-@dataclass(eq=False, slots=True)
-class _Slot:
-    """One pooled connection and what its server-side cache holds."""
-
-    number: int
-    connection: Connection | None = None
-    chain: Chain | None = None
-    head_id: str | None = None
-    busy: bool = False
-    last_used: float = 0.0
-
-    def drop(self, reason: str) -> None:
-        """Close the connection and forget its cache (fail closed)."""
-        if self.connection is not None:
-            logger.debug("closing WebSocket connection %d: %s", self.number, reason)
-            self.connection.close()
-        if self.chain is not None:
-            logger.debug("chain reset on WebSocket connection %d: %s", self.number, reason)
-        self.connection = None
-        self.chain = None
-        self.head_id = None
-
-
 class _Pool:
-    """Up to ``size`` connections; a call leases the one whose chain it extends."""
+    """`Slots` behind a condition variable: a call waits for a slot, at most ``wait_timeout``."""
 
     def __init__(self, size: int, wait_timeout: float | None) -> None:
-        self._size = size
-        self._wait_timeout = wait_timeout
-        self._slots: list[_Slot] = []
+        self._slots: Slots[Connection] = Slots(size, wait_timeout)
         self._cond = threading.Condition()
 
-    def acquire(self, body: Mapping[str, Any]) -> _Slot:
-        """Lease a slot for ``body``; waits for one to free up, at most ``wait_timeout``."""
-        deadline = None if self._wait_timeout is None else time.monotonic() + self._wait_timeout
+    def acquire(self, body: Mapping[str, Any]) -> Slot[Connection]:
+        """Lease a slot for ``body``; waits for one to free up."""
+        wait = self._slots.wait_timeout
+        deadline = None if wait is None else time.monotonic() + wait
         with self._cond:
-            while (slot := self._pick(body)) is None:
+            while (slot := self._slots.lease(body)) is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise Timeout(
-                        f"all {self._size} WebSocket connections stayed busy "
-                        f"for {self._wait_timeout} seconds"
-                    )
+                    raise self._slots.busy_error()
                 self._cond.wait(remaining)
-            slot.busy = True
             return slot
 
-    def _pick(self, body: Mapping[str, Any]) -> _Slot | None:
-        idle = [slot for slot in self._slots if not slot.busy]
-        chained = [s for s in idle if s.chain is not None and chain_extends(body, s.chain)]
-        if chained:  # the longest matching chain is this conversation's latest turn
-            return max(chained, key=lambda s: len(s.chain.context) if s.chain else 0)
-        explicit = body.get("previous_response_id")
-        for slot in idle:
-            if explicit is not None and slot.head_id == explicit:
-                return slot
-        if len(self._slots) < self._size:
-            self._slots.append(_Slot(len(self._slots)))
-            return self._slots[-1]
-        return min(idle, key=lambda s: s.last_used) if idle else None
-
-    def release(self, slot: _Slot) -> None:
+    def release(self, slot: Slot[Connection]) -> None:
         """Return a leased slot."""
         with self._cond:
-            slot.busy = False
-            slot.last_used = time.monotonic()
+            self._slots.release(slot)
             self._cond.notify()
 
     def close(self) -> None:
-        """Close every connection; leased ones fail on their next read."""
+        """Close every connection."""
         with self._cond:
-            for slot in self._slots:
-                slot.drop("the provider was closed")
+            self._slots.drop_all()
             self._cond.notify_all()
-
-
-@dataclass(slots=True)
-class _Progress:
-    """How far one attempt got, for classifying its failure."""
-
-    stage: Literal["send", "receive"] = "send"
-    payloads: FramePayloads | None = None
-
-    def failure(self, error: LLMKitError) -> Failure:
-        received = self.payloads.received if self.payloads is not None else 0
-        # An error event is itself the frame that failed; a transport error came after
-        # the frames received so far.
-        before = received if isinstance(error, TransportError) else received - 1
-        return Failure(self.stage, error, events=max(before, 0))
 
 
 class WebSocketSession:
@@ -182,142 +107,75 @@ class WebSocketSession:
         self._payloads = payloads
         self._pool = _Pool(max_connections, wait_timeout)
         self._max_age = max_age
-        self._cooldown = cooldown
-        self._cooldown_lock = threading.Lock()
+        self._gate = CooldownGate(cooldown)
 
     def stream(self, body: JSON, http: HTTPTurn) -> Iterator[StreamPart]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started."""
-        if self._cooling_down():
-            yield from http(body, "WebSocket is cooling down after a failed connect")
+        if self._gate.active():
+            yield from http(body, COOLING_DOWN)
             return
-        slot = self._pool.acquire(body)
+        turn = self._turn(body, warmup=False)
         try:
-            failure = yield from self._attempts(slot, body, warmup=False)
+            yield from self._attempts(turn)
         finally:
-            self._pool.release(slot)
-        if failure is not None:
-            reason = fallback_reason(failure)
-            logger.debug("falling back to HTTP for one turn: %s", reason)
-            yield from http(body, reason)
+            self._pool.release(turn.slot)
+        if turn.failure is not None:
+            yield from http(body, turn.fallback_reason())
 
     def warmup(self, body: JSON) -> WarmupResult:
-        """Send ``body`` with ``generate: false``; its response becomes the chain head.
-
-        Never over HTTP: when WebSocket is unavailable this is a no-op (``transport`` is
-        ``"http"`` and ``response_id`` None), not a billed generation.
-        """
-        noop = WarmupResult.skipped()
-        if self._cooling_down():
-            return noop
-        slot = self._pool.acquire(body)
-        failures: list[Failure | None] = []
-
-        def attempts() -> Iterator[StreamPart]:
-            failures.append((yield from self._attempts(slot, body, warmup=True)))
-
+        """Send ``body`` with ``generate: false``; its response becomes the chain head."""
+        if self._gate.active():
+            return WarmupResult.skipped()
+        turn = self._turn(body, warmup=True)
         try:
-            finishes = [part for part in attempts() if isinstance(part, Finish)]
+            finishes = [part for part in self._attempts(turn) if isinstance(part, Finish)]
         finally:
-            self._pool.release(slot)
-        if failures != [None] or not finishes:
-            return noop  # the request never reached the model: nothing was billed
-        return WarmupResult(
-            response_id=finishes[-1].metadata.response_id,
-            usage=finishes[-1].usage,
-            transport="websocket",
-        )
+            self._pool.release(turn.slot)
+        return turn.warmup_result(finishes)
 
     def close(self) -> None:
         """Close every connection."""
         self._pool.close()
 
-    # ----------------------------------------------------------------- attempts
+    def _turn(self, body: JSON, *, warmup: bool) -> Turn[Connection]:
+        slot = self._pool.acquire(body)
+        return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
 
-    def _cooling_down(self) -> bool:
-        with self._cooldown_lock:
-            return self._cooldown.active(time.monotonic())
-
-    def _attempts(
-        self, slot: _Slot, body: JSON, *, warmup: bool
-    ) -> Generator[StreamPart, None, Failure | None]:
-        """Run the turn on ``slot``, resending at most once and only before any event.
-
-        Returns the failure when the request never reached the model and the turn
-        should go over HTTP instead (a warm-up then becomes a no-op), else None.
-        """
-        resends_left = 1
+    def _attempts(self, turn: Turn[Connection]) -> Iterator[StreamPart]:
+        """Run the turn; `Turn.recover` says whether to raise, resend or go to HTTP."""
         while True:
-            reused = self._usable(slot)
-            if not reused:
-                failure = self._open(slot)
-                if failure is not None:
-                    return failure
-            plan = plan_request(body, slot.chain, warmup=warmup)
-            progress = _Progress()
+            reused = self._reusable(turn)
+            connection = reused or self._open(turn)
+            if connection is None:
+                return  # turn.failure says why: the turn goes over HTTP
+            attempt = turn.start(connection, reused=reused is not None)
             try:
-                yield from self._attempt(slot, body, plan, reused, progress)
-                return None
+                size = connection.send_text(attempt.text)
+                payloads = attempt.sent(self._payloads(connection, size))
+                # run_protocol returns only after completed/incomplete; else it raises.
+                yield from run_protocol(payloads, attempt.meter, attempt.protocol)
+                attempt.completed = True
+                return
             except LLMKitError as exc:
-                failure = progress.failure(exc)
-                action = decide(failure, resends_left=resends_left)
+                action = turn.recover(attempt, exc)
                 if action is Action.RAISE:
                     raise
                 if action is Action.FALLBACK_HTTP:
-                    return failure
-                logger.debug("resending with full input after: %s", exc.message)
-                resends_left -= 1
+                    return
+            finally:
+                turn.settle(attempt)
 
-    def _usable(self, slot: _Slot) -> bool:
-        """Whether the slot's connection can be reused as it is; drops it if not."""
-        connection = slot.connection
-        if connection is None:
-            return False
-        if connection.age > self._max_age:
-            slot.drop(f"connection older than {self._max_age} seconds")
-            return False
-        if not connection.probe():
-            slot.drop("connection found closed before sending")
-            return False
-        return True
-
-    def _open(self, slot: _Slot) -> Failure | None:
-        try:
-            slot.connection = self._connect()
-        except LLMKitError as exc:
-            failure = Failure("connect", exc)
-            if decide(failure, resends_left=0) is not Action.FALLBACK_HTTP:
-                raise
-            with self._cooldown_lock:
-                wait = self._cooldown.failed(time.monotonic())
-            logger.debug("WebSocket connect failed (%s); HTTP for %.1f s", exc.message, wait)
-            return failure
-        with self._cooldown_lock:
-            self._cooldown.succeeded()
-        logger.debug("opened WebSocket connection %d", slot.number)
+    @staticmethod
+    def _reusable(turn: Turn[Connection]) -> Connection | None:
+        connection = turn.reusable()
+        if connection is not None and turn.alive(connection.probe()):
+            return connection
         return None
 
-    def _attempt(
-        self, slot: _Slot, body: JSON, plan: Plan, reused: bool, progress: _Progress
-    ) -> Generator[StreamPart, None, None]:
-        connection = slot.connection
-        assert connection is not None
-        text = json_text(plan.frame)
-        size = connection.send_text(text)
-        progress.stage = "receive"
-        progress.payloads = payloads = self._payloads(connection, size)
-        meter = Meter("websocket", plan.mode, plan.items_sent, connection_reused=reused)
-        protocol = ResponsesProtocol()
-        completed = False
+    def _open(self, turn: Turn[Connection]) -> Connection | None:
         try:
-            # run_protocol returns only after completed/incomplete; anything else raises.
-            yield from run_protocol(payloads, meter, protocol)
-            completed = True
-        finally:
-            if completed:
-                response = protocol.partial()
-                slot.head_id = response.id
-                store = bool(body.get("store", False))
-                output = render_output(response.message, store=store)
-                slot.chain = record_chain(body, plan, response.id, output)
-            else:
-                slot.drop("the response did not complete on this connection")
+            return self._connect()
+        except LLMKitError as exc:
+            if not turn.connect_failed(exc):
+                raise
+            return None

@@ -9,13 +9,15 @@ decides when a response is over. The arrows point one way: transports do not imp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "MAX_EVENT_SIZE",
+    "AsyncPayloadStream",
+    "PayloadFacts",
     "PayloadStream",
     "TransportRequest",
     "join_url",
@@ -37,12 +39,8 @@ class TransportRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class PayloadStream(Protocol):
-    """Server event payloads as text. Closing it releases the connection."""
-
-    def __iter__(self) -> Iterator[str]: ...
-
-    def close(self) -> None: ...
+class PayloadFacts(Protocol):
+    """What every payload stream, sync or async, tells about its request."""
 
     @property
     def bytes_sent(self) -> int:
@@ -53,6 +51,22 @@ class PayloadStream(Protocol):
     def secrets(self) -> tuple[str, ...]:
         """What to redact from server text that reaches an exception (API keys)."""
         ...
+
+
+class PayloadStream(PayloadFacts, Protocol):
+    """Server event payloads as text. Closing it releases the connection."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncPayloadStream(PayloadFacts, Protocol):
+    """`PayloadStream` for asyncio: ``async for`` and ``await aclose()``."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
 
 
 def join_url(base_url: str, path: str) -> str:

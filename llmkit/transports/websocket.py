@@ -19,72 +19,22 @@ Choices that matter:
 from __future__ import annotations
 
 import contextlib
-import json
 import select
 import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import websocket
 
-from llmkit.exceptions import (
-    APIStatusError,
-    ConnectError,
-    ConnectionClosed,
-    LLMKitError,
-    ProtocolError,
-    Timeout,
-    redact,
-    status_error,
-)
+from llmkit.exceptions import ConnectionClosed, LLMKitError, Timeout, redact
+from llmkit.transports import _ws_common as common
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream"]
 
-_MAX_REDIRECTS = 3
-_CLOSE_ABNORMAL = 1006
 _PROBE_READ_TIMEOUT = 0.5
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
-    port = parts.port or {"wss": 443, "ws": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _upgrade_error(
-    exc: websocket.WebSocketBadStatusException, secrets: Sequence[str]
-) -> APIStatusError:
-    headers = {str(k).lower(): str(v) for k, v in (exc.resp_headers or {}).items()}
-    body: Any = None
-    message = f"the WebSocket upgrade was rejected with status {exc.status_code}"
-    if exc.resp_body:
-        text = exc.resp_body.decode("utf-8", errors="replace")
-        try:
-            body = json.loads(redact(json.dumps(json.loads(text)), secrets))
-        except (ValueError, RecursionError):  # not JSON, or nested too deeply to keep
-            body = redact(text, secrets)
-    error = body.get("error") if isinstance(body, dict) else None
-    fields: dict[str, Any] = {}
-    if isinstance(error, dict):
-        message = redact(str(error.get("message") or message), secrets)
-        fields = {
-            "code": error.get("code"),
-            "param": error.get("param"),
-            "error_type": error.get("type"),
-        }
-    return status_error(
-        exc.status_code,
-        message,
-        request_id=headers.get("x-request-id"),
-        headers={k: redact(v, secrets) for k, v in headers.items()},
-        body=body,
-        **fields,
-    )
 
 
 class _FrameTooLarge(Exception):
@@ -147,9 +97,9 @@ class WebSocketConnection:
             Timeout: connecting or the handshake took longer than ``timeout``.
         """
         header = [f"{name}: {value}" for name, value in headers.items()]
-        shown = redact(url, secrets)  # a key can hide in a URL (a gateway's query token)
+        errors = common.ConnectErrors(url, secrets)
         target = url
-        for _ in range(_MAX_REDIRECTS + 1):
+        for _ in range(common.MAX_REDIRECTS + 1):
             ws = _limited(websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False))
             try:
                 ws.connect(  # type: ignore[no-untyped-call]
@@ -161,34 +111,29 @@ class WebSocketConnection:
                 )
             except websocket.WebSocketBadStatusException as exc:
                 # from None: the library's text has the raw status line, headers and body.
-                raise _upgrade_error(exc, secrets) from None
+                raise common.upgrade_error(
+                    exc.status_code, exc.resp_headers or {}, exc.resp_body, secrets
+                ) from None
             except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
-                raise Timeout(f"connecting to {shown} timed out") from exc
+                raise errors.timed_out() from exc
             except websocket.WebSocketException as exc:
                 location = cls._redirect_location(ws)
                 if location is None:
-                    reason = redact(str(exc), secrets)
-                    raise ConnectError(
-                        f"WebSocket handshake with {shown} failed: {reason}"
-                    ) from None
-                location = urljoin(target, location)  # a relative Location is same-origin
-                if _origin(location) != _origin(url):
-                    raise ConnectError(
-                        f"refused a WebSocket redirect from {shown} to another origin"
-                    ) from None
-                target = location
+                    raise errors.handshake(str(exc)) from None
+                redirect = common.same_origin_redirect(url, target, location)
+                if redirect is None:
+                    raise errors.cross_origin() from None
+                target = redirect
                 continue
             except (OSError, ssl.SSLError) as exc:
-                raise ConnectError(
-                    f"could not connect to {shown}: {exc.__class__.__name__}"
-                ) from exc
+                raise errors.unreachable(exc) from exc
             return cls(ws, url=target, secrets=secrets)
-        raise ConnectError(f"too many WebSocket redirects from {shown}")
+        raise errors.too_many_redirects()
 
     @staticmethod
     def _redirect_location(ws: websocket.WebSocket) -> str | None:
         response = getattr(ws, "handshake_response", None)
-        if response is None or response.status not in (301, 302, 303, 307, 308):
+        if response is None or response.status not in common.REDIRECT_STATUSES:
             return None
         location = response.headers.get("location")
         return str(location) if location else None
@@ -214,10 +159,7 @@ class WebSocketConnection:
             self._ws.send(data, websocket.ABNF.OPCODE_TEXT)
         except (websocket.WebSocketException, OSError) as exc:
             self.close()
-            raise ConnectionClosed(
-                "the WebSocket was closed before the request could be sent",
-                code=_CLOSE_ABNORMAL,
-            ) from exc
+            raise common.unsent() from exc
         return len(data)
 
     def recv_text(self, timeout: float | None) -> str:
@@ -236,34 +178,28 @@ class WebSocketConnection:
             raise Timeout(f"no WebSocket event for {timeout} seconds") from exc
         except _FrameTooLarge as exc:
             self.close()
-            raise ProtocolError(
-                f"a WebSocket message of {exc.args[0]} bytes exceeded {MAX_EVENT_SIZE} bytes"
-            ) from None
+            raise common.too_large(exc.args[0]) from None
         except (websocket.WebSocketException, OSError) as exc:
             self.close()
-            raise ConnectionClosed("the WebSocket connection broke", code=_CLOSE_ABNORMAL) from exc
+            raise common.broken() from exc
         if opcode == websocket.ABNF.OPCODE_TEXT:
             data = frame.data
             if len(data) > MAX_EVENT_SIZE:
                 self.close()
-                raise ProtocolError(f"a WebSocket frame exceeded {MAX_EVENT_SIZE} bytes")
+                raise common.too_large(len(data))
             try:
                 return data if isinstance(data, str) else data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ProtocolError("a WebSocket text frame is not valid UTF-8") from exc
+                raise common.invalid_utf8() from exc
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             raise self._closed(bytes(frame.data))
-        raise ProtocolError(f"unexpected WebSocket frame (opcode {opcode}); expected text")
+        raise common.not_text(f"opcode {opcode}")
 
     def _closed(self, data: bytes) -> ConnectionClosed:
         self.close()
         code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-        reason = redact(data[2:].decode("utf-8", errors="replace"), self._secrets) or None
-        return ConnectionClosed(
-            f"the server closed the WebSocket (code {code}{f': {reason}' if reason else ''})",
-            code=code,
-            reason=reason,
-        )
+        reason = data[2:].decode("utf-8", errors="replace")
+        return common.closed_by_server(code, reason, self._secrets)
 
     def probe(self) -> bool:
         """Whether an idle connection can take a request, without blocking.

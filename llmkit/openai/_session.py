@@ -1,0 +1,296 @@
+"""The decisions of Responses WebSocket mode, shared by the sync and the async session.
+
+No sockets and no waiting here: which pooled connection a call gets (`Slots`), whether a
+connection may be reused, what to send (``_chain``), what a failure means
+(``_recovery``), what the connection's cache holds afterwards, and when WebSocket is
+cooling down. The shells, `llmkit.openai._websocket` (threads, websocket-client) and
+`llmkit.openai._aio_websocket` (asyncio, websockets), do the I/O between these steps,
+so both keep the same rules (each one a bug of the Go original, PEERS.md (b)):
+
+* One response in flight per connection: a slot is leased for one turn and released
+  by the shell in ``finally``.
+* A connection whose response did not complete on it is closed, never reused.
+* Chains live on connections and are matched to conversations by content: a call goes
+  to the idle connection whose chain it extends.
+* A chain exists only after ``completed``/``incomplete`` on that connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from llmkit.exceptions import LLMKitError, Timeout, TransportError
+from llmkit.messages import WarmupResult
+from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, record_chain
+from llmkit.openai._encode import render_output
+from llmkit.openai._loop import Meter
+from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
+from llmkit.openai.protocol import ResponsesProtocol
+from llmkit.stream import Finish
+from llmkit.transports.base import json_text
+
+__all__ = ["COOLING_DOWN", "Attempt", "CooldownGate", "Slot", "Slots", "Turn"]
+
+logger = logging.getLogger("llmkit")
+
+JSON = dict[str, Any]
+COOLING_DOWN = "WebSocket is cooling down after a failed connect"
+
+
+class Connection(Protocol):
+    """What the decisions need of a connection, sync or async."""
+
+    @property
+    def age(self) -> float: ...
+
+    def close(self) -> None:
+        """Close at once, awaiting nothing (also from a cancelled task)."""
+        ...
+
+
+class FrameCount(Protocol):
+    """A payload stream that counts the frames it received."""
+
+    received: int
+
+
+ConnectionT = TypeVar("ConnectionT", bound=Connection)
+FramesT = TypeVar("FramesT", bound=FrameCount)
+
+
+@dataclass(eq=False, slots=True)
+class Slot(Generic[ConnectionT]):
+    """One pooled connection and what its server-side cache holds."""
+
+    number: int
+    connection: ConnectionT | None = None
+    chain: Chain | None = None
+    head_id: str | None = None
+    busy: bool = False
+    last_used: float = 0.0
+
+    def drop(self, reason: str) -> None:
+        """Close the connection and forget its cache (fail closed)."""
+        if self.connection is not None:
+            logger.debug("closing WebSocket connection %d: %s", self.number, reason)
+            self.connection.close()
+        if self.chain is not None:
+            logger.debug("chain reset on WebSocket connection %d: %s", self.number, reason)
+        self.connection = None
+        self.chain = None
+        self.head_id = None
+
+
+class Slots(Generic[ConnectionT]):
+    """Up to ``size`` slots; a call leases the one whose chain it extends.
+
+    Not thread-safe by itself: each shell calls it under its own lock and brings its
+    own way of waiting for `release`.
+    """
+
+    def __init__(self, size: int, wait_timeout: float | None) -> None:
+        self.size = size
+        self.wait_timeout = wait_timeout
+        self._slots: list[Slot[ConnectionT]] = []
+
+    def __iter__(self) -> Iterator[Slot[ConnectionT]]:
+        return iter(self._slots)
+
+    def lease(self, body: Mapping[str, Any]) -> Slot[ConnectionT] | None:
+        """The slot for ``body``, marked busy; None while every slot is busy."""
+        slot = self._pick(body)
+        if slot is not None:
+            slot.busy = True
+        return slot
+
+    def _pick(self, body: Mapping[str, Any]) -> Slot[ConnectionT] | None:
+        idle = [slot for slot in self._slots if not slot.busy]
+        chained = [s for s in idle if s.chain is not None and chain_extends(body, s.chain)]
+        if chained:  # the longest matching chain is this conversation's latest turn
+            return max(chained, key=lambda s: len(s.chain.context) if s.chain else 0)
+        explicit = body.get("previous_response_id")
+        for slot in idle:
+            if explicit is not None and slot.head_id == explicit:
+                return slot
+        if len(self._slots) < self.size:
+            self._slots.append(Slot(len(self._slots)))
+            return self._slots[-1]
+        return min(idle, key=lambda s: s.last_used) if idle else None
+
+    def release(self, slot: Slot[ConnectionT]) -> None:
+        """Return a leased slot."""
+        slot.busy = False
+        slot.last_used = time.monotonic()
+
+    def drop_all(self) -> None:
+        """Close every connection; leased ones fail on their next read."""
+        for slot in self._slots:
+            slot.drop("the provider was closed")
+
+    def busy_error(self) -> Timeout:
+        """What a call that waited ``wait_timeout`` for a free slot raises."""
+        return Timeout(
+            f"all {self.size} WebSocket connections stayed busy for {self.wait_timeout} seconds"
+        )
+
+
+class CooldownGate:
+    """The `Cooldown` of a session, safe to share between threads."""
+
+    def __init__(self, cooldown: Cooldown) -> None:
+        self._cooldown = cooldown
+        self._lock = threading.Lock()
+
+    def active(self) -> bool:
+        """Whether WebSocket should not be tried now."""
+        with self._lock:
+            return self._cooldown.active(time.monotonic())
+
+    def failed(self) -> float:
+        """Record a failed connect; returns the seconds of HTTP ahead."""
+        with self._lock:
+            return self._cooldown.failed(time.monotonic())
+
+    def succeeded(self) -> None:
+        """Record a successful connect."""
+        with self._lock:
+            self._cooldown.succeeded()
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One send of a turn on a connection: what goes out, and how far it got."""
+
+    plan: Plan
+    text: str
+    meter: Meter
+    protocol: ResponsesProtocol = field(default_factory=ResponsesProtocol)
+    stage: Literal["send", "receive"] = "send"
+    payloads: FrameCount | None = None
+    completed: bool = False
+
+    def sent(self, payloads: FramesT) -> FramesT:
+        """The frame went out; ``payloads`` will receive the response."""
+        self.stage = "receive"
+        self.payloads = payloads
+        return payloads
+
+    def failure(self, error: LLMKitError) -> Failure:
+        """Classify ``error`` by how far this attempt got."""
+        received = self.payloads.received if self.payloads is not None else 0
+        # An error event is itself the frame that failed; a transport error came after
+        # the frames received so far.
+        before = received if isinstance(error, TransportError) else received - 1
+        return Failure(self.stage, error, events=max(before, 0))
+
+
+class Turn(Generic[ConnectionT]):
+    """The decisions of one turn on a leased slot, in the order the shell meets them.
+
+    A shell's loop: `reusable` (and a liveness probe, confirmed with `alive`), or a new
+    connection (`connect_failed` when that fails); `start`; send and stream; then
+    `settle` in ``finally`` and, on an error, `recover`. When the turn must go over HTTP
+    instead, `failure` is set and `fallback_reason` says why.
+    """
+
+    def __init__(
+        self,
+        slot: Slot[ConnectionT],
+        body: JSON,
+        *,
+        warmup: bool,
+        max_age: float,
+        gate: CooldownGate,
+    ) -> None:
+        self.slot = slot
+        self.body = body
+        self.warmup = warmup
+        self._max_age = max_age
+        self._gate = gate
+        self._resends_left = 1
+        self.failure: Failure | None = None
+
+    def reusable(self) -> ConnectionT | None:
+        """The slot's connection if it is young enough to reuse (a probe still due)."""
+        connection = self.slot.connection
+        if connection is not None and connection.age > self._max_age:
+            self.slot.drop(f"connection older than {self._max_age} seconds")
+            return None
+        return connection
+
+    def alive(self, probed: bool) -> bool:
+        """Take the probe's answer; a dead connection is dropped."""
+        if not probed:
+            self.slot.drop("connection found closed before sending")
+        return probed
+
+    def connect_failed(self, exc: LLMKitError) -> bool:
+        """Whether a failed connect sends this turn over HTTP (else the shell raises)."""
+        failure = Failure("connect", exc)
+        if decide(failure, resends_left=0) is not Action.FALLBACK_HTTP:
+            return False
+        wait = self._gate.failed()
+        logger.debug("WebSocket connect failed (%s); HTTP for %.1f s", exc.message, wait)
+        self.failure = failure
+        return True
+
+    def start(self, connection: ConnectionT, *, reused: bool) -> Attempt:
+        """Plan the frame for ``connection`` (new, unless ``reused``)."""
+        if not reused:
+            self.slot.connection = connection
+            self._gate.succeeded()
+            logger.debug("opened WebSocket connection %d", self.slot.number)
+        plan = plan_request(self.body, self.slot.chain, warmup=self.warmup)
+        meter = Meter("websocket", plan.mode, plan.items_sent, connection_reused=reused)
+        return Attempt(plan, json_text(plan.frame), meter)
+
+    def settle(self, attempt: Attempt) -> None:
+        """After an attempt, however it ended: record the chain, or drop the connection."""
+        if not attempt.completed:
+            self.slot.drop("the response did not complete on this connection")
+            return
+        response = attempt.protocol.partial()
+        self.slot.head_id = response.id
+        output = render_output(response.message, store=bool(self.body.get("store", False)))
+        self.slot.chain = record_chain(self.body, attempt.plan, response.id, output)
+
+    def recover(self, attempt: Attempt, exc: LLMKitError) -> Action:
+        """What to do after ``exc``: raise it, fall back to HTTP, or send again.
+
+        A turn is sent again at most once and only before any event (resend with full
+        input, or reconnect); `decide` holds the rules.
+        """
+        failure = attempt.failure(exc)
+        action = decide(failure, resends_left=self._resends_left)
+        if action is Action.FALLBACK_HTTP:
+            self.failure = failure
+        elif action is not Action.RAISE:
+            logger.debug("resending with full input after: %s", exc.message)
+            self._resends_left -= 1
+        return action
+
+    def fallback_reason(self) -> str:
+        """Why this turn went over HTTP (call only when `failure` is set)."""
+        assert self.failure is not None
+        reason = fallback_reason(self.failure)
+        logger.debug("falling back to HTTP for one turn: %s", reason)
+        return reason
+
+    def warmup_result(self, finishes: list[Finish]) -> WarmupResult:
+        """The result of a warm-up turn that yielded ``finishes``.
+
+        A warm-up never goes over HTTP: when it could not reach the model it is a no-op
+        (``transport="http"``, no response id), never a billed generation.
+        """
+        if self.failure is not None or not finishes:
+            return WarmupResult.skipped()
+        return WarmupResult(
+            response_id=finishes[-1].metadata.response_id,
+            usage=finishes[-1].usage,
+            transport="websocket",
+        )

@@ -1,0 +1,155 @@
+"""What both WebSocket transports decide, without a WebSocket library.
+
+websocket-client (threads) and websockets (asyncio) report the same events in their own
+shapes; each transport extracts the plain facts (a status and body, a close code and
+reason) and hands them here, so the errors a caller sees, the redirect rule and the
+limits are one piece of code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from llmkit.exceptions import (
+    APIStatusError,
+    ConnectError,
+    ConnectionClosed,
+    ProtocolError,
+    Timeout,
+    redact,
+    status_error,
+)
+from llmkit.transports.base import MAX_EVENT_SIZE
+
+__all__ = [
+    "CLOSE_ABNORMAL",
+    "MAX_REDIRECTS",
+    "REDIRECT_STATUSES",
+    "ConnectErrors",
+    "broken",
+    "closed_by_server",
+    "invalid_utf8",
+    "not_text",
+    "same_origin_redirect",
+    "too_large",
+    "unsent",
+    "upgrade_error",
+]
+
+MAX_REDIRECTS = 3
+CLOSE_ABNORMAL = 1006
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    port = parts.port or {"wss": 443, "ws": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def same_origin_redirect(origin_url: str, current: str, location: str) -> str | None:
+    """Where a redirect from ``current`` leads, or None when it leaves the origin.
+
+    Credentials travel in the handshake headers, so a redirect is followed only within
+    the origin of the URL the caller configured; a relative ``Location`` stays in it.
+    """
+    target = urljoin(current, location)
+    return target if _origin(target) == _origin(origin_url) else None
+
+
+def upgrade_error(
+    status: int, headers: Mapping[str, str], body: bytes | None, secrets: Sequence[str]
+) -> APIStatusError:
+    """The `APIStatusError` for an upgrade the server refused with ``status``, redacted."""
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    parsed: Any = None
+    message = f"the WebSocket upgrade was rejected with status {status}"
+    if body:
+        text = body.decode("utf-8", errors="replace")
+        try:
+            parsed = json.loads(redact(json.dumps(json.loads(text)), secrets))
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to keep
+            parsed = redact(text, secrets)
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    fields: dict[str, Any] = {}
+    if isinstance(error, dict):
+        message = redact(str(error.get("message") or message), secrets)
+        fields = {
+            "code": error.get("code"),
+            "param": error.get("param"),
+            "error_type": error.get("type"),
+        }
+    return status_error(
+        status,
+        message,
+        request_id=lowered.get("x-request-id"),
+        headers={k: redact(v, secrets) for k, v in lowered.items()},
+        body=parsed,
+        **fields,
+    )
+
+
+class ConnectErrors:
+    """The errors of a failed connect to ``url``, with any key in the URL redacted."""
+
+    def __init__(self, url: str, secrets: Sequence[str]) -> None:
+        self._shown = redact(url, secrets)  # a key can hide in a URL (a gateway's token)
+        self._secrets = tuple(secrets)
+
+    def timed_out(self) -> Timeout:
+        return Timeout(f"connecting to {self._shown} timed out")
+
+    def handshake(self, detail: str) -> ConnectError:
+        reason = redact(detail, self._secrets)
+        return ConnectError(f"WebSocket handshake with {self._shown} failed: {reason}")
+
+    def cross_origin(self) -> ConnectError:
+        return ConnectError(f"refused a WebSocket redirect from {self._shown} to another origin")
+
+    def too_many_redirects(self) -> ConnectError:
+        return ConnectError(f"too many WebSocket redirects from {self._shown}")
+
+    def unreachable(self, exc: BaseException) -> ConnectError:
+        return ConnectError(f"could not connect to {self._shown}: {exc.__class__.__name__}")
+
+
+def closed_by_server(code: int | None, reason: str, secrets: Sequence[str]) -> ConnectionClosed:
+    """The server's close frame (``code`` None when it had no payload)."""
+    shown = redact(reason, secrets) or None
+    return ConnectionClosed(
+        f"the server closed the WebSocket (code {code}{f': {shown}' if shown else ''})",
+        code=code,
+        reason=shown,
+    )
+
+
+def broken() -> ConnectionClosed:
+    """The connection ended without a close frame."""
+    return ConnectionClosed("the WebSocket connection broke", code=CLOSE_ABNORMAL)
+
+
+def unsent() -> ConnectionClosed:
+    """The connection was gone when the request frame was sent: nothing was delivered."""
+    return ConnectionClosed(
+        "the WebSocket was closed before the request could be sent", code=CLOSE_ABNORMAL
+    )
+
+
+def too_large(size: int | None = None) -> ProtocolError:
+    """A frame or message over `MAX_EVENT_SIZE` bytes (the connection is closed)."""
+    what = "a WebSocket message" if size is None else f"a WebSocket message of {size} bytes"
+    return ProtocolError(f"{what} exceeded {MAX_EVENT_SIZE} bytes")
+
+
+def not_text(kind: str) -> ProtocolError:
+    """A frame that is not text (the Responses protocol is text only)."""
+    return ProtocolError(f"unexpected WebSocket frame ({kind}); expected text")
+
+
+def invalid_utf8() -> ProtocolError:
+    """A text frame that does not decode."""
+    return ProtocolError("a WebSocket text frame is not valid UTF-8")
