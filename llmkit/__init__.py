@@ -10,6 +10,7 @@ with llmkit.Provider(use_responses_api=True) as provider:
 ```
 """
 
+from llmkit._async_provider import AsyncProvider
 from llmkit._provider import Provider
 from llmkit._version import __version__
 from llmkit.exceptions import (
@@ -55,8 +56,9 @@ from llmkit.messages import (
     UserMessage,
     WarmupResult,
 )
-from llmkit.model import LanguageModel
+from llmkit.model import AsyncLanguageModel, LanguageModel
 from llmkit.stream import (
+    AsyncStream,
     Finish,
     ReasoningDelta,
     ReasoningEnd,
@@ -72,12 +74,23 @@ from llmkit.stream import (
     Warnings,
     collect,
 )
-from llmkit.tool_loop import CallableTool, ToolLoop, ToolLoopResult, ToolLoopStep, tool
+from llmkit.tool_loop import (
+    AsyncToolLoop,
+    CallableTool,
+    ToolLoop,
+    ToolLoopResult,
+    ToolLoopStep,
+    tool,
+)
 
 __all__ = [
     "APIError",
     "APIStatusError",
     "AssistantMessage",
+    "AsyncLanguageModel",
+    "AsyncProvider",
+    "AsyncStream",
+    "AsyncToolLoop",
     "AuthenticationError",
     "BadRequestError",
     "Call",

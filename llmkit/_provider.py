@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypedDict, TypeVar
 
 import httpx
 
@@ -20,7 +21,7 @@ from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import websocket_url
 from llmkit.transports.http import HTTPTransport
 
-__all__ = ["Provider"]
+__all__ = ["Provider", "ProviderBase", "WebSocketWiring", "Wiring"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _CREDENTIAL_HEADERS = frozenset(
@@ -28,7 +29,10 @@ _CREDENTIAL_HEADERS = frozenset(
 )
 
 
-class Provider:
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+
+
+class ProviderBase(Generic[ClientT]):
     """An OpenAI-compatible provider: where to connect, how to authenticate, which API.
 
     Args:
@@ -41,8 +45,9 @@ class Provider:
         timeout: Seconds, or an `httpx.Timeout`. Over a stream the read timeout is the
             longest silence allowed between two events.
         max_retries: HTTP retries (408/409/429/5xx, connect errors) before any event.
-        http_client: An `httpx.Client` to use (proxies, TLS settings, a mock transport);
-            the provider leaves it open on `close`.
+        http_client: An httpx client to use (proxies, TLS settings, a mock transport):
+            `httpx.Client` for `Provider`, `httpx.AsyncClient` for `AsyncProvider`.
+            The provider leaves it open when it closes.
         ws_max_connections: WebSocket connections kept open at most; each holds the
             cache of one conversation, so parallel conversations keep theirs.
         ws_max_age: Seconds after which a connection is replaced before sending (the
@@ -64,7 +69,7 @@ class Provider:
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 2,
-        http_client: httpx.Client | None = None,
+        http_client: ClientT | None = None,
         ws_max_connections: int = 4,
         ws_max_age: float = 55 * 60,
         ws_cooldown: float = 30.0,
@@ -100,25 +105,91 @@ class Provider:
             if name.lower() in _CREDENTIAL_HEADERS and value
         ]
         self._secrets = tuple(secrets)
-        self._http = HTTPTransport(
-            base_url=self.base_url,
-            headers=request_headers,
-            timeout=timeout,
-            retry=RetryPolicy(max_retries=max_retries),
-            secrets=secrets,
-            client=http_client,
-        )
-        self._websocket: WebSocketSession | None = None
-        if websocket:
-            self._websocket = _websocket_session(
-                websocket_url(self.base_url),
-                headers=request_headers,
-                secrets=secrets,
-                timeout=timeout,
-                max_connections=ws_max_connections,
-                max_age=ws_max_age,
-                cooldown=Cooldown(initial=ws_cooldown, maximum=ws_cooldown_max),
+        self._open(
+            Wiring(
+                http=_HTTPSettings(
+                    base_url=self.base_url,
+                    headers=request_headers,
+                    timeout=timeout,
+                    retry=RetryPolicy(max_retries=max_retries),
+                    secrets=secrets,
+                ),
+                http_client=http_client,
+                websocket=WebSocketWiring(
+                    url=websocket_url(self.base_url),
+                    headers=request_headers,
+                    secrets=secrets,
+                    timeout=timeout,
+                    max_connections=ws_max_connections,
+                    max_age=ws_max_age,
+                    cooldown=Cooldown(initial=ws_cooldown, maximum=ws_cooldown_max),
+                )
+                if websocket
+                else None,
             )
+        )
+
+    def _open(self, wiring: Wiring[ClientT]) -> None:
+        raise NotImplementedError  # pragma: no cover - each provider builds its transports
+
+    def _check_model_id(self, model_id: str) -> None:
+        if not model_id:
+            raise UsageError("model_id must be a non-empty string")
+
+    def __repr__(self) -> str:
+        api = "responses" if self.use_responses_api else "chat"
+        base_url = redact(self.base_url, self._secrets)
+        return (
+            f"{type(self).__name__}(base_url={base_url!r}, api={api!r}, websocket={self.websocket})"
+        )
+
+
+class _HTTPSettings(TypedDict):
+    """The HTTP transport's settings, sync or async."""
+
+    base_url: str
+    headers: Mapping[str, str]
+    timeout: float | httpx.Timeout
+    retry: RetryPolicy
+    secrets: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketWiring:
+    """What a WebSocket session is built from, sync or async."""
+
+    url: str
+    headers: Mapping[str, str]
+    secrets: list[str]
+    timeout: float | httpx.Timeout
+    max_connections: int
+    max_age: float
+    cooldown: Cooldown
+
+    def timeouts(self) -> tuple[float | None, float | None, float | None]:
+        """Connect, read (between two events) and pool (waiting for a connection)."""
+        if isinstance(self.timeout, httpx.Timeout):
+            return self.timeout.connect, self.timeout.read, self.timeout.pool
+        return self.timeout, self.timeout, self.timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring(Generic[ClientT]):
+    """The transports' settings, derived once from a provider's arguments."""
+
+    http: _HTTPSettings
+    http_client: ClientT | None
+    websocket: WebSocketWiring | None
+
+
+class Provider(ProviderBase[httpx.Client]):
+    __doc__ = ProviderBase.__doc__
+
+    def _open(self, wiring: Wiring[httpx.Client]) -> None:
+        self._http = HTTPTransport(**wiring.http, client=wiring.http_client)
+        self._websocket: WebSocketSession | None = None
+        if wiring.websocket is not None:
+            self._websocket = _websocket_session(wiring.websocket)
 
     def language_model(self, model_id: str) -> LanguageModel:
         """A model of this provider.
@@ -126,8 +197,7 @@ class Provider:
         Raises:
             UsageError: ``model_id`` is empty.
         """
-        if not model_id:
-            raise UsageError("model_id must be a non-empty string")
+        self._check_model_id(model_id)
         if not self.use_responses_api:
             return ChatModel(model_id, http=self._http)
         return ResponsesModel(model_id, http=self._http, websocket=self._websocket)
@@ -149,33 +219,16 @@ class Provider:
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        api = "responses" if self.use_responses_api else "chat"
-        base_url = redact(self.base_url, self._secrets)
-        return f"Provider(base_url={base_url!r}, api={api!r}, websocket={self.websocket})"
 
-
-def _websocket_session(
-    url: str,
-    *,
-    headers: Mapping[str, str],
-    secrets: list[str],
-    timeout: float | httpx.Timeout,
-    max_connections: int,
-    max_age: float,
-    cooldown: Cooldown,
-) -> WebSocketSession:
+def _websocket_session(wiring: WebSocketWiring) -> WebSocketSession:
     # websocket-client is imported only when WebSocket mode is asked for.
     from llmkit.transports.websocket import WebSocketConnection, WebSocketPayloadStream
 
-    if isinstance(timeout, httpx.Timeout):
-        connect_timeout, read_timeout, pool_timeout = timeout.connect, timeout.read, timeout.pool
-    else:
-        connect_timeout = read_timeout = pool_timeout = timeout
+    connect_timeout, read_timeout, pool_timeout = wiring.timeouts()
 
     def connect() -> WebSocketConnection:
         return WebSocketConnection.connect(
-            url, headers=headers, timeout=connect_timeout, secrets=secrets
+            wiring.url, headers=wiring.headers, timeout=connect_timeout, secrets=wiring.secrets
         )
 
     def payloads(connection: WebSocketConnection, size: int) -> WebSocketPayloadStream:
@@ -184,8 +237,8 @@ def _websocket_session(
     return WebSocketSession(
         connect=connect,
         payloads=payloads,  # type: ignore[arg-type]
-        max_connections=max_connections,
-        max_age=max_age,
+        max_connections=wiring.max_connections,
+        max_age=wiring.max_age,
         wait_timeout=pool_timeout,
-        cooldown=cooldown,
+        cooldown=wiring.cooldown,
     )

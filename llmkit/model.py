@@ -10,18 +10,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from llmkit.messages import Call, Response, WarmupResult
-from llmkit.stream import Stream
+from llmkit.stream import AsyncStream, Stream
 
-__all__ = ["LanguageModel"]
+__all__ = ["AsyncLanguageModel", "LanguageModel"]
 
 
-class LanguageModel(ABC):
-    """A model of one provider, bound to a model id (``provider.language_model("gpt-5")``)."""
-
+class _Named:
     provider: str
     """The provider's name, e.g. ``"openai"``."""
     model_id: str
     """The model id sent to the provider."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} provider={self.provider!r} model={self.model_id!r}>"
+
+
+class LanguageModel(_Named, ABC):
+    """A model of one provider, bound to a model id (``provider.language_model("gpt-5")``)."""
 
     @abstractmethod
     def stream(self, call: Call) -> Stream:
@@ -46,5 +51,30 @@ class LanguageModel(ABC):
     def warmup(self, call: Call) -> WarmupResult:
         """Prepare the server for ``call`` without generating output, where supported."""
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} provider={self.provider!r} model={self.model_id!r}>"
+
+class AsyncLanguageModel(_Named, ABC):
+    """`LanguageModel` for asyncio (``AsyncProvider.language_model``): the same calls,
+    responses, parts and exceptions, awaited."""
+
+    @abstractmethod
+    def stream(self, call: Call) -> AsyncStream:
+        """Start a streamed answer to ``call``: ``async with model.stream(call) as s``.
+
+        Nothing is sent until the stream is iterated. Leaving early is safe.
+
+        Raises:
+            UsageError: ``call`` cannot be encoded for this provider (raised here, at once).
+        """
+
+    async def generate(self, call: Call) -> Response:
+        """Answer ``call``: the parts of `stream`, folded into a `Response`.
+
+        Raises:
+            LLMKitError: any failure, with ``partial`` holding what arrived before it.
+        """
+        async with self.stream(call) as stream:
+            return await stream.until_done()
+
+    @abstractmethod
+    async def warmup(self, call: Call) -> WarmupResult:
+        """Prepare the server for ``call`` without generating output, where supported."""

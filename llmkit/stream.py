@@ -1,4 +1,4 @@
-"""Stream parts, the one fold that turns them into a `Response`, and `Stream`.
+"""Stream parts, the one fold that turns them into a `Response`, `Stream` and `AsyncStream`.
 
 A protocol turns provider events into the parts below; `Collector` folds parts into a
 `Response`. `generate()` is that fold over `stream()`, so the two never disagree.
@@ -10,7 +10,7 @@ the fold prefers over the joined deltas: a server's final word wins.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self, TypeAlias, assert_never
@@ -30,6 +30,7 @@ from llmkit.messages import (
 )
 
 __all__ = [
+    "AsyncStream",
     "Collector",
     "Finish",
     "ReasoningDelta",
@@ -318,7 +319,42 @@ def collect(parts: Iterable[StreamPart]) -> Response:
     return collector.build()
 
 
-class Stream:
+class _Folded:
+    """What `Stream` and `AsyncStream` share: the fold, and what an ending does to it."""
+
+    __slots__ = ("_collector", "_done")
+
+    def __init__(self) -> None:
+        self._collector = Collector()
+        self._done = False
+
+    def _fold(self, part: StreamPart) -> StreamPart:
+        if type(part) is TextDelta:
+            self._collector.add_text_delta(part)
+        else:
+            self._collector.add(part)
+        return part
+
+    def _ended(self, exc: BaseException) -> None:
+        """The producer stopped with ``exc``; an `LLMKitError` gets the partial response."""
+        self._done = True
+        if isinstance(exc, LLMKitError) and exc.partial is None:
+            exc.partial = self._collector.build()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the response reached its terminal event."""
+        return self._collector.finished
+
+    @property
+    def response(self) -> Response:
+        """The collected response. Raises `UsageError` until the stream has finished."""
+        if not self._collector.finished:
+            raise UsageError("the stream has not finished: iterate it to the end first")
+        return self._collector.build()
+
+
+class Stream(_Folded):
     """The parts of one streamed response: an iterator, a context manager, ``close()``.
 
     Leaving early (``break``, an exception, ``close()``) is always safe: the producer is
@@ -326,12 +362,11 @@ class Stream:
     carries ``partial``, the response folded from the parts that arrived before it.
     """
 
-    __slots__ = ("_collector", "_done", "_parts")
+    __slots__ = ("_parts",)
 
     def __init__(self, parts: Iterator[StreamPart]) -> None:
+        super().__init__()
         self._parts = parts
-        self._collector = Collector()
-        self._done = False
 
     def __iter__(self) -> Iterator[StreamPart]:
         return self
@@ -341,25 +376,11 @@ class Stream:
             raise StopIteration
         try:
             part = next(self._parts)
-        except StopIteration:
-            self._done = True
+        except BaseException as exc:  # StopIteration included: the producer is done
+            self._ended(exc)
             self.close()
             raise
-        except LLMKitError as exc:
-            self._done = True
-            if exc.partial is None:
-                exc.partial = self._collector.build()
-            self.close()
-            raise
-        except BaseException:
-            self._done = True
-            self.close()
-            raise
-        if type(part) is TextDelta:
-            self._collector.add_text_delta(part)
-        else:
-            self._collector.add(part)
-        return part
+        return self._fold(part)
 
     def __enter__(self) -> Self:
         return self
@@ -378,20 +399,58 @@ class Stream:
         if close is not None:
             close()
 
-    @property
-    def finished(self) -> bool:
-        """Whether the response reached its terminal event."""
-        return self._collector.finished
-
-    @property
-    def response(self) -> Response:
-        """The collected response. Raises `UsageError` until the stream has finished."""
-        if not self._collector.finished:
-            raise UsageError("the stream has not finished: iterate it to the end first")
-        return self._collector.build()
-
     def until_done(self) -> Response:
         """Consume the rest of the stream and return the collected response."""
         for _ in self:
+            pass
+        return self.response
+
+
+class AsyncStream(_Folded):
+    """`Stream` for asyncio: ``async for``, ``async with`` and ``await aclose()``.
+
+    Leaving early (``break``, an exception, cancellation, ``aclose()``) is safe: the
+    producer is closed, which releases its connection. Close it (``async with``) when
+    you leave early: an async generator is not closed by leaving its loop.
+    """
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: AsyncGenerator[StreamPart, None]) -> None:
+        super().__init__()
+        self._parts = parts
+
+    def __aiter__(self) -> AsyncIterator[StreamPart]:
+        return self
+
+    async def __anext__(self) -> StreamPart:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            part = await anext(self._parts)
+        except BaseException as exc:  # StopAsyncIteration and cancellation included
+            self._ended(exc)
+            await self.aclose()
+            raise
+        return self._fold(part)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream and release what it holds. Safe to call more than once."""
+        await self._parts.aclose()
+
+    async def until_done(self) -> Response:
+        """Consume the rest of the stream and return the collected response."""
+        async for _ in self:
             pass
         return self.response

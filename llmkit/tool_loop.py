@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Generic, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
@@ -45,10 +45,19 @@ from llmkit.messages import (
     ToolResult,
     WarmupResult,
 )
-from llmkit.model import LanguageModel
+from llmkit.model import AsyncLanguageModel, LanguageModel
 from llmkit.stream import StreamPart
 
-__all__ = ["CallableTool", "ToolLoopStep", "ToolLoop", "ToolLoopResult", "tool"]
+__all__ = [
+    "AsyncToolLoop",
+    "CallableTool",
+    "ToolLoop",
+    "ToolLoopResult",
+    "ToolLoopStep",
+    "tool",
+]
+
+ModelT = TypeVar("ModelT", LanguageModel, AsyncLanguageModel)
 
 
 class _NoTitles(GenerateJsonSchema):
@@ -81,17 +90,29 @@ class CallableTool:
             ValueError: the arguments are not a JSON object or do not fit the schema.
             Exception: whatever the function raises.
         """
+        return self.render(self.invoke(arguments))
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is ``async def`` (only `AsyncToolLoop` can await it)."""
+        return inspect.iscoroutinefunction(self.function)
+
+    def invoke(self, arguments: str) -> Any:
+        """Call the function on ``arguments``; its result as it is (an awaitable for an
+        ``async def`` function). Raises as `__call__`."""
         try:
             values = json.loads(arguments or "{}")
         except ValueError as exc:
             raise ValueError(f"arguments are not valid JSON: {exc}") from exc
         if not isinstance(values, dict):
             raise ValueError("arguments must be a JSON object")
-        result = (
-            self._adapter.validate_python(values)
-            if self._adapter is not None
-            else self.function(**values)
-        )
+        if self._adapter is not None:
+            return self._adapter.validate_python(values)
+        return self.function(**values)
+
+    @staticmethod
+    def render(result: Any) -> str:
+        """The text the model sees for a function's result: a string as it is, else JSON."""
         return result if isinstance(result, str) else to_json(result).decode()
 
 
@@ -194,7 +215,99 @@ class ToolLoopResult:
         return self.response.text
 
 
-class ToolLoop:
+class _ToolLoopBase(Generic[ModelT]):
+    """What `ToolLoop` and `AsyncToolLoop` share: the tools, the history and the steps.
+
+    The two ``run`` methods only call the model and the tools; every bookkeeping
+    decision is one of the methods here.
+    """
+
+    def __init__(
+        self,
+        model: ModelT,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+    ) -> None:
+        if max_steps < 1:
+            raise UsageError("max_steps must be >= 1")
+        self.model: ModelT = model
+        self.max_steps = max_steps
+        self.warmup = warmup
+        self.tools: dict[str, CallableTool] = {}
+        for item in tools:
+            declared = item if isinstance(item, CallableTool) else tool(item)
+            if declared.name in self.tools:
+                raise UsageError(f"two tools are named {declared.name!r}")
+            self._accept(declared)
+            self.tools[declared.name] = declared
+        self.history: list[Message] = []
+        self.steps: list[ToolLoopStep] = []
+
+    def _accept(self, declared: CallableTool) -> None:
+        """Refuse a tool this loop cannot run (a sync loop cannot await)."""
+
+    def _start(self, call: Call | str) -> Callable[[], Call]:
+        """Reset the state for ``call``; returns what makes each step's `Call`."""
+        base: Call = Call(call) if isinstance(call, str) else call
+        declared = {t.name for t in base.tools if isinstance(t, FunctionTool)}
+        clash = declared.intersection(self.tools)
+        if clash:
+            raise UsageError(f"the call already declares tools named {sorted(clash)}")
+        self.history = list(base.prompt)
+        self.steps = []
+        tools = (*base.tools, *(t.spec for t in self.tools.values()))
+        return lambda: dataclasses.replace(base, prompt=tuple(self.history), tools=tools)
+
+    def _lookup(self, call: ToolCall) -> CallableTool | ToolResult:
+        """The tool ``call`` names, or the error result the model gets instead."""
+        declared = self.tools.get(call.name)
+        if declared is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            return ToolResult(
+                call.call_id, f"Error: no tool named {call.name!r} (tools: {known})", True
+            )
+        return declared
+
+    @staticmethod
+    def _failed(call: ToolCall, exc: Exception) -> ToolResult:
+        """A tool's failure, as an error result the model can read."""
+        if isinstance(exc, ValidationError):
+            problems = describe_validation_error(exc)
+            return ToolResult(call.call_id, f"Error: invalid arguments: {problems}", True)
+        return ToolResult(call.call_id, f"Error: {type(exc).__name__}: {exc}", True)
+
+    def _record(
+        self,
+        number: int,
+        response: Response,
+        results: tuple[ToolResult, ...],
+        started: float,
+        on_step: Callable[[ToolLoopStep], object] | None,
+    ) -> bool:
+        """Append one step to the history and the steps; whether the loop is finished."""
+        self.history.append(response.message)
+        if results:
+            self.history.append(ToolMessage(results))
+        step = ToolLoopStep(number, response, results, time.perf_counter() - started)
+        self.steps.append(step)
+        if on_step is not None:
+            on_step(step)
+        return not response.tool_calls
+
+    def _result(self, response: Response | None, warmed: WarmupResult | None) -> ToolLoopResult:
+        assert response is not None
+        return ToolLoopResult(
+            response=response,
+            history=tuple(self.history),
+            steps=tuple(self.steps),
+            warmup=warmed,
+            finished=not response.tool_calls,
+        )
+
+
+class ToolLoop(_ToolLoopBase[LanguageModel]):
     """Run a model with Python tools until it answers without calling one.
 
     Args:
@@ -205,30 +318,13 @@ class ToolLoop:
             sends ``generate: false``, billed for input tokens; elsewhere it is free).
 
     Raises:
-        UsageError: two tools share a name, or ``max_steps`` < 1.
+        UsageError: two tools share a name, an ``async def`` tool (use `AsyncToolLoop`),
+            or ``max_steps`` < 1.
     """
 
-    def __init__(
-        self,
-        model: LanguageModel,
-        tools: Sequence[CallableTool | Callable[..., Any]],
-        *,
-        max_steps: int = 10,
-        warmup: bool = False,
-    ) -> None:
-        if max_steps < 1:
-            raise UsageError("max_steps must be >= 1")
-        self.model = model
-        self.max_steps = max_steps
-        self.warmup = warmup
-        self.tools: dict[str, CallableTool] = {}
-        for item in tools:
-            declared = item if isinstance(item, CallableTool) else tool(item)
-            if declared.name in self.tools:
-                raise UsageError(f"two tools are named {declared.name!r}")
-            self.tools[declared.name] = declared
-        self.history: list[Message] = []
-        self.steps: list[ToolLoopStep] = []
+    def _accept(self, declared: CallableTool) -> None:
+        if declared.is_async:
+            raise UsageError(f"tool {declared.name!r} is async: run it with AsyncToolLoop")
 
     def run(
         self,
@@ -247,40 +343,16 @@ class ToolLoop:
             UsageError: ``call`` declares a function tool with a name this loop uses.
             LLMKitError: a model call failed; `history` and `steps` keep what was done.
         """
-        base = Call(call) if isinstance(call, str) else call
-        declared = {t.name for t in base.tools if isinstance(t, FunctionTool)}
-        clash = declared.intersection(self.tools)
-        if clash:
-            raise UsageError(f"the call already declares tools named {sorted(clash)}")
-        self.history = list(base.prompt)
-        self.steps = []
-        tools = (*base.tools, *(t.spec for t in self.tools.values()))
-        warmed = self.model.warmup(self._call(base, tools)) if self.warmup else None
+        step_call = self._start(call)
+        warmed = self.model.warmup(step_call()) if self.warmup else None
         response: Response | None = None
         for number in range(1, self.max_steps + 1):
-            response = self._respond(self._call(base, tools), on_part)
-            self.history.append(response.message)
+            response = self._respond(step_call(), on_part)
             started = time.perf_counter()
             results = tuple(self._run_tool(c) for c in response.tool_calls)
-            if results:
-                self.history.append(ToolMessage(results))
-            step = ToolLoopStep(number, response, results, time.perf_counter() - started)
-            self.steps.append(step)
-            if on_step is not None:
-                on_step(step)
-            if not response.tool_calls:
+            if self._record(number, response, results, started, on_step):
                 break
-        assert response is not None
-        return ToolLoopResult(
-            response=response,
-            history=tuple(self.history),
-            steps=tuple(self.steps),
-            warmup=warmed,
-            finished=not response.tool_calls,
-        )
-
-    def _call(self, base: Call, tools: tuple[Any, ...]) -> Call:
-        return dataclasses.replace(base, prompt=tuple(self.history), tools=tools)
+        return self._result(response, warmed)
 
     def _respond(self, call: Call, on_part: Callable[[StreamPart], object] | None) -> Response:
         if on_part is None:
@@ -292,16 +364,61 @@ class ToolLoop:
 
     def _run_tool(self, call: ToolCall) -> ToolResult:
         """Run one call; any failure becomes an error result the model can read."""
-        declared = self.tools.get(call.name)
-        if declared is None:
-            known = ", ".join(sorted(self.tools)) or "none"
-            return ToolResult(
-                call.call_id, f"Error: no tool named {call.name!r} (tools: {known})", True
-            )
+        declared = self._lookup(call)
+        if isinstance(declared, ToolResult):
+            return declared
         try:
             return ToolResult(call.call_id, declared(call.arguments))
-        except ValidationError as exc:
-            problems = describe_validation_error(exc)
-            return ToolResult(call.call_id, f"Error: invalid arguments: {problems}", True)
         except Exception as exc:  # a tool's failure is the model's to handle
-            return ToolResult(call.call_id, f"Error: {type(exc).__name__}: {exc}", True)
+            return self._failed(call, exc)
+
+
+class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel]):
+    """`ToolLoop` for asyncio: ``await AsyncToolLoop(model, tools).run(call)``.
+
+    The same steps, history, results and error handling. Tools may be plain or
+    ``async def`` functions; they run one after another, in the order the model
+    called them, like in `ToolLoop`.
+    """
+
+    async def run(
+        self,
+        call: Call | str,
+        *,
+        on_part: Callable[[StreamPart], object] | None = None,
+        on_step: Callable[[ToolLoopStep], object] | None = None,
+    ) -> ToolLoopResult:
+        """As `ToolLoop.run`, awaited."""
+        step_call = self._start(call)
+        warmed = await self.model.warmup(step_call()) if self.warmup else None
+        response: Response | None = None
+        for number in range(1, self.max_steps + 1):
+            response = await self._respond(step_call(), on_part)
+            started = time.perf_counter()
+            results = tuple([await self._run_tool(c) for c in response.tool_calls])
+            if self._record(number, response, results, started, on_step):
+                break
+        return self._result(response, warmed)
+
+    async def _respond(
+        self, call: Call, on_part: Callable[[StreamPart], object] | None
+    ) -> Response:
+        if on_part is None:
+            return await self.model.generate(call)
+        async with self.model.stream(call) as stream:
+            async for part in stream:
+                on_part(part)
+            return stream.response
+
+    async def _run_tool(self, call: ToolCall) -> ToolResult:
+        """Run one call; any failure becomes an error result the model can read."""
+        declared = self._lookup(call)
+        if isinstance(declared, ToolResult):
+            return declared
+        try:
+            result = declared.invoke(call.arguments)
+            if inspect.isawaitable(result):
+                result = await result
+            return ToolResult(call.call_id, declared.render(result))
+        except Exception as exc:  # a tool's failure is the model's to handle
+            return self._failed(call, exc)

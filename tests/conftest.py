@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from loop import Transport
 
 from llmkit.testing import ResponsesServer
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Test ids say which provider runs: ``websocket`` or ``async-websocket``."""
+    return val.id if isinstance(val, Transport) else None
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,38 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from portal import PortalProvider
+
 import llmkit
 from llmkit.testing import ResponsesServer
 
-TRANSPORTS = ["chat", "http", "websocket"]
+PATHS = ["chat", "http", "websocket"]
 """How a provider reaches the server: Chat Completions over HTTP, or the Responses API
 over HTTP or WebSocket mode. Agent code must run unchanged on each."""
-RESPONSES_TRANSPORTS = ["http", "websocket"]
+
+
+class Transport(str):
+    """One of `PATHS`, through `llmkit.Provider` or through `llmkit.AsyncProvider`.
+
+    It equals its path (``Transport("websocket", is_async=True) == "websocket"``), so
+    tests that branch on the path need not know which provider runs.
+    """
+
+    is_async: bool
+
+    def __new__(cls, path: str, *, is_async: bool = False) -> Transport:
+        self = super().__new__(cls, path)
+        self.is_async = is_async
+        return self
+
+    @property
+    def id(self) -> str:
+        return f"async-{self}" if self.is_async else str(self)
+
+
+TRANSPORTS = [Transport(path, is_async=a) for a in (False, True) for path in PATHS]
+"""Every path, once through `Provider` and once through `AsyncProvider`."""
+RESPONSES_TRANSPORTS = [t for t in TRANSPORTS if t != "chat"]
 API_KEY = "sk-test-4f1c2b9e8d7a6c5b"
 
 ADD = llmkit.FunctionTool(
@@ -26,15 +51,34 @@ ADD = llmkit.FunctionTool(
 )
 
 
-def provider(server: ResponsesServer, transport: str, **options: Any) -> llmkit.Provider:
-    """A provider for ``server`` over ``transport`` (one of `TRANSPORTS`)."""
-    settings: dict[str, Any] = {"api_key": API_KEY, "max_retries": 0, **options}
-    return llmkit.Provider(
-        base_url=server.base_url,
-        use_responses_api=transport != "chat",
-        websocket=transport == "websocket",
-        **settings,
-    )
+def options(server: ResponsesServer, transport: str, **overrides: Any) -> dict[str, Any]:
+    """The provider arguments for ``server`` over ``transport`` (a path of `PATHS`)."""
+    return {
+        "api_key": API_KEY,
+        "max_retries": 0,
+        "base_url": server.base_url,
+        "use_responses_api": transport != "chat",
+        "websocket": transport == "websocket",
+        **overrides,
+    }
+
+
+def provider(
+    server: ResponsesServer, transport: str, **overrides: Any
+) -> llmkit.Provider | PortalProvider:
+    """A provider for ``server`` over ``transport`` (one of `TRANSPORTS`, or a path).
+
+    An async `Transport` gives an `AsyncProvider` driven through a `PortalProvider`.
+    """
+    settings = options(server, transport, **overrides)
+    if getattr(transport, "is_async", False):
+        return PortalProvider(**settings)
+    return llmkit.Provider(**settings)
+
+
+def async_provider(server: ResponsesServer, path: str, **overrides: Any) -> llmkit.AsyncProvider:
+    """An `AsyncProvider` for ``server`` over ``path``, for tests that run their own loop."""
+    return llmkit.AsyncProvider(**options(server, path, **overrides))
 
 
 def run_tool(call: llmkit.ToolCall) -> llmkit.ToolResult:

@@ -1,4 +1,8 @@
-"""32 agents in 32 threads on one provider: no cross-talk, no leaks, on every path.
+"""32 agents on one provider: no cross-talk, no leaks, on every path, sync and async.
+
+The agents are 32 threads sharing one `llmkit.Provider`, and again 32 asyncio tasks
+sharing one `llmkit.AsyncProvider` (`llmkit.AsyncToolLoop`, ``async def`` tools), with
+the same conversations and the same checks.
 
 Each thread runs its own tool loop (`llmkit.ToolLoop`) with its own ``add`` tool, which
 adds a per-conversation offset, and its own step count. The scripted tool model feeds
@@ -21,6 +25,7 @@ still ends with its own answer.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import threading
@@ -28,9 +33,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
-from loop import provider
+from loop import async_provider, provider
 
 import llmkit
 from llmkit.testing import ResponsesServer
@@ -45,6 +51,14 @@ MAX_ATTEMPTS = FAULTS + 10
 HANDLED = (llmkit.ConnectionClosed, llmkit.ResponseFailed, llmkit.InternalServerError)
 """What the faults injected while agents run may raise (each is retried from history)."""
 FD_DIR = Path("/proc/self/fd")
+
+
+class Runner(Protocol):
+    """Runs a crew of agents on ``path``: `run_threads` or `run_tasks`."""
+
+    def __call__(
+        self, server: ResponsesServer, path: str, crew: list[Agent], **overrides: Any
+    ) -> None: ...
 
 
 def open_fds() -> int | None:
@@ -80,6 +94,18 @@ def add_tool(offset: int, seconds: float) -> llmkit.CallableTool:
         """Add two integers."""
         if seconds:
             time.sleep(seconds)  # tool work: meanwhile another agent may take the connection
+        return a + b + offset
+
+    return llmkit.tool(add)
+
+
+def async_add_tool(offset: int, seconds: float) -> llmkit.CallableTool:
+    """`add_tool` as an ``async def`` tool: its work lets other tasks run."""
+
+    async def add(a: int, b: int) -> int:
+        """Add two integers."""
+        if seconds:
+            await asyncio.sleep(seconds)  # meanwhile another task may take the connection
         return a + b + offset
 
     return llmkit.tool(add)
@@ -128,12 +154,35 @@ class Agent:
                     self.result = loop.run(call)
                     return
                 except HANDLED as exc:
-                    self.retries += 1
-                    self.errors.append(repr(exc))
-                    call = llmkit.Call(list(loop.history))
-            raise AssertionError(f"conversation {self.number} failed: {self.errors}")
+                    call = self.handled(exc, loop.history)
+            raise self.gave_up()
         except BaseException as exc:  # reported by the test thread
             self.error = exc
+
+    async def arun(self, model: llmkit.AsyncLanguageModel) -> None:
+        """`run` as an asyncio task, with an `AsyncToolLoop` and an ``async def`` tool."""
+        try:
+            tools = [async_add_tool(self.offset, self.tool_seconds)]
+            loop = llmkit.AsyncToolLoop(model, tools, max_steps=self.steps + 1)
+            call: llmkit.Call | str = self.prompt
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    self.result = await loop.run(call)
+                    return
+                except HANDLED as exc:
+                    call = self.handled(exc, loop.history)
+            raise self.gave_up()
+        except Exception as exc:  # reported by the test; cancellation is not caught
+            self.error = exc
+
+    def handled(self, exc: Exception, history: list[llmkit.Message]) -> llmkit.Call:
+        """Note a handled error; the call that goes on from the loop's history."""
+        self.retries += 1
+        self.errors.append(repr(exc))
+        return llmkit.Call(list(history))
+
+    def gave_up(self) -> AssertionError:
+        return AssertionError(f"conversation {self.number} failed: {self.errors}")
 
 
 def agents(tool_seconds: float) -> list[Agent]:
@@ -189,14 +238,53 @@ def run_agents(model: llmkit.LanguageModel, crew: list[Agent]) -> None:
         pytest.param("http", None, 0.002, id="http"),
     ],
 )
-def test_32_threads_share_one_provider(
-    server: ResponsesServer, path: str, max_connections: int | None, tool_seconds: float
+def run_tasks(server: ResponsesServer, path: str, crew: list[Agent], **overrides: Any) -> None:
+    """The agents as asyncio tasks on one `AsyncProvider`, on a loop of their own."""
+
+    async def main() -> None:
+        async with async_provider(server, path, timeout=30.0, **overrides) as p:
+            model = p.language_model("scripted-concurrency")
+            async with asyncio.timeout(JOIN_SECONDS):
+                await asyncio.gather(*(agent.arun(model) for agent in crew))
+
+    asyncio.run(main())
+
+
+def run_threads(server: ResponsesServer, path: str, crew: list[Agent], **overrides: Any) -> None:
+    with provider(server, path, timeout=30.0, **overrides) as p:
+        run_agents(p.language_model("scripted-concurrency"), crew)
+
+
+RUNNERS = [pytest.param(run_threads, id="threads"), pytest.param(run_tasks, id="asyncio")]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize(
+    ("path", "max_connections", "tool_seconds"),
+    [
+        # Tools that return at once: an agent's next turn usually finds its own
+        # connection idle, so chains survive and most turns are incremental.
+        pytest.param("websocket", 8, 0.0, id="websocket-8-connections-instant-tools"),
+        pytest.param("websocket", None, 0.0, id="websocket-default-4-instant-tools"),
+        # Tools that take 2 ms: other agents take the connection meanwhile, evicting
+        # chains, so turns go out in full on whichever connection is free.
+        pytest.param("websocket", 8, 0.002, id="websocket-8-connections-slow-tools"),
+        pytest.param("websocket", None, 0.002, id="websocket-default-4-slow-tools"),
+        pytest.param("chat", None, 0.002, id="chat"),
+        pytest.param("http", None, 0.002, id="http"),
+    ],
+)
+def test_32_agents_share_one_provider(
+    server: ResponsesServer,
+    path: str,
+    max_connections: int | None,
+    tool_seconds: float,
+    run: Runner,
 ) -> None:
     fds, thread_count = open_fds(), threading.active_count()
-    options = {} if max_connections is None else {"ws_max_connections": max_connections}
+    overrides = {} if max_connections is None else {"ws_max_connections": max_connections}
     crew = agents(tool_seconds)
-    with provider(server, path, timeout=30.0, **options) as p:
-        run_agents(p.language_model("scripted-concurrency"), crew)
+    run(server, path, crew, **overrides)
     wait_until_quiet(server, fds, thread_count)
 
     turns = sum(check_agent(agent) for agent in crew)
@@ -218,7 +306,7 @@ def test_32_threads_share_one_provider(
         )
         print(
             f"\n{path} ({limit} connections, tools {tool_seconds * 1000:g} ms): "
-            f"{THREADS} threads, {turns} turns, "
+            f"{THREADS} agents, {turns} turns, "
             f"{incremental} incremental, {server.stats.connections_opened} connections"
         )
     else:
@@ -244,20 +332,20 @@ def inject_faults(server: ResponsesServer, stop: threading.Event) -> int:
     return armed
 
 
-def test_32_threads_with_faults_injected_meanwhile(server: ResponsesServer) -> None:
+@pytest.mark.parametrize("run", RUNNERS)
+def test_32_agents_with_faults_injected_meanwhile(server: ResponsesServer, run: Runner) -> None:
     """Faults hit whichever agent's request comes next; every agent still ends right."""
     fds, thread_count = open_fds(), threading.active_count()
     crew = agents(0.002)
     stop = threading.Event()
     injected: list[int] = []
     chaos = threading.Thread(target=lambda: injected.append(inject_faults(server, stop)))
-    with provider(server, "websocket", timeout=30.0) as p:
-        chaos.start()
-        try:
-            run_agents(p.language_model("scripted-concurrency"), crew)
-        finally:
-            stop.set()
-            chaos.join(10)
+    chaos.start()
+    try:
+        run(server, "websocket", crew)
+    finally:
+        stop.set()
+        chaos.join(10)
     wait_until_quiet(server, fds, thread_count)
 
     for agent in crew:

@@ -20,6 +20,8 @@ and a follow-up turn). For every cell:
 rendered from it (``test_the_docstring_table_is_the_matrix`` keeps the two equal). A
 path marked "n/a" does not run the row: WebSocket-only faults (upgrades, idle closes,
 frame size, connection age, WebSocket error codes) cannot happen on the HTTP paths.
+Every row runs through `llmkit.Provider` and through `llmkit.AsyncProvider` (ids
+``async-…``), with the same expectations: the async shell must not change an outcome.
 "gen" is the billable generations the faulted call costs, "req" the requests (HTTP
 POSTs and ``response.create`` frames) the server saw for it.
 
@@ -127,7 +129,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from loop import TRANSPORTS, provider
+from loop import PATHS, TRANSPORTS, provider
 
 import llmkit
 from llmkit.testing import ResponsesServer
@@ -497,7 +499,7 @@ def render_table() -> str:
     lines = []
     for fault, row in MATRIX.items():
         lines.append(f"{fault}: {row.description}")
-        for path in TRANSPORTS:
+        for path in PATHS:
             expect = row.expect(path)
             if expect is None:
                 lines.append(f"  {path:<9}  n/a (WebSocket-only)")
@@ -508,7 +510,7 @@ def render_table() -> str:
 
 
 CELLS = [
-    pytest.param(fault, path, mode, id=f"{fault}-{path}-{mode}")
+    pytest.param(fault, path, mode, id=f"{fault}-{path.id}-{mode}")
     for fault, row in MATRIX.items()
     for path in TRANSPORTS
     if row.expect(path) is not None  # WebSocket-only rows run on websocket only

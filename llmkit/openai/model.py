@@ -18,9 +18,17 @@ from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Stream, StreamPart, Warnings
 from llmkit.transports.base import PayloadStream, TransportRequest
 
-__all__ = ["ResponsesModel"]
+__all__ = ["PayloadOpener", "ResponsesModel", "http_request"]
 
 RESPONSES_PATH = "/responses"
+
+
+def http_request(
+    body: dict[str, Any], fallback_reason: str | None
+) -> tuple[TransportRequest, Meter]:
+    """The HTTP request of a Responses turn (always streamed) and its meter."""
+    meter = Meter("http", "full", len(body["input"]), fallback_reason=fallback_reason)
+    return TransportRequest(RESPONSES_PATH, {**body, "stream": True}), meter
 
 
 class PayloadOpener(Protocol):
@@ -62,8 +70,7 @@ class ResponsesModel(LanguageModel):
             yield from self._websocket.stream(body, self._http_turn)
 
     def _http_turn(self, body: dict[str, Any], fallback_reason: str | None) -> Iterator[StreamPart]:
-        meter = Meter("http", "full", len(body["input"]), fallback_reason=fallback_reason)
-        request = TransportRequest(RESPONSES_PATH, {**body, "stream": True})
+        request, meter = http_request(body, fallback_reason)
         payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ResponsesProtocol())
 

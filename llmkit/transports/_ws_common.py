@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from llmkit.exceptions import (
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "REDIRECT_STATUSES",
     "ConnectErrors",
+    "FrameStream",
     "broken",
     "closed_by_server",
     "invalid_utf8",
@@ -42,6 +43,40 @@ __all__ = [
 MAX_REDIRECTS = 3
 CLOSE_ABNORMAL = 1006
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class SecretHolder(Protocol):
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+
+
+class FrameStream:
+    """What the sync and async payload streams of one response share: their facts.
+
+    The connection outlives the stream, so closing the stream leaves it alone: whether
+    it is kept or closed is decided by whoever leased it, from the protocol's state.
+    """
+
+    __slots__ = ("_bytes_sent", "_connection", "_idle_timeout", "received")
+
+    def __init__(
+        self, connection: SecretHolder, *, bytes_sent: int, idle_timeout: float | None
+    ) -> None:
+        self._connection = connection
+        self._bytes_sent = bytes_sent
+        self._idle_timeout = idle_timeout
+        self.received = 0
+        """Frames received so far (a failure is classified by it)."""
+
+    @property
+    def bytes_sent(self) -> int:
+        """Size of the ``response.create`` frame."""
+        return self._bytes_sent
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from server text that reaches an exception."""
+        return self._connection.secrets
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -62,7 +97,10 @@ def same_origin_redirect(origin_url: str, current: str, location: str) -> str | 
 
 
 def upgrade_error(
-    status: int, headers: Mapping[str, str], body: bytes | None, secrets: Sequence[str]
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | bytearray | None,
+    secrets: Sequence[str],
 ) -> APIStatusError:
     """The `APIStatusError` for an upgrade the server refused with ``status``, redacted."""
     lowered = {str(k).lower(): str(v) for k, v in headers.items()}

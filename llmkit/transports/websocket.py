@@ -252,30 +252,11 @@ class WebSocketConnection:
         return f"WebSocketConnection(url={url!r}, connected={self.connected})"
 
 
-class WebSocketPayloadStream:
-    """The frames of one response on a connection: iterate until the protocol is done.
+class WebSocketPayloadStream(common.FrameStream):
+    """The frames of one response on a connection: iterate until the protocol is done."""
 
-    The connection outlives the stream, so `close` leaves it alone: whether it is kept
-    or closed is decided by whoever leased it, from the protocol's state.
-    """
-
-    def __init__(
-        self, connection: WebSocketConnection, *, bytes_sent: int, idle_timeout: float | None
-    ) -> None:
-        self._connection = connection
-        self._bytes_sent = bytes_sent
-        self._idle_timeout = idle_timeout
-        self.received = 0
-
-    @property
-    def bytes_sent(self) -> int:
-        """Size of the ``response.create`` frame."""
-        return self._bytes_sent
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What to redact from server text that reaches an exception."""
-        return self._connection.secrets
+    __slots__ = ()
+    _connection: WebSocketConnection
 
     def __iter__(self) -> Iterator[str]:
         while True:

@@ -13,9 +13,16 @@ from llmkit.openai.model import PayloadOpener
 from llmkit.stream import Stream, StreamPart, Warnings
 from llmkit.transports.base import TransportRequest
 
-__all__ = ["ChatModel"]
+__all__ = ["ChatModel", "chat_request"]
 
 CHAT_PATH = "/chat/completions"
+
+
+def chat_request(body: dict[str, object]) -> tuple[TransportRequest, Meter]:
+    """The HTTP request of a Chat Completions call and its meter."""
+    messages = body["messages"]
+    assert isinstance(messages, list)
+    return TransportRequest(CHAT_PATH, body), Meter("http", "full", len(messages))
 
 
 class ChatModel(LanguageModel):
@@ -38,10 +45,7 @@ class ChatModel(LanguageModel):
     def _parts(self, body: dict[str, object], warnings: tuple[str, ...]) -> Iterator[StreamPart]:
         if warnings:
             yield Warnings(warnings)
-        messages = body["messages"]
-        assert isinstance(messages, list)
-        meter = Meter("http", "full", len(messages))
-        request = TransportRequest(CHAT_PATH, body)
+        request, meter = chat_request(body)
         payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ChatProtocol())
 

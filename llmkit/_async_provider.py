@@ -1,0 +1,96 @@
+"""`AsyncProvider`: `Provider` for asyncio, over httpx's AsyncClient and websockets.
+
+The settings are validated and derived by the same `ProviderBase`; the models share the
+encoders, protocols, chain planning and recovery rules with the sync ones. Use one
+`AsyncProvider` on one event loop.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from llmkit._provider import ProviderBase, WebSocketWiring, Wiring
+from llmkit.model import AsyncLanguageModel
+from llmkit.openai._aio_models import AsyncChatModel, AsyncResponsesModel
+from llmkit.openai._aio_websocket import AsyncWebSocketSession
+from llmkit.transports.async_http import AsyncHTTPTransport
+
+__all__ = ["AsyncProvider"]
+
+
+class AsyncProvider(ProviderBase[httpx.AsyncClient]):
+    """`Provider` for asyncio: the same arguments (``http_client`` an `httpx.AsyncClient`).
+
+    ```python
+    async with llmkit.AsyncProvider(use_responses_api=True, websocket=True) as provider:
+        model = provider.language_model("gpt-5")
+        response = await model.generate(call)
+    ```
+
+    Raises:
+        UsageError: an invalid combination of settings.
+    """
+
+    def _open(self, wiring: Wiring[httpx.AsyncClient]) -> None:
+        self._http = AsyncHTTPTransport(**wiring.http, client=wiring.http_client)
+        self._websocket: AsyncWebSocketSession | None = None
+        if wiring.websocket is not None:
+            self._websocket = _websocket_session(wiring.websocket)
+
+    def language_model(self, model_id: str) -> AsyncLanguageModel:
+        """A model of this provider.
+
+        Raises:
+            UsageError: ``model_id`` is empty.
+        """
+        self._check_model_id(model_id)
+        if not self.use_responses_api:
+            return AsyncChatModel(model_id, http=self._http)
+        return AsyncResponsesModel(model_id, http=self._http, websocket=self._websocket)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and every WebSocket connection."""
+        if self._websocket is not None:
+            self._websocket.close()
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _websocket_session(wiring: WebSocketWiring) -> AsyncWebSocketSession:
+    # websockets is imported only when WebSocket mode is asked for.
+    from llmkit.transports.async_websocket import (
+        AsyncWebSocketConnection,
+        AsyncWebSocketPayloadStream,
+    )
+
+    connect_timeout, read_timeout, pool_timeout = wiring.timeouts()
+
+    async def connect() -> AsyncWebSocketConnection:
+        return await AsyncWebSocketConnection.connect(
+            wiring.url, headers=wiring.headers, timeout=connect_timeout, secrets=wiring.secrets
+        )
+
+    def payloads(connection: AsyncWebSocketConnection, size: int) -> AsyncWebSocketPayloadStream:
+        return AsyncWebSocketPayloadStream(connection, bytes_sent=size, idle_timeout=read_timeout)
+
+    return AsyncWebSocketSession(
+        connect=connect,
+        payloads=payloads,  # type: ignore[arg-type]
+        max_connections=wiring.max_connections,
+        max_age=wiring.max_age,
+        wait_timeout=pool_timeout,
+        cooldown=wiring.cooldown,
+    )

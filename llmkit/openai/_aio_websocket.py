@@ -1,0 +1,188 @@
+"""Responses WebSocket mode over asyncio: the async I/O shell of ``_session``.
+
+Every decision (which connection, what to send, what a failure means, what the cache
+holds afterwards) is made in ``_session``, as for the threaded session; this module
+awaits the connects, sends and frames. Cancellation is a failure like any other: a
+`asyncio.CancelledError` while a turn streams closes its connection and drops its chain
+(`Turn.settle`), and the lease is released in ``finally``, so the next call is correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from typing import Any, Protocol
+
+from llmkit.exceptions import LLMKitError
+from llmkit.messages import WarmupResult
+from llmkit.openai._aio import arun_protocol
+from llmkit.openai._recovery import Action, Cooldown
+from llmkit.openai._session import COOLING_DOWN, CooldownGate, Slot, Slots, Turn
+from llmkit.stream import Finish, StreamPart
+from llmkit.transports.base import AsyncPayloadStream
+
+__all__ = ["AsyncConnection", "AsyncWebSocketSession"]
+
+JSON = dict[str, Any]
+AsyncHTTPTurn = Callable[[JSON, str], AsyncGenerator[StreamPart, None]]
+
+
+class AsyncConnection(Protocol):
+    """What the session needs of a connection (`AsyncWebSocketConnection`)."""
+
+    @property
+    def age(self) -> float: ...
+
+    async def send_text(self, text: str) -> int: ...
+
+    async def probe(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncFramePayloads(AsyncPayloadStream, Protocol):
+    """An async payload stream that counts the frames it received."""
+
+    received: int
+
+
+class _AsyncPool:
+    """`Slots` for tasks of one event loop: a call waits for a slot, at most ``wait_timeout``.
+
+    Leasing and releasing never await, so a cancelled task releases its slot from
+    ``finally`` without a chance of being cancelled again half-way.
+    """
+
+    def __init__(self, size: int, wait_timeout: float | None) -> None:
+        self._slots: Slots[AsyncConnection] = Slots(size, wait_timeout)
+        self._released: asyncio.Event | None = None
+
+    async def acquire(self, body: Mapping[str, Any]) -> Slot[AsyncConnection]:
+        """Lease a slot for ``body``; waits for one to free up."""
+        try:
+            async with asyncio.timeout(self._slots.wait_timeout):
+                while (slot := self._slots.lease(body)) is None:
+                    if self._released is None:
+                        self._released = asyncio.Event()
+                    self._released.clear()
+                    await self._released.wait()
+        except TimeoutError:
+            raise self._slots.busy_error() from None
+        return slot
+
+    def release(self, slot: Slot[AsyncConnection]) -> None:
+        """Return a leased slot and wake the waiting calls."""
+        self._slots.release(slot)
+        if self._released is not None:
+            self._released.set()
+
+    def close(self) -> None:
+        """Close every connection."""
+        self._slots.drop_all()
+        if self._released is not None:
+            self._released.set()
+
+
+class AsyncWebSocketSession:
+    """All WebSocket state of one `AsyncProvider`: the pool, its chains and the cool-down.
+
+    Args: as `WebSocketSession`, with ``connect`` a coroutine function.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect: Callable[[], Awaitable[AsyncConnection]],
+        payloads: Callable[[AsyncConnection, int], AsyncFramePayloads],
+        max_connections: int,
+        max_age: float,
+        wait_timeout: float | None,
+        cooldown: Cooldown,
+    ) -> None:
+        self._connect = connect
+        self._payloads = payloads
+        self._pool = _AsyncPool(max_connections, wait_timeout)
+        self._max_age = max_age
+        self._gate = CooldownGate(cooldown)
+
+    async def stream(self, body: JSON, http: AsyncHTTPTurn) -> AsyncGenerator[StreamPart, None]:
+        """Serve one turn over WebSocket, or over ``http`` when it provably never started."""
+        if self._gate.active():
+            async with aclosing(http(body, COOLING_DOWN)) as parts:
+                async for part in parts:
+                    yield part
+            return
+        turn = await self._turn(body, warmup=False)
+        try:
+            async with aclosing(self._attempts(turn)) as parts:
+                async for part in parts:
+                    yield part
+        finally:
+            self._pool.release(turn.slot)
+        if turn.failure is not None:
+            async with aclosing(http(body, turn.fallback_reason())) as parts:
+                async for part in parts:
+                    yield part
+
+    async def warmup(self, body: JSON) -> WarmupResult:
+        """Send ``body`` with ``generate: false``; its response becomes the chain head."""
+        if self._gate.active():
+            return WarmupResult.skipped()
+        turn = await self._turn(body, warmup=True)
+        try:
+            async with aclosing(self._attempts(turn)) as parts:
+                finishes = [part async for part in parts if isinstance(part, Finish)]
+        finally:
+            self._pool.release(turn.slot)
+        return turn.warmup_result(finishes)
+
+    def close(self) -> None:
+        """Close every connection."""
+        self._pool.close()
+
+    async def _turn(self, body: JSON, *, warmup: bool) -> Turn[AsyncConnection]:
+        slot = await self._pool.acquire(body)
+        return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
+
+    async def _attempts(self, turn: Turn[AsyncConnection]) -> AsyncGenerator[StreamPart, None]:
+        """Run the turn; `Turn.recover` says whether to raise, resend or go to HTTP."""
+        while True:
+            connection = await self._reusable(turn)
+            reused = connection is not None
+            connection = connection or await self._open(turn)
+            if connection is None:
+                return  # turn.failure says why: the turn goes over HTTP
+            attempt = turn.start(connection, reused=reused)
+            try:
+                size = await connection.send_text(attempt.text)
+                payloads = attempt.sent(self._payloads(connection, size))
+                parts = arun_protocol(payloads, attempt.meter, attempt.protocol)
+                async with aclosing(parts):
+                    async for part in parts:
+                        yield part
+                attempt.completed = True
+                return
+            except LLMKitError as exc:
+                action = turn.recover(attempt, exc)
+                if action is Action.RAISE:
+                    raise
+                if action is Action.FALLBACK_HTTP:
+                    return
+            finally:
+                turn.settle(attempt)
+
+    @staticmethod
+    async def _reusable(turn: Turn[AsyncConnection]) -> AsyncConnection | None:
+        connection = turn.reusable()
+        if connection is not None and turn.alive(await connection.probe()):
+            return connection
+        return None
+
+    async def _open(self, turn: Turn[AsyncConnection]) -> AsyncConnection | None:
+        try:
+            return await self._connect()
+        except LLMKitError as exc:
+            if not turn.connect_failed(exc):
+                raise
+            return None

@@ -1,0 +1,407 @@
+"""Every decision of the HTTP-SSE transports, with no I/O: the sync and async shells share it.
+
+`llmkit.transports.http` and `llmkit.transports.async_http` differ only in how they wait
+(``client.send`` or ``await client.send``, ``iter_bytes`` or ``aiter_bytes``, ``sleep``
+or ``await sleep``). Everything they decide lives here, so a rule changed once holds for
+both: which send failures are retried and after how long (`SendAttempts`, over the pure
+rules of `llmkit.transports._retry`), how an error body becomes a typed and redacted
+`APIStatusError` (`status_error_from`), how an httpx failure maps to the llmkit tree
+(`SendAttempts`, `read_error`), and how body bytes become event payloads (`SSEDecoder`).
+
+httpx is imported for its types and exception classes only. Functions that need a body
+take bytes the shell has already read, and the shell closes responses and sleeps, so
+this module can be tested without a socket or a clock.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import httpx
+
+from llmkit.exceptions import (
+    APIStatusError,
+    ConnectError,
+    ConnectionClosed,
+    LLMKitError,
+    ProtocolError,
+    Timeout,
+    TransportError,
+    UsageError,
+    redact,
+    redact_tree,
+    status_error,
+)
+from llmkit.transports._retry import RetryPolicy, should_retry_status
+from llmkit.transports._sse import SSEParser
+from llmkit.transports.base import TransportRequest, join_url, json_text
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "ERROR_BODY_LIMIT",
+    "READ_ERRORS",
+    "SNIPPET_BYTES",
+    "Answer",
+    "BodyPrefix",
+    "HTTPSettings",
+    "PreparedRequest",
+    "ResponseStream",
+    "SSEDecoder",
+    "SendAttempts",
+    "content_type_error_from",
+    "is_event_stream",
+    "pick_client",
+    "read_error",
+    "status_error_from",
+]
+
+# An error body is read only this far: it is for a message, not for storage, and a
+# misbehaving proxy must not make the client buffer megabytes.
+ERROR_BODY_LIMIT = 64 * 1024
+_SNIPPET_CHARS = 200
+# Bytes read for a snippet: enough for _SNIPPET_CHARS characters of up to four bytes each.
+SNIPPET_BYTES = _SNIPPET_CHARS * 4
+_MESSAGE_CHARS = 1000
+
+# Failures that prove the request never reached the model, so sending it again is safe.
+# RemoteProtocolError here means the server dropped the connection before any status line
+# (typically a stale keep-alive connection).
+_RETRYABLE_SEND_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+
+# What reading a response body can raise; `read_error` maps each to the llmkit tree.
+# DecodingError (a bad gzip body) and StreamError (a body read twice) are not
+# TransportErrors, so they are named here.
+READ_ERRORS = (httpx.TransportError, httpx.DecodingError, httpx.StreamError)
+
+# RetryPolicy is frozen, so every transport can share one default instance.
+DEFAULT_RETRY = RetryPolicy()
+
+# Headers whose values are credentials; their values are redacted from every message.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+
+_ClientT = TypeVar("_ClientT", httpx.Client, httpx.AsyncClient)
+
+
+def _header_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """Collect credential values from ``headers``, with and without their auth scheme."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if name.lower() in _SECRET_HEADERS:
+            found.append(value)
+            found.append(value.partition(" ")[2])  # "Bearer sk-..." -> "sk-..."
+    return tuple(found)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _error_fields(body: Any) -> dict[str, Any]:
+    """Pick message, code, param and type out of an error body of any known shape.
+
+    OpenAI nests them under ``error``; some gateways send them flat, or send
+    ``{"error": "..."}``. The nested form wins, as in PROTOCOL.md §8.6. Anything else
+    yields no fields and the caller falls back to the raw text.
+    """
+    fields: Any = body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            fields = error
+        elif isinstance(error, str):
+            fields = {"message": error}
+    if not isinstance(fields, dict):
+        return {}
+    return {
+        "message": _str_or_none(fields.get("message")),
+        "code": _str_or_none(fields.get("code")),
+        "param": _str_or_none(fields.get("param")),
+        "error_type": _str_or_none(fields.get("type")),
+    }
+
+
+class BodyPrefix:
+    """The first ``limit`` bytes of a body, collected chunk by chunk.
+
+    Only an error body or a snippet is read this way: for a message, not for storage.
+    """
+
+    __slots__ = ("_chunks", "_limit", "_size")
+
+    def __init__(self, limit: int) -> None:
+        self._chunks: list[bytes] = []
+        self._limit = limit
+        self._size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; return whether enough arrived to stop reading."""
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        return self._size >= self._limit
+
+    def value(self) -> bytes:
+        """What arrived, cut at ``limit``."""
+        return b"".join(self._chunks)[: self._limit]
+
+
+def status_error_from(
+    response: httpx.Response, raw: bytes, secrets: Sequence[str]
+) -> APIStatusError:
+    """Turn a non-2xx answer and the first bytes of its body into an `APIStatusError`.
+
+    ``raw`` is what the shell read (at most `ERROR_BODY_LIMIT` bytes, possibly cut short
+    by a broken connection: the status is still worth reporting). The decoded body is
+    redacted rather than the raw text alone, because a JSON escape (``\\/``) can hide a
+    secret from a plain substring search.
+    """
+    text_raw = raw.decode("utf-8", "replace")
+    text = redact(text_raw, secrets)
+    body: Any
+    try:
+        body = redact_tree(json.loads(text_raw), secrets)
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to keep
+        body = text or None
+    fields = _error_fields(body)
+    message = fields.pop("message", None) or text.strip()[:_MESSAGE_CHARS]
+    if not message:
+        message = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    return status_error(
+        response.status_code,
+        message,
+        request_id=response.headers.get("x-request-id"),
+        headers={name: redact(value, secrets) for name, value in response.headers.items()},
+        body=body,
+        **fields,
+    )
+
+
+def content_type_error_from(
+    response: httpx.Response, raw_snippet: bytes, secrets: Sequence[str]
+) -> ProtocolError:
+    """Explain a 2xx answer that is not an event stream (e.g. ``stream`` was dropped).
+
+    ``raw_snippet`` is the start of the body (`SNIPPET_BYTES`), quoted redacted.
+    """
+    content_type = response.headers.get("content-type", "")
+    snippet = redact(raw_snippet.decode("utf-8", "replace"), secrets)[:_SNIPPET_CHARS]
+    return ProtocolError(
+        f"expected Content-Type text/event-stream, got {content_type!r}: {snippet!r}"
+    )
+
+
+def _send_error(exc: httpx.TransportError, secrets: Sequence[str]) -> TransportError:
+    """Map an httpx failure that happened before any answer to the llmkit tree."""
+    detail = redact(str(exc) or type(exc).__name__, secrets)
+    if isinstance(exc, httpx.TimeoutException):
+        return Timeout(f"timed out before the server answered: {detail}")
+    return ConnectError(f"could not get an answer from the server: {detail}")
+
+
+def read_error(exc: Exception) -> LLMKitError:
+    """Map a failure while reading an event stream (one of `READ_ERRORS`) to the llmkit tree.
+
+    The messages carry no server text, so nothing needs redacting. Raise the result
+    ``from exc`` so the httpx cause stays inspectable.
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return Timeout("timed out waiting for the next event")
+    if isinstance(exc, httpx.DecodingError):
+        return ProtocolError("could not decode the response body")
+    return ConnectionClosed("connection closed before the response finished")
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    """Whether ``response`` says it is ``text/event-stream`` (parameters ignored)."""
+    content_type = response.headers.get("content-type", "").partition(";")[0]
+    return "text/event-stream" in content_type.lower()
+
+
+def pick_client(
+    client: _ClientT | None,
+    transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
+    factory: Callable[..., _ClientT],
+) -> tuple[_ClientT, bool]:
+    """The httpx client a transport uses, and whether it owns (and so closes) it.
+
+    A caller's ``client`` is shared and stays open; without one, ``factory`` makes a
+    client over ``transport`` (``httpx.MockTransport`` in tests).
+
+    Raises:
+        UsageError: Both ``client`` and ``transport`` were given.
+    """
+    if client is not None and transport is not None:
+        raise UsageError("pass either client or transport, not both")
+    if client is None:
+        return factory(transport=transport), True
+    return client, False
+
+
+class PreparedRequest(NamedTuple):
+    """One request as it goes out, encoded once and resent unchanged by every retry."""
+
+    url: str
+    body: bytes
+    headers: httpx.Headers
+    timeout: float | httpx.Timeout
+    secrets: tuple[str, ...]
+
+    def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        """A fresh ``httpx.Request`` for one attempt (building one does no I/O)."""
+        return client.build_request(
+            "POST", self.url, content=self.body, headers=self.headers, timeout=self.timeout
+        )
+
+
+class HTTPSettings:
+    """What a transport adds to every request, fixed when the transport is made."""
+
+    __slots__ = ("base_url", "headers", "retry", "secrets", "timeout")
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str] | None,
+        timeout: float | httpx.Timeout,
+        retry: RetryPolicy,
+        secrets: Sequence[str],
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = httpx.Headers(
+            {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        )
+        self.headers.update(headers or {})
+        self.timeout = timeout
+        self.retry = retry
+        self.secrets = (*secrets, *_header_secrets(self.headers))
+
+    def prepare(self, request: TransportRequest) -> PreparedRequest:
+        """Encode ``request`` and merge its headers over the transport's (request wins).
+
+        A credential in the request's own headers joins the secrets to redact.
+        """
+        headers = self.headers
+        secrets = self.secrets
+        if request.headers:
+            headers = headers.copy()
+            headers.update(request.headers)
+            secrets = (*secrets, *_header_secrets(request.headers))
+        return PreparedRequest(
+            join_url(self.base_url, request.path),
+            json_text(request.body).encode(),
+            headers,
+            self.timeout,
+            secrets,
+        )
+
+    def describe(self, owner: object) -> str:
+        """The repr of a transport: its class and base URL, the base URL redacted."""
+        return f"{type(owner).__name__}(base_url={redact(self.base_url, self.secrets)!r})"
+
+
+class Answer(enum.Enum):
+    """What `SendAttempts.answered` tells the shell to do with a response; a float instead
+    means: close the response, wait that many seconds, send again."""
+
+    USE = "use"  # a 2xx answer: hand it on
+    FAIL = "fail"  # final: read its body, raise `status_error_from`
+
+
+class SendAttempts:
+    """The retry bookkeeping of one request: the attempt counter against a `RetryPolicy`.
+
+    Retries happen only here, before a single event was read: once a payload stream has
+    yielded, the model has run and a replay would run it again. Connect failures and
+    retryable statuses (`should_retry_status`) share one budget of ``max_retries``.
+    """
+
+    __slots__ = ("_attempt", "_retry", "_secrets")
+
+    def __init__(self, retry: RetryPolicy, secrets: Sequence[str]) -> None:
+        self._attempt = 0
+        self._retry = retry
+        self._secrets = secrets
+
+    def send_failed(self, exc: httpx.TransportError) -> float:
+        """``client.send`` raised ``exc``: return the seconds to wait before sending again.
+
+        Raises:
+            ConnectError, Timeout: ``exc`` mapped (`_send_error`), ``from exc``, when it
+                may have reached the model or the retries are spent.
+        """
+        if not isinstance(exc, _RETRYABLE_SEND_ERRORS) or self._attempt >= self._retry.max_retries:
+            raise _send_error(exc, self._secrets) from exc
+        delay = self._retry.delay(self._attempt)
+        self._attempt += 1
+        return delay
+
+    def answered(self, response: httpx.Response) -> Answer | float:
+        """Judge an answer: `Answer.USE`, `Answer.FAIL`, or seconds to wait and retry.
+
+        A server-requested wait (``retry-after``) is honoured through `RetryPolicy.delay`.
+        """
+        if response.is_success:
+            return Answer.USE
+        retry = self._attempt < self._retry.max_retries and should_retry_status(
+            response.status_code, response.headers
+        )
+        if not retry:
+            return Answer.FAIL
+        delay = self._retry.delay(self._attempt, response.headers)
+        self._attempt += 1
+        return delay
+
+
+class SSEDecoder:
+    """Body bytes in, event payloads out: incremental UTF-8 decoding under `SSEParser`.
+
+    SSE is UTF-8 whatever charset the header claims; bad bytes become U+FFFD. This is the
+    hot path of every stream, so there is no wrapper to call per chunk: a shell holds the
+    two bound methods in locals and runs ``parse(decode(chunk))``, then `end`.
+    """
+
+    __slots__ = ("_parser", "_utf8", "decode", "parse")
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.parse: Callable[[str], list[str]] = self._parser.feed
+        """The payloads of the events completed by the next decoded text."""
+        self.decode: Callable[[bytes], str] = self._utf8.decode
+        """The text of the next chunk (a character split across chunks waits for its end)."""
+
+    def end(self) -> list[str]:
+        """End of the body: the payloads still held. An unterminated event is dropped."""
+        return [*self.parse(self._utf8.decode(b"", final=True)), *self._parser.flush()]
+
+
+class ResponseStream:
+    """What the sync and async payload streams share: the response and its facts.
+
+    Subclasses add the iteration and closing, the only parts that wait.
+    """
+
+    __slots__ = ("_bytes_sent", "_response", "_secrets")
+
+    def __init__(
+        self, response: httpx.Response, *, bytes_sent: int, secrets: Sequence[str] = ()
+    ) -> None:
+        self._response = response
+        self._bytes_sent = bytes_sent
+        self._secrets = tuple(secrets)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of request body written to the server (the final attempt's body)."""
+        return self._bytes_sent
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from server text that reaches an exception."""
+        return self._secrets
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self._response.status_code})"

@@ -1,0 +1,179 @@
+"""The HTTP-SSE transport for asyncio: `llmkit.transports.http` over ``httpx.AsyncClient``.
+
+Same contract as the blocking `HTTPTransport`: the status is checked before the body is
+read, error answers become typed and redacted `APIStatusError` subclasses, connect failures
+and retryable statuses are retried with backoff only before a single event was read, and
+every httpx exception is mapped to the llmkit tree with ``raise ... from exc``.
+
+It is the same code too. This module is only the asyncio I/O shell: each decision is made
+by `llmkit.transports._http_common` (``common.`` below), shared with the blocking shell,
+and what remains here is the awaiting (send, read, close, sleep). A rule is therefore
+changed in one place and holds for both flavours.
+
+Cancellation is an ordinary exit: every await that holds a response is inside a
+``finally`` (or ``aclosing``) that closes it, in `AsyncHTTPTransport.open` and in the
+iteration alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from llmkit.exceptions import UsageError
+from llmkit.transports import _http_common as common
+from llmkit.transports._retry import RetryPolicy
+from llmkit.transports.base import TransportRequest
+
+__all__ = ["AsyncHTTPPayloadStream", "AsyncHTTPTransport"]
+
+
+class _AsyncClosing:
+    """``async with`` support for a class whose `aclose` releases it."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """Read at most about ``limit`` bytes of ``response``, then close it.
+
+    Read errors are swallowed, keeping what arrived: the status is what gets reported.
+    """
+    body = common.BodyPrefix(limit)
+    async with contextlib.aclosing(response):
+        with contextlib.suppress(httpx.RequestError):
+            async for chunk in response.aiter_bytes():
+                if body.add(chunk):
+                    break
+    return body.value()
+
+
+async def _require_event_stream(response: httpx.Response, secrets: Sequence[str]) -> None:
+    """Raise `ProtocolError`, quoting the start of the body, unless ``response`` is SSE."""
+    if not common.is_event_stream(response):
+        snippet = await _read_bounded(response, common.SNIPPET_BYTES)
+        raise common.content_type_error_from(response, snippet, secrets)
+
+
+class AsyncHTTPPayloadStream(common.ResponseStream, _AsyncClosing):
+    """The ``data`` of each server-sent event of one response, as text, for ``async for``.
+
+    Events with empty data are skipped; a literal ``[DONE]`` is passed on. Iterate once.
+    `aclose` releases the connection, and a finished, failed or cancelled iteration
+    releases it too. An iteration abandoned with ``break`` is an async generator that
+    only closes when asyncio finalises it, so call `aclose` (or use ``async with``).
+    """
+
+    __slots__ = ()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        """Yield each event's data, raising as `HTTPPayloadStream.__iter__` does."""
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[str]:
+        decoder = common.SSEDecoder()
+        decode, parse = decoder.decode, decoder.parse
+        try:
+            await _require_event_stream(self._response, self._secrets)
+            async for chunk in self._response.aiter_bytes():
+                for data in parse(decode(chunk)):
+                    yield data
+            for data in decoder.end():
+                yield data
+        except common.READ_ERRORS as exc:
+            raise common.read_error(exc) from exc
+        finally:
+            await self._response.aclose()
+
+    async def aclose(self) -> None:
+        """Release the connection. Safe to call more than once."""
+        await self._response.aclose()
+
+
+class AsyncHTTPTransport(_AsyncClosing):
+    """POST requests to a Responses-style endpoint and stream back SSE payloads, async.
+
+    The arguments are `HTTPTransport`'s, for asyncio: ``client`` is an
+    ``httpx.AsyncClient`` (it stays open after `aclose`), ``transport`` an
+    ``httpx.AsyncBaseTransport``, and ``sleep`` is awaited between retries.
+
+    Raises:
+        UsageError: Both ``client`` and ``transport`` were given.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout = 60.0,
+        retry: RetryPolicy = common.DEFAULT_RETRY,
+        secrets: Sequence[str] = (),
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client, self._owns_client = common.pick_client(client, transport, httpx.AsyncClient)
+        self._settings = common.HTTPSettings(base_url, headers, timeout, retry, secrets)
+        self._sleep = sleep
+
+    async def open(self, request: TransportRequest) -> AsyncHTTPPayloadStream:
+        """Send ``request`` and return its event stream once a 2xx event stream answered.
+
+        Returns and raises as `HTTPTransport.open`: the payload stream, which the caller
+        must iterate or close, or an `APIStatusError`, `ConnectError`, `Timeout`,
+        `ProtocolError` or `UsageError`.
+        """
+        if self._client.is_closed:
+            raise UsageError("this AsyncHTTPTransport is closed")
+        prepared = self._settings.prepare(request)
+        response = await self._send_with_retries(prepared)
+        await _require_event_stream(response, prepared.secrets)
+        return AsyncHTTPPayloadStream(
+            response, bytes_sent=len(prepared.body), secrets=prepared.secrets
+        )
+
+    async def _send_with_retries(self, prepared: common.PreparedRequest) -> httpx.Response:
+        """POST until a 2xx answer, a final error, or the retries run out."""
+        attempts = common.SendAttempts(self._settings.retry, prepared.secrets)
+        while True:
+            try:
+                response = await self._client.send(prepared.build(self._client), stream=True)
+            except httpx.TransportError as exc:
+                await self._sleep(attempts.send_failed(exc))
+                continue
+            answer = attempts.answered(response)
+            if answer is common.Answer.USE:
+                return response
+            if answer is common.Answer.FAIL:
+                body = await _read_bounded(response, common.ERROR_BODY_LIMIT)
+                raise common.status_error_from(response, body, prepared.secrets)
+            await response.aclose()
+            await self._sleep(answer)
+
+    async def aclose(self) -> None:
+        """Close the httpx client if this transport created it; a shared one stays open."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return self._settings.describe(self)

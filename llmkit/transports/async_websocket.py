@@ -1,0 +1,232 @@
+"""The asyncio WebSocket transport: one `websockets` connection, text frames in and out.
+
+The async twin of `llmkit.transports.websocket`, and framing only. What a refused
+upgrade, a close frame or an oversized message means, and which redirects are followed,
+is decided in ``_ws_common`` for both; this module maps the websockets package's
+exceptions onto those facts.
+
+Choices that matter:
+
+* ``max_size`` is `MAX_EVENT_SIZE`: websockets refuses a larger frame by the length in
+  its header and closes with 1009, which becomes the same `ProtocolError` as on the
+  sync side.
+* No compression: the request frame is the same bytes as on the sync transport
+  (websocket-client has no permessage-deflate), so ``bytes_sent`` means the same.
+* Redirects stay within the origin. websockets alone would follow a cross-origin one
+  and strip only ``Authorization``, not an Azure ``api-key``.
+* Pings are answered by websockets, which also sends its own keep-alive pings.
+* `close` is synchronous: it writes a close frame when it can and closes the socket
+  without waiting, so a cancelled task can call it from ``finally`` (an ``await`` there
+  could be cancelled again and leak the socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import CloseCode
+from websockets.protocol import State
+
+from llmkit.exceptions import LLMKitError, Timeout, redact
+from llmkit.transports import _ws_common as common
+from llmkit.transports.base import MAX_EVENT_SIZE
+
+__all__ = ["AsyncWebSocketConnection", "AsyncWebSocketPayloadStream"]
+
+
+class _RedirectRefused(Exception):
+    """A redirect the origin rule (or the redirect limit) does not allow."""
+
+
+class _Connect(connect):
+    """websockets' connect, following only same-origin redirects, at most three."""
+
+    def __init__(self, uri: str, **kwargs: object) -> None:
+        super().__init__(uri, **kwargs)  # type: ignore[arg-type]
+        self._origin_url = uri
+        self._redirects = 0
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        result = super().process_redirect(exc)
+        if not isinstance(result, str):
+            return result
+        self._redirects += 1
+        if self._redirects > common.MAX_REDIRECTS:
+            return _RedirectRefused("too many")
+        if common.same_origin_redirect(self._origin_url, self.uri, result) is None:
+            return _RedirectRefused("cross-origin")
+        return result
+
+
+class AsyncWebSocketConnection:
+    """One open WebSocket on the running event loop. One user at a time (leased)."""
+
+    def __init__(self, ws: ClientConnection, *, url: str, secrets: Sequence[str]) -> None:
+        self._ws = ws
+        self.url = url
+        self._secrets = tuple(secrets)
+        self.opened_at = time.monotonic()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What this connection redacts from server text."""
+        return self._secrets
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        timeout: float | None,
+        secrets: Sequence[str] = (),
+    ) -> AsyncWebSocketConnection:
+        """Open a connection, following same-origin redirects only.
+
+        Raises:
+            APIStatusError: the server refused the upgrade with an HTTP status.
+            ConnectError: no connection (refused, DNS, TLS, cross-origin redirect, ...).
+            Timeout: connecting or the handshake took longer than ``timeout``.
+        """
+        errors = common.ConnectErrors(url, secrets)
+        try:
+            ws = await _Connect(
+                url,
+                additional_headers=dict(headers),
+                user_agent_header=None,
+                open_timeout=timeout,
+                max_size=MAX_EVENT_SIZE,
+                compression=None,
+            )
+        except InvalidStatus as exc:
+            response = exc.response
+            if response.status_code in common.REDIRECT_STATUSES:  # one with no Location
+                raise errors.handshake(f"redirect {response.status_code}") from None
+            raise common.upgrade_error(
+                response.status_code, response.headers, response.body, secrets
+            ) from None
+        except _RedirectRefused as exc:
+            if exc.args == ("too many",):
+                raise errors.too_many_redirects() from None
+            raise errors.cross_origin() from None
+        except TimeoutError as exc:
+            raise errors.timed_out() from exc
+        except (InvalidHandshake, InvalidURI) as exc:
+            raise errors.handshake(str(exc)) from None
+        except OSError as exc:  # refused, DNS, TLS (ssl.SSLError is an OSError)
+            raise errors.unreachable(exc) from exc
+        return cls(ws, url=url, secrets=secrets)
+
+    @property
+    def age(self) -> float:
+        """Seconds since the connection opened."""
+        return time.monotonic() - self.opened_at
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open on this side."""
+        return self._ws.state is State.OPEN
+
+    async def send_text(self, text: str) -> int:
+        """Send one text frame; returns its payload size in bytes.
+
+        Raises:
+            ConnectionClosed: the connection is gone (nothing was delivered).
+        """
+        data = text.encode("utf-8")
+        try:
+            await self._ws.send(data, text=True)
+        except ConnectionClosed as exc:
+            self.close()
+            raise common.unsent() from exc
+        return len(data)
+
+    async def recv_text(self, timeout: float | None) -> str:
+        """Wait at most ``timeout`` seconds for the next text frame.
+
+        Raises:
+            Timeout: no frame in time.
+            ConnectionClosed: the peer closed the connection or it broke.
+            ProtocolError: a binary frame, a frame over `MAX_EVENT_SIZE` bytes or one
+                that is not UTF-8 (the connection is closed).
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self._ws.recv()
+        except TimeoutError as exc:
+            raise Timeout(f"no WebSocket event for {timeout} seconds") from exc
+        except ConnectionClosed as exc:
+            raise self._closed(exc) from None
+        if isinstance(data, str):
+            return data
+        raise common.not_text("binary")
+
+    def _closed(self, exc: ConnectionClosed) -> LLMKitError:
+        self.close()
+        sent, received = exc.sent, exc.rcvd
+        if sent is not None and (received is None or exc.rcvd_then_sent is False):
+            if sent.code == CloseCode.MESSAGE_TOO_BIG:  # we refused an oversized frame
+                return common.too_large()
+            if sent.code == CloseCode.INVALID_DATA:
+                return common.invalid_utf8()
+        if received is None:
+            return common.broken()
+        # An empty close frame: no code, as websocket-client reports it.
+        code = None if received.code == CloseCode.NO_STATUS_RCVD else received.code
+        return common.closed_by_server(code, received.reason, self._secrets)
+
+    async def probe(self) -> bool:
+        """Whether an idle connection can take a request, waiting for nothing.
+
+        What arrived while idle is looked at: a close, or a late frame (such as an
+        error about the connection's age), means no. Pings were answered already.
+        """
+        await asyncio.sleep(0)  # let bytes that already arrived be processed
+        if self._ws.state is not State.OPEN:
+            self.close()
+            return False
+        try:
+            async with asyncio.timeout(0):  # recv is cancellation-safe in websockets
+                await self._ws.recv()
+        except TimeoutError:
+            return True  # nothing was waiting: the connection is idle and open
+        except ConnectionClosed:
+            pass
+        self.close()
+        return False
+
+    def close(self) -> None:
+        """Close the connection at once, awaiting nothing. Safe to call more than once."""
+        ws = self._ws
+        if ws.state is State.OPEN:
+            with contextlib.suppress(Exception):  # best effort: the socket closes anyway
+                ws.protocol.send_close(CloseCode.NORMAL_CLOSURE)
+                ws.send_data()
+        ws.transport.close()
+
+    def __repr__(self) -> str:
+        url = redact(self.url, self._secrets)
+        return f"AsyncWebSocketConnection(url={url!r}, connected={self.connected})"
+
+
+class AsyncWebSocketPayloadStream(common.FrameStream):
+    """The frames of one response on a connection: ``async for`` until the protocol is done."""
+
+    __slots__ = ()
+    _connection: AsyncWebSocketConnection
+
+    def __aiter__(self) -> AsyncWebSocketPayloadStream:
+        return self
+
+    async def __anext__(self) -> str:
+        payload = await self._connection.recv_text(self._idle_timeout)
+        self.received += 1
+        return payload
+
+    async def aclose(self) -> None:
+        """Nothing to release: the connection belongs to its lease."""

@@ -1,0 +1,114 @@
+"""Drive an `AsyncProvider` from synchronous tests, so one behaviour suite runs on both.
+
+A `Portal` is an event loop on its own thread; `PortalProvider` and `PortalModel` hand
+each call to it and wait for the answer (the pattern of anyio's blocking portal). The
+async code under test runs unchanged: real tasks on a real loop over real sockets. Only
+the waiting is done by the test's thread. Exceptions come back as the very objects the
+async code raised, ``partial`` included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import llmkit
+
+T = TypeVar("T")
+
+WAIT = 60.0
+"""Longest wait for one call; pytest-timeout ends a stuck test before this anyway."""
+
+
+class Portal:
+    """An event loop running on a daemon thread until `close`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="portal", daemon=True)
+        self._thread.start()
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(WAIT)
+
+    def close(self) -> None:
+        """Finish pending async generators, stop the loop and join its thread."""
+        self.call(self.loop.shutdown_asyncgens())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(WAIT)
+        self.loop.close()
+
+
+class PortalModel(llmkit.LanguageModel):
+    """An `AsyncLanguageModel` behind the `LanguageModel` interface."""
+
+    def __init__(self, model: llmkit.AsyncLanguageModel, portal: Portal) -> None:
+        self.model = model
+        self.provider = model.provider
+        self.model_id = model.model_id
+        self._portal = portal
+
+    def stream(self, call: llmkit.Call) -> llmkit.Stream:
+        return llmkit.Stream(self._pull(self.model.stream(call)))
+
+    def _pull(self, stream: llmkit.AsyncStream) -> Iterator[llmkit.StreamPart]:
+        try:
+            while True:
+                try:
+                    part = self._portal.call(stream.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield part
+        finally:
+            self._portal.call(stream.aclose())
+
+    def generate(self, call: llmkit.Call) -> llmkit.Response:
+        return self._portal.call(self.model.generate(call))
+
+    def warmup(self, call: llmkit.Call) -> llmkit.WarmupResult:
+        return self._portal.call(self.model.warmup(call))
+
+    def __repr__(self) -> str:
+        return repr(self.model)
+
+
+class PortalProvider:
+    """An `AsyncProvider` made, used and closed on its own `Portal`."""
+
+    def __init__(self, **options: Any) -> None:
+        self._portal = Portal()
+        self.provider = self._portal.call(_make(options))
+
+    def language_model(self, model_id: str) -> llmkit.LanguageModel:
+        return PortalModel(self.provider.language_model(model_id), self._portal)
+
+    def close(self) -> None:
+        try:
+            self._portal.call(self.provider.aclose())
+        finally:
+            self._portal.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.provider, name)
+
+    def __repr__(self) -> str:
+        return repr(self.provider)
+
+
+async def _make(options: dict[str, Any]) -> llmkit.AsyncProvider:
+    return llmkit.AsyncProvider(**options)
