@@ -7,11 +7,9 @@ encoders, protocols, chain planning and recovery rules with the sync ones. Use o
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
 import httpx
 
+from llmkit._closing import AsyncClosing
 from llmkit._provider import ProviderBase, WebSocketWiring, Wiring
 from llmkit.model import AsyncLanguageModel
 from llmkit.openai._aio_models import AsyncChatModel, AsyncResponsesModel
@@ -21,7 +19,7 @@ from llmkit.transports.async_http import AsyncHTTPTransport
 __all__ = ["AsyncProvider"]
 
 
-class AsyncProvider(ProviderBase[httpx.AsyncClient]):
+class AsyncProvider(ProviderBase[httpx.AsyncClient, AsyncLanguageModel], AsyncClosing):
     """`Provider` for asyncio: the same arguments (``http_client`` an `httpx.AsyncClient`).
 
     ```python
@@ -40,13 +38,7 @@ class AsyncProvider(ProviderBase[httpx.AsyncClient]):
         if wiring.websocket is not None:
             self._websocket = _websocket_session(wiring.websocket)
 
-    def language_model(self, model_id: str) -> AsyncLanguageModel:
-        """A model of this provider.
-
-        Raises:
-            UsageError: ``model_id`` is empty.
-        """
-        self._check_model_id(model_id)
+    def _model(self, model_id: str) -> AsyncLanguageModel:
         if not self.use_responses_api:
             return AsyncChatModel(model_id, http=self._http)
         return AsyncResponsesModel(model_id, http=self._http, websocket=self._websocket)
@@ -56,17 +48,6 @@ class AsyncProvider(ProviderBase[httpx.AsyncClient]):
         if self._websocket is not None:
             self._websocket.close()
         await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _websocket_session(wiring: WebSocketWiring) -> AsyncWebSocketSession:

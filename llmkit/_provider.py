@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Generic, Self, TypedDict, TypeVar
+from typing import Generic, TypedDict, TypeVar
 
 import httpx
 
+from llmkit._closing import Closing
 from llmkit._version import __version__
 from llmkit.exceptions import UsageError, redact
-from llmkit.model import LanguageModel
+from llmkit.model import AsyncLanguageModel, LanguageModel
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.chat.model import ChatModel
@@ -30,9 +30,10 @@ _CREDENTIAL_HEADERS = frozenset(
 
 
 ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+ModelT = TypeVar("ModelT", LanguageModel, AsyncLanguageModel)
 
 
-class ProviderBase(Generic[ClientT]):
+class ProviderBase(Generic[ClientT, ModelT]):
     """An OpenAI-compatible provider: where to connect, how to authenticate, which API.
 
     Args:
@@ -132,9 +133,18 @@ class ProviderBase(Generic[ClientT]):
     def _open(self, wiring: Wiring[ClientT]) -> None:
         raise NotImplementedError  # pragma: no cover - each provider builds its transports
 
-    def _check_model_id(self, model_id: str) -> None:
+    def language_model(self, model_id: str) -> ModelT:
+        """A model of this provider.
+
+        Raises:
+            UsageError: ``model_id`` is empty.
+        """
         if not model_id:
             raise UsageError("model_id must be a non-empty string")
+        return self._model(model_id)
+
+    def _model(self, model_id: str) -> ModelT:
+        raise NotImplementedError  # pragma: no cover - each provider makes its models
 
     def __repr__(self) -> str:
         api = "responses" if self.use_responses_api else "chat"
@@ -182,7 +192,7 @@ class Wiring(Generic[ClientT]):
     websocket: WebSocketWiring | None
 
 
-class Provider(ProviderBase[httpx.Client]):
+class Provider(ProviderBase[httpx.Client, LanguageModel], Closing):
     __doc__ = ProviderBase.__doc__
 
     def _open(self, wiring: Wiring[httpx.Client]) -> None:
@@ -191,13 +201,7 @@ class Provider(ProviderBase[httpx.Client]):
         if wiring.websocket is not None:
             self._websocket = _websocket_session(wiring.websocket)
 
-    def language_model(self, model_id: str) -> LanguageModel:
-        """A model of this provider.
-
-        Raises:
-            UsageError: ``model_id`` is empty.
-        """
-        self._check_model_id(model_id)
+    def _model(self, model_id: str) -> LanguageModel:
         if not self.use_responses_api:
             return ChatModel(model_id, http=self._http)
         return ResponsesModel(model_id, http=self._http, websocket=self._websocket)
@@ -207,17 +211,6 @@ class Provider(ProviderBase[httpx.Client]):
         self._http.close()
         if self._websocket is not None:
             self._websocket.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _websocket_session(wiring: WebSocketWiring) -> WebSocketSession:

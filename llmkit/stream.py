@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Self, TypeAlias, assert_never
+from typing import Literal, TypeAlias, assert_never
 
+from llmkit._closing import AsyncClosing, Closing
 from llmkit.exceptions import LLMKitError, UsageError
 from llmkit.messages import (
     AssistantPart,
@@ -354,7 +354,7 @@ class _Folded:
         return self._collector.build()
 
 
-class Stream(_Folded):
+class Stream(_Folded, Closing):
     """The parts of one streamed response: an iterator, a context manager, ``close()``.
 
     Leaving early (``break``, an exception, ``close()``) is always safe: the producer is
@@ -382,17 +382,6 @@ class Stream(_Folded):
             raise
         return self._fold(part)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         """Stop the stream and release what it holds. Safe to call more than once."""
         close = getattr(self._parts, "close", None)
@@ -406,7 +395,7 @@ class Stream(_Folded):
         return self.response
 
 
-class AsyncStream(_Folded):
+class AsyncStream(_Folded, AsyncClosing):
     """`Stream` for asyncio: ``async for``, ``async with`` and ``await aclose()``.
 
     Leaving early (``break``, an exception, cancellation, ``aclose()``) is safe: the
@@ -433,17 +422,6 @@ class AsyncStream(_Folded):
             await self.aclose()
             raise
         return self._fold(part)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the stream and release what it holds. Safe to call more than once."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._aio import arun_protocol
-from llmkit.openai._recovery import Action, Cooldown
+from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import COOLING_DOWN, CooldownGate, Slot, Slots, Turn
 from llmkit.stream import Finish, StreamPart
 from llmkit.transports.base import AsyncPayloadStream
@@ -146,31 +146,21 @@ class AsyncWebSocketSession:
         return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
 
     async def _attempts(self, turn: Turn[AsyncConnection]) -> AsyncGenerator[StreamPart, None]:
-        """Run the turn; `Turn.recover` says whether to raise, resend or go to HTTP."""
-        while True:
+        """Run the turn; `Turn.attempt` decides whether an error is raised, resent or
+        sent over HTTP instead."""
+        while not turn.over:
             connection = await self._reusable(turn)
             reused = connection is not None
             connection = connection or await self._open(turn)
             if connection is None:
                 return  # turn.failure says why: the turn goes over HTTP
-            attempt = turn.start(connection, reused=reused)
-            try:
+            with turn.attempt(connection, reused=reused) as attempt:
                 size = await connection.send_text(attempt.text)
                 payloads = attempt.sent(self._payloads(connection, size))
                 parts = arun_protocol(payloads, attempt.meter, attempt.protocol)
                 async with aclosing(parts):
                     async for part in parts:
                         yield part
-                attempt.completed = True
-                return
-            except LLMKitError as exc:
-                action = turn.recover(attempt, exc)
-                if action is Action.RAISE:
-                    raise
-                if action is Action.FALLBACK_HTTP:
-                    return
-            finally:
-                turn.settle(attempt)
 
     @staticmethod
     async def _reusable(turn: Turn[AsyncConnection]) -> AsyncConnection | None:

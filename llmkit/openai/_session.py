@@ -17,6 +17,7 @@ so both keep the same rules (each one a bug of the Go original, PEERS.md (b)):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -172,7 +173,6 @@ class Attempt:
     protocol: ResponsesProtocol = field(default_factory=ResponsesProtocol)
     stage: Literal["send", "receive"] = "send"
     payloads: FrameCount | None = None
-    completed: bool = False
 
     def sent(self, payloads: FramesT) -> FramesT:
         """The frame went out; ``payloads`` will receive the response."""
@@ -192,9 +192,9 @@ class Attempt:
 class Turn(Generic[ConnectionT]):
     """The decisions of one turn on a leased slot, in the order the shell meets them.
 
-    A shell's loop: `reusable` (and a liveness probe, confirmed with `alive`), or a new
-    connection (`connect_failed` when that fails); `start`; send and stream; then
-    `settle` in ``finally`` and, on an error, `recover`. When the turn must go over HTTP
+    A shell's loop, until `over`: `reusable` (and a liveness probe, confirmed with
+    `alive`), or a new connection (`connect_failed` when that fails); then, inside
+    ``with turn.attempt(...)``, send and stream. When the turn must go over HTTP
     instead, `failure` is set and `fallback_reason` says why.
     """
 
@@ -214,6 +214,8 @@ class Turn(Generic[ConnectionT]):
         self._gate = gate
         self._resends_left = 1
         self.failure: Failure | None = None
+        self.over = False
+        """Whether the turn is done on WebSocket: completed, or going over HTTP."""
 
     def reusable(self) -> ConnectionT | None:
         """The slot's connection if it is young enough to reuse (a probe still due)."""
@@ -237,42 +239,59 @@ class Turn(Generic[ConnectionT]):
         wait = self._gate.failed()
         logger.debug("WebSocket connect failed (%s); HTTP for %.1f s", exc.message, wait)
         self.failure = failure
+        self.over = True
         return True
 
-    def start(self, connection: ConnectionT, *, reused: bool) -> Attempt:
-        """Plan the frame for ``connection`` (new, unless ``reused``)."""
+    @contextlib.contextmanager
+    def attempt(self, connection: ConnectionT, *, reused: bool) -> Iterator[Attempt]:
+        """One send of the turn on ``connection`` (new, unless ``reused``).
+
+        The shell sends `Attempt.text` and streams the response inside the block. On
+        the way out the connection's cache is settled (the chain recorded after a
+        completed response, else the connection dropped), and an error is recovered
+        from: `decide` says whether it is raised, or swallowed to send the turn again
+        (at most once, before any event) or to fall back to HTTP (`failure` is set).
+        Either way `over` says whether the shell's loop is done.
+        """
         if not reused:
             self.slot.connection = connection
             self._gate.succeeded()
             logger.debug("opened WebSocket connection %d", self.slot.number)
         plan = plan_request(self.body, self.slot.chain, warmup=self.warmup)
         meter = Meter("websocket", plan.mode, plan.items_sent, connection_reused=reused)
-        return Attempt(plan, json_text(plan.frame), meter)
-
-    def settle(self, attempt: Attempt) -> None:
-        """After an attempt, however it ended: record the chain, or drop the connection."""
-        if not attempt.completed:
+        attempt = Attempt(plan, json_text(plan.frame), meter)
+        try:
+            yield attempt
+        except LLMKitError as exc:
             self.slot.drop("the response did not complete on this connection")
-            return
+            if not self._recover(attempt, exc):
+                raise
+        except BaseException:  # an abandoned or cancelled stream
+            self.slot.drop("the response did not complete on this connection")
+            raise
+        else:
+            self._record(attempt)
+            self.over = True
+
+    def _record(self, attempt: Attempt) -> None:
         response = attempt.protocol.partial()
         self.slot.head_id = response.id
         output = render_output(response.message, store=bool(self.body.get("store", False)))
         self.slot.chain = record_chain(self.body, attempt.plan, response.id, output)
 
-    def recover(self, attempt: Attempt, exc: LLMKitError) -> Action:
-        """What to do after ``exc``: raise it, fall back to HTTP, or send again.
-
-        A turn is sent again at most once and only before any event (resend with full
-        input, or reconnect); `decide` holds the rules.
-        """
+    def _recover(self, attempt: Attempt, exc: LLMKitError) -> bool:
+        """Whether ``exc`` is dealt with (resend, or HTTP instead) rather than raised."""
         failure = attempt.failure(exc)
         action = decide(failure, resends_left=self._resends_left)
+        if action is Action.RAISE:
+            return False
         if action is Action.FALLBACK_HTTP:
             self.failure = failure
-        elif action is not Action.RAISE:
+            self.over = True
+        else:
             logger.debug("resending with full input after: %s", exc.message)
             self._resends_left -= 1
-        return action
+        return True
 
     def fallback_reason(self) -> str:
         """Why this turn went over HTTP (call only when `failure` is set)."""

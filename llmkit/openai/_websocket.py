@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._loop import run_protocol
-from llmkit.openai._recovery import Action, Cooldown
+from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import COOLING_DOWN, CooldownGate, Slot, Slots, Turn
 from llmkit.stream import Finish, StreamPart
 from llmkit.transports.base import PayloadStream
@@ -142,28 +142,18 @@ class WebSocketSession:
         return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
 
     def _attempts(self, turn: Turn[Connection]) -> Iterator[StreamPart]:
-        """Run the turn; `Turn.recover` says whether to raise, resend or go to HTTP."""
-        while True:
+        """Run the turn; `Turn.attempt` decides whether an error is raised, resent or
+        sent over HTTP instead."""
+        while not turn.over:
             reused = self._reusable(turn)
             connection = reused or self._open(turn)
             if connection is None:
                 return  # turn.failure says why: the turn goes over HTTP
-            attempt = turn.start(connection, reused=reused is not None)
-            try:
+            with turn.attempt(connection, reused=reused is not None) as attempt:
                 size = connection.send_text(attempt.text)
                 payloads = attempt.sent(self._payloads(connection, size))
                 # run_protocol returns only after completed/incomplete; else it raises.
                 yield from run_protocol(payloads, attempt.meter, attempt.protocol)
-                attempt.completed = True
-                return
-            except LLMKitError as exc:
-                action = turn.recover(attempt, exc)
-                if action is Action.RAISE:
-                    raise
-                if action is Action.FALLBACK_HTTP:
-                    return
-            finally:
-                turn.settle(attempt)
 
     @staticmethod
     def _reusable(turn: Turn[Connection]) -> Connection | None:

@@ -9,6 +9,7 @@ limits are one piece of code.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "REDIRECT_STATUSES",
     "ConnectErrors",
+    "ConnectionFacts",
     "FrameStream",
     "broken",
     "closed_by_server",
@@ -43,6 +45,25 @@ __all__ = [
 MAX_REDIRECTS = 3
 CLOSE_ABNORMAL = 1006
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class ConnectionFacts:
+    """What both connection classes know about themselves: where, since when, secrets."""
+
+    def __init__(self, *, url: str, secrets: Sequence[str]) -> None:
+        self.url = url
+        self._secrets = tuple(secrets)
+        self.opened_at = time.monotonic()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What this connection redacts from server text."""
+        return self._secrets
+
+    @property
+    def age(self) -> float:
+        """Seconds since the connection opened."""
+        return time.monotonic() - self.opened_at
 
 
 class SecretHolder(Protocol):

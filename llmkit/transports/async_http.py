@@ -20,37 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Self
 
 import httpx
 
+from llmkit._closing import AsyncClosing
 from llmkit.exceptions import UsageError
 from llmkit.transports import _http_common as common
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
 
 __all__ = ["AsyncHTTPPayloadStream", "AsyncHTTPTransport"]
-
-
-class _AsyncClosing:
-    """``async with`` support for a class whose `aclose` releases it."""
-
-    __slots__ = ()
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
@@ -74,7 +53,7 @@ async def _require_event_stream(response: httpx.Response, secrets: Sequence[str]
         raise common.content_type_error_from(response, snippet, secrets)
 
 
-class AsyncHTTPPayloadStream(common.ResponseStream, _AsyncClosing):
+class AsyncHTTPPayloadStream(common.ResponseStream, AsyncClosing):
     """The ``data`` of each server-sent event of one response, as text, for ``async for``.
 
     Events with empty data are skipped; a literal ``[DONE]`` is passed on. Iterate once.
@@ -109,7 +88,7 @@ class AsyncHTTPPayloadStream(common.ResponseStream, _AsyncClosing):
         await self._response.aclose()
 
 
-class AsyncHTTPTransport(_AsyncClosing):
+class AsyncHTTPTransport(AsyncClosing):
     """POST requests to a Responses-style endpoint and stream back SSE payloads, async.
 
     The arguments are `HTTPTransport`'s, for asyncio: ``client`` is an

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Mapping, Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -63,19 +62,12 @@ class _Connect(connect):
         return result
 
 
-class AsyncWebSocketConnection:
+class AsyncWebSocketConnection(common.ConnectionFacts):
     """One open WebSocket on the running event loop. One user at a time (leased)."""
 
     def __init__(self, ws: ClientConnection, *, url: str, secrets: Sequence[str]) -> None:
+        super().__init__(url=url, secrets=secrets)
         self._ws = ws
-        self.url = url
-        self._secrets = tuple(secrets)
-        self.opened_at = time.monotonic()
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What this connection redacts from server text."""
-        return self._secrets
 
     @classmethod
     async def connect(
@@ -86,13 +78,8 @@ class AsyncWebSocketConnection:
         timeout: float | None,
         secrets: Sequence[str] = (),
     ) -> AsyncWebSocketConnection:
-        """Open a connection, following same-origin redirects only.
-
-        Raises:
-            APIStatusError: the server refused the upgrade with an HTTP status.
-            ConnectError: no connection (refused, DNS, TLS, cross-origin redirect, ...).
-            Timeout: connecting or the handshake took longer than ``timeout``.
-        """
+        """As `WebSocketConnection.connect`: same-origin redirects only; raises
+        `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`."""
         errors = common.ConnectErrors(url, secrets)
         try:
             ws = await _Connect(
@@ -121,11 +108,6 @@ class AsyncWebSocketConnection:
         except OSError as exc:  # refused, DNS, TLS (ssl.SSLError is an OSError)
             raise errors.unreachable(exc) from exc
         return cls(ws, url=url, secrets=secrets)
-
-    @property
-    def age(self) -> float:
-        """Seconds since the connection opened."""
-        return time.monotonic() - self.opened_at
 
     @property
     def connected(self) -> bool:

@@ -23,11 +23,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import TracebackType
-from typing import Self
 
 import httpx
 
+from llmkit._closing import Closing
 from llmkit.exceptions import UsageError
 from llmkit.transports import _http_common as common
 from llmkit.transports._retry import RetryPolicy
@@ -57,7 +56,7 @@ def _require_event_stream(response: httpx.Response, secrets: Sequence[str]) -> N
         raise common.content_type_error_from(response, snippet, secrets)
 
 
-class HTTPPayloadStream(common.ResponseStream):
+class HTTPPayloadStream(common.ResponseStream, Closing):
     """The ``data`` of each server-sent event of one response, as text.
 
     Events with empty data (comments, keep-alive blocks) are skipped; a literal
@@ -92,19 +91,8 @@ class HTTPPayloadStream(common.ResponseStream):
         """Release the connection. Safe to call more than once."""
         self._response.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class HTTPTransport:
+class HTTPTransport(Closing):
     """POST requests to a Responses-style endpoint and stream back SSE payloads.
 
     Args:
@@ -184,17 +172,6 @@ class HTTPTransport:
         """Close the httpx client if this transport created it; a shared one stays open."""
         if self._owns_client:
             self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return self._settings.describe(self)

@@ -22,7 +22,6 @@ import contextlib
 import select
 import socket
 import ssl
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -66,19 +65,12 @@ def _limited(ws: websocket.WebSocket) -> websocket.WebSocket:
     return ws
 
 
-class WebSocketConnection:
+class WebSocketConnection(common.ConnectionFacts):
     """One open WebSocket. Not thread-safe: one user at a time (the session leases it)."""
 
     def __init__(self, ws: websocket.WebSocket, *, url: str, secrets: Sequence[str]) -> None:
+        super().__init__(url=url, secrets=secrets)
         self._ws = ws
-        self.url = url
-        self._secrets = tuple(secrets)
-        self.opened_at = time.monotonic()
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What this connection redacts from server text."""
-        return self._secrets
 
     @classmethod
     def connect(
@@ -137,11 +129,6 @@ class WebSocketConnection:
             return None
         location = response.headers.get("location")
         return str(location) if location else None
-
-    @property
-    def age(self) -> float:
-        """Seconds since the connection opened."""
-        return time.monotonic() - self.opened_at
 
     @property
     def connected(self) -> bool:
