@@ -9,8 +9,10 @@ nested or sized to hurt. Only loopback addresses are used.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -20,20 +22,22 @@ import ssl
 import subprocess
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import events as ev
 import httpx
 import pytest
 from loop import API_KEY, TRANSPORTS, provider
+from portal import PortalProvider
 
 import llmkit
 from llmkit.testing import ResponsesServer
 from llmkit.transports._sse import SSEParser
+from llmkit.transports.async_websocket import AsyncWebSocketConnection
 from llmkit.transports.base import MAX_EVENT_SIZE
 from llmkit.transports.websocket import WebSocketConnection
 
@@ -42,7 +46,7 @@ KEY_TAIL = API_KEY.removeprefix("sk-test-")
 """The distinctive part of the key: catches it inside an escaped or re-encoded echo too."""
 ECHO = f"Incorrect API key provided: {API_KEY}. You can find your API key at your provider."
 """An error message that echoes the key back, as real gateways have been seen to do."""
-SERVER_LOGGERS = ("uvicorn", "websockets", "asyncio", "llmkit.testing")
+SERVER_LOGGERS = ("uvicorn", "websockets.server", "asyncio", "llmkit.testing")
 """Loggers of the local server's side of the socket: the server sees the key by design."""
 CLIENT_LOGGERS = ("", "llmkit", "httpx", "httpcore", "websocket", "hpack", "h11")
 
@@ -243,9 +247,9 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def recv_frame(sock: socket.socket) -> bytes:
-    """One masked client frame's payload (the ``response.create``)."""
-    _, second = _recv_exact(sock, 2)
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One masked client frame: its opcode and unmasked payload."""
+    first, second = _recv_exact(sock, 2)
     length = second & 0x7F
     if length == 126:
         length = int.from_bytes(_recv_exact(sock, 2), "big")
@@ -253,7 +257,12 @@ def recv_frame(sock: socket.socket) -> bytes:
         length = int.from_bytes(_recv_exact(sock, 8), "big")
     mask = _recv_exact(sock, 4) if second & 0x80 else b"\0\0\0\0"
     payload = _recv_exact(sock, length)
-    return bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def recv_frame(sock: socket.socket) -> bytes:
+    """One masked client frame's payload (the ``response.create``)."""
+    return read_frame(sock)[1]
 
 
 def responses_events(text: str = "Hello") -> list[str]:
@@ -292,16 +301,184 @@ def is_upgrade(request: Request) -> bool:
     return request.headers.get("upgrade", "").lower() == "websocket"
 
 
-def raw_provider(base_url: str, transport: str, **options: Any) -> llmkit.Provider:
-    return llmkit.Provider(
-        base_url=base_url,
-        api_key=API_KEY,
-        use_responses_api=transport != "chat",
-        websocket=transport == "websocket",
-        max_retries=0,
-        timeout=10,
+def raw_provider(base_url: str, transport: str, **options: Any) -> llmkit.Provider | PortalProvider:
+    """A provider for ``base_url``: an `AsyncProvider` (behind a portal) for an async
+    `Transport` of `TRANSPORTS`, else a `Provider`."""
+    settings: dict[str, Any] = {
+        "base_url": base_url,
+        "api_key": API_KEY,
+        "use_responses_api": transport != "chat",
+        "websocket": transport == "websocket",
+        "max_retries": 0,
+        "timeout": 10,
         **options,
+    }
+    if getattr(transport, "is_async", False):
+        return PortalProvider(**settings)
+    return llmkit.Provider(**settings)
+
+
+# --------------------------------------------------------------------------- two WebSocket flavours
+
+WAIT = 20.0
+"""Longest one event loop may run a scenario (every wait inside has a shorter timeout)."""
+T = TypeVar("T")
+
+
+class Connection(Protocol):
+    """A WebSocket connection as the tests drive it, in the async transport's spelling."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def send_text(self, text: str) -> int: ...
+
+    async def recv_text(self, timeout: float | None) -> str: ...
+
+    async def probe(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Blocking:
+    """A `WebSocketConnection` in that spelling: each call blocks, then returns.
+
+    Every server here runs on threads of its own, so blocking the test's event loop
+    stalls nobody.
+    """
+
+    def __init__(self, connection: WebSocketConnection) -> None:
+        self.connection = connection
+
+    @property
+    def url(self) -> str:
+        return self.connection.url
+
+    @property
+    def connected(self) -> bool:
+        return self.connection.connected
+
+    async def send_text(self, text: str) -> int:
+        return self.connection.send_text(text)
+
+    async def recv_text(self, timeout: float | None) -> str:
+        return self.connection.recv_text(timeout)
+
+    async def probe(self) -> bool:
+        return self.connection.probe()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __repr__(self) -> str:
+        return repr(self.connection)
+
+
+class Opener(Protocol):
+    def __call__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        timeout: float | None,
+        secrets: Sequence[str] = ...,
+    ) -> Awaitable[Connection]: ...
+
+
+async def _open_blocking(
+    url: str, *, headers: Mapping[str, str], timeout: float | None, secrets: Sequence[str] = ()
+) -> Connection:
+    return Blocking(
+        WebSocketConnection.connect(url, headers=headers, timeout=timeout, secrets=secrets)
     )
+
+
+def run_loop(main: Callable[[], Awaitable[T]]) -> T:
+    """``main()`` on a fresh event loop, bounded by `WAIT`.
+
+    The test fails when the loop reports a problem (a task destroyed while pending, an
+    exception nobody retrieved) or when a task outlives ``main`` (say, a keep-alive
+    that ``close`` did not stop). Unclosed sockets and coroutines never awaited warn,
+    and warnings are errors in this suite.
+    """
+    problems: list[str] = []
+
+    async def guarded() -> T:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: problems.append(str(context))
+        )
+        try:
+            return await asyncio.wait_for(main(), WAIT)
+        finally:
+            others: set[asyncio.Task[Any]] = set()
+            for _ in range(100):  # the transport's callbacks settle within a few turns
+                others = asyncio.all_tasks() - {asyncio.current_task()}
+                if not others:
+                    break
+                await asyncio.sleep(0.01)
+            problems.extend(f"a task outlived the scenario: {task!r}" for task in others)
+
+    try:
+        return asyncio.run(guarded())
+    finally:
+        gc.collect()
+        if problems:
+            pytest.fail("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One of the two WebSocket transports, driven through the same `Connection` calls."""
+
+    name: str
+    open: Opener
+
+    def session(
+        self,
+        url: str,
+        scenario: Callable[[Connection], Awaitable[T]],
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = 5,
+        secrets: Sequence[str] = (),
+    ) -> T:
+        """Open a connection, run ``scenario`` on it and close it, all on one event loop
+        (an async connection belongs to the loop it was opened on)."""
+
+        async def main() -> T:
+            connection = await self.open(
+                url, headers=headers or {}, timeout=timeout, secrets=secrets
+            )
+            try:
+                return await scenario(connection)
+            finally:
+                connection.close()
+
+        return run_loop(main)
+
+    def connect(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = 5,
+        secrets: Sequence[str] = (),
+    ) -> Connection:
+        """Open a connection and close it at once; returns the closed connection."""
+        return self.session(url, _itself, headers=headers, timeout=timeout, secrets=secrets)
+
+
+async def _itself(connection: Connection) -> Connection:
+    return connection
+
+
+SYNC = Flavour("sync", _open_blocking)
+ASYNC = Flavour("async", AsyncWebSocketConnection.connect)
+FLAVOURS = [pytest.param(SYNC, id="sync"), pytest.param(ASYNC, id="async")]
+"""`WebSocketConnection` and `AsyncWebSocketConnection`, for ``parametrize("flavour", ...)``."""
 
 
 # --------------------------------------------------------------------------- the key
@@ -363,7 +540,7 @@ SCENARIOS: dict[str, Callable[[ResponsesServer, str], tuple[type[Exception], ...
 }
 
 
-def _transport_reprs(p: llmkit.Provider) -> list[str]:
+def _transport_reprs(p: llmkit.Provider | PortalProvider) -> list[str]:
     texts = [repr(p), repr(p._http)]
     if p._websocket is not None:
         texts.append(repr(p._websocket))
@@ -494,18 +671,20 @@ def _redirecting(status: int, location: Callable[[], str]) -> Handler:
     return handler
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("kind", ["other-host", "other-port", "other-scheme", "userinfo-trick"])
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_a_websocket_redirect_to_another_origin_is_refused(status: int, kind: str) -> None:
+def test_a_websocket_redirect_to_another_origin_is_refused(
+    status: int, kind: str, flavour: Flavour
+) -> None:
     with _other_origin(kind) as other:
         location: list[str] = []
         with RawServer(_redirecting(status, lambda: location[0])) as origin:
             location.append(_location(kind, origin, other))
             with pytest.raises(llmkit.ConnectError, match="another origin"):
-                WebSocketConnection.connect(
+                flavour.connect(
                     origin.url("ws", "/v1/responses"),
                     headers={"Authorization": f"Bearer {API_KEY}"},
-                    timeout=5,
                     secrets=[API_KEY],
                 )
             assert origin.accepted == 1  # not followed to the same port with TLS either
@@ -531,8 +710,9 @@ def test_a_provider_falls_back_to_http_on_a_cross_origin_redirect_and_never_send
     assert_no_key([repr(response), *log_texts(client_logs)])
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("form", ["absolute", "relative"])
-def test_a_same_origin_websocket_redirect_is_followed(form: str) -> None:
+def test_a_same_origin_websocket_redirect_is_followed(form: str, flavour: Flavour) -> None:
     def handler(request: Request, sock: socket.socket) -> None:
         if request.path == "/v1/responses":
             target = "/v1/moved" if form == "relative" else f"ws://127.0.0.1:{port[0]}/v1/moved"
@@ -543,23 +723,21 @@ def test_a_same_origin_websocket_redirect_is_followed(form: str) -> None:
     port: list[int] = []
     with RawServer(handler) as origin:
         port.append(origin.port)
-        connection = WebSocketConnection.connect(
-            origin.url("ws", "/v1/responses"),
-            headers={"Authorization": f"Bearer {API_KEY}"},
-            timeout=5,
+        connection = flavour.connect(
+            origin.url("ws", "/v1/responses"), headers={"Authorization": f"Bearer {API_KEY}"}
         )
-        connection.close()
-    assert connection.url == origin.url("ws", "/v1/moved")
     assert [r.path for r in origin.requests] == ["/v1/responses", "/v1/moved"]
     assert all(r.headers["authorization"] == f"Bearer {API_KEY}" for r in origin.requests)
+    assert connection.url == origin.url("ws", "/v1/moved")
 
 
-def test_a_same_origin_redirect_loop_ends_with_a_connect_error() -> None:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_same_origin_redirect_loop_ends_with_a_connect_error(flavour: Flavour) -> None:
     url: list[str] = []
     with RawServer(_redirecting(302, lambda: url[0])) as origin:
         url.append(origin.url("ws", "/v1/responses"))
         with pytest.raises(llmkit.ConnectError, match="too many"):
-            WebSocketConnection.connect(url[0], headers={}, timeout=5)
+            flavour.connect(url[0])
         assert origin.accepted == 4  # the first try and three redirects
 
 
@@ -627,9 +805,10 @@ def test_a_self_signed_certificate_is_refused_by_default(
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
 
 
-def test_a_wss_connection_verifies_the_certificate(tls_server: RawServer) -> None:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_wss_connection_verifies_the_certificate(tls_server: RawServer, flavour: Flavour) -> None:
     with pytest.raises(llmkit.ConnectError, match="SSLCertVerificationError") as caught:
-        WebSocketConnection.connect(tls_server.url("wss", "/v1/responses"), headers={}, timeout=5)
+        flavour.connect(tls_server.url("wss", "/v1/responses"))
     assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
     assert tls_server.requests == []
 
@@ -675,7 +854,7 @@ HOSTILE = {
 
 def _mock_provider(
     body: bytes | Iterator[bytes], transport: str, status: int = 200
-) -> tuple[httpx.Client, llmkit.Provider]:
+) -> tuple[httpx.Client, llmkit.Provider | PortalProvider]:
     content_type = "text/event-stream" if status == 200 else "application/json"
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -715,12 +894,16 @@ def test_a_deeply_nested_error_body_is_a_typed_status_error(transport: str, body
     assert caught.value.status_code == 400
 
 
-def test_a_deeply_nested_websocket_upgrade_refusal_is_a_typed_status_error() -> None:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_deeply_nested_websocket_upgrade_refusal_is_a_typed_status_error(
+    flavour: Flavour,
+) -> None:
     def handler(request: Request, sock: socket.socket) -> None:
         reply(sock, "400 Bad Request", b"[" * 100_000, {"Content-Type": "application/json"})
 
-    with RawServer(handler) as origin, pytest.raises(llmkit.BadRequestError):
-        WebSocketConnection.connect(origin.url("ws", "/v1/responses"), headers={}, timeout=5)
+    with RawServer(handler) as origin, pytest.raises(llmkit.BadRequestError) as caught:
+        flavour.connect(origin.url("ws", "/v1/responses"))
+    assert caught.value.status_code == 400
 
 
 @pytest.mark.parametrize("payload", HOSTILE)

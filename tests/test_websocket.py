@@ -23,24 +23,25 @@ from pathlib import Path
 
 import pytest
 from loop import ADD, TRANSPORTS, Loop, provider
+from portal import PortalProvider
+from test_security import FLAVOURS, Flavour
 
 import llmkit
 from llmkit.openai import ResponsesOptions
 from llmkit.testing import ResponsesServer
 from llmkit.transports.base import websocket_url
-from llmkit.transports.websocket import WebSocketConnection
 
 RECORDED = Path(__file__).parent / "data" / "recorded"
 
 
 @pytest.fixture
-def ws(server: ResponsesServer) -> Iterator[llmkit.Provider]:
+def ws(server: ResponsesServer) -> Iterator[llmkit.Provider | PortalProvider]:
     with provider(server, "websocket", ws_cooldown=0.2, ws_cooldown_max=0.4) as p:
         yield p
 
 
 @pytest.fixture
-def model(ws: llmkit.Provider) -> llmkit.LanguageModel:
+def model(ws: llmkit.Provider | PortalProvider) -> llmkit.LanguageModel:
     return ws.language_model("scripted")
 
 
@@ -71,19 +72,20 @@ def test_a_30_turn_tool_loop_is_incremental_flat_and_billed_once_per_turn(
     assert server.stats.connections_opened == 1
 
 
-def test_the_same_loop_gives_identical_answers_on_chat_http_and_websocket(
+def test_the_same_loop_gives_identical_answers_on_every_path_of_both_providers(
     server: ResponsesServer,
 ) -> None:
     results = {}
-    for transport in TRANSPORTS:
+    for transport in TRANSPORTS:  # Provider and AsyncProvider, each on the three paths
         with provider(server, transport) as p:
             loop = Loop(p.language_model("scripted"), steps=4)
             loop.run()
-            results[transport] = [
+            results[transport.id] = [
                 (r.text, [(c.name, c.arguments) for c in r.tool_calls], r.finish_reason)
                 for r in loop.responses
             ]
-    assert results["chat"] == results["http"] == results["websocket"]
+    assert len(results) == 6
+    assert all(answers == results["chat"] for answers in results.values())
     assert results["http"][-1][0].startswith("The answer is 10.")
     assert server.stats.context_violations == 0
 
@@ -394,17 +396,18 @@ def _handshake_server(reply: bytes) -> tuple[socket.socket, list[bytes]]:
     return listener, seen
 
 
-def test_a_cross_origin_redirect_is_refused_and_headers_are_sent() -> None:  # bug 18
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_cross_origin_redirect_is_refused_and_headers_are_sent(
+    flavour: Flavour,
+) -> None:  # bug 18
     other = "ws://127.0.0.2:9/v1/responses"
     reply = f"HTTP/1.1 302 Found\r\nLocation: {other}\r\nContent-Length: 0\r\n\r\n".encode()
     listener, seen = _handshake_server(reply)
     with listener:
         url = f"ws://127.0.0.1:{listener.getsockname()[1]}/v1/responses"
         with pytest.raises(llmkit.ConnectError, match="another origin"):
-            WebSocketConnection.connect(
-                url,
-                headers={"Authorization": "Bearer sk-handshake", "X-Custom": "yes"},
-                timeout=5,
+            flavour.connect(
+                url, headers={"Authorization": "Bearer sk-handshake", "X-Custom": "yes"}
             )
     request = seen[0].decode()
     assert request.startswith("GET /v1/responses HTTP/1.1")
@@ -412,7 +415,8 @@ def test_a_cross_origin_redirect_is_refused_and_headers_are_sent() -> None:  # b
     assert "X-Custom: yes" in request
 
 
-def test_a_refused_upgrade_is_a_typed_status_error_without_the_key() -> None:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_refused_upgrade_is_a_typed_status_error_without_the_key(flavour: Flavour) -> None:
     body = (
         b'{"error":{"message":"bad key sk-handshake",'
         b'"type":"invalid_request_error","code":"invalid_api_key"}}'
@@ -426,23 +430,21 @@ def test_a_refused_upgrade_is_a_typed_status_error_without_the_key() -> None:
     with listener:
         url = f"ws://127.0.0.1:{listener.getsockname()[1]}/v1/responses"
         with pytest.raises(llmkit.AuthenticationError) as caught:
-            WebSocketConnection.connect(
-                url,
-                headers={"Authorization": "Bearer sk-handshake"},
-                timeout=5,
-                secrets=["sk-handshake"],
+            flavour.connect(
+                url, headers={"Authorization": "Bearer sk-handshake"}, secrets=["sk-handshake"]
             )
     error = caught.value
     assert (error.status_code, error.code, error.request_id) == (401, "invalid_api_key", "req_1")
     assert "sk-handshake" not in str(error) + repr(error.body)
 
 
-def test_connection_refused_is_a_connect_error() -> None:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_connection_refused_is_a_connect_error(flavour: Flavour) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()
-    with pytest.raises(llmkit.ConnectError):
-        WebSocketConnection.connect(f"ws://127.0.0.1:{port}/v1/responses", headers={}, timeout=5)
+    with pytest.raises(llmkit.ConnectError, match=r"could not connect to ws://127\.0\.0\.1"):
+        flavour.connect(f"ws://127.0.0.1:{port}/v1/responses")
 
 
 def test_connects_fallbacks_and_chain_resets_are_logged_with_reasons(

@@ -15,6 +15,8 @@ Choices that matter:
 * Redirects stay within the origin. websockets alone would follow a cross-origin one
   and strip only ``Authorization``, not an Azure ``api-key``.
 * Pings are answered by websockets, which also sends its own keep-alive pings.
+* websockets logs every handshake header at DEBUG; its client logger is wrapped so
+  that the credentials are redacted there too.
 * `close` is synchronous: it writes a close frame when it can and closes the socket
   without waiting, so a cancelled task can call it from ``finally`` (an ``await`` there
   could be cancelled again and leak the socket).
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -51,6 +55,10 @@ class _Connect(connect):
         self._redirects = 0
 
     def process_redirect(self, exc: Exception) -> Exception | str:
+        if isinstance(exc, InvalidStatus) and (
+            exc.response.status_code not in common.REDIRECT_STATUSES  # 300 is not followed
+        ):
+            return exc
         result = super().process_redirect(exc)
         if not isinstance(result, str):
             return result
@@ -60,6 +68,21 @@ class _Connect(connect):
         if common.same_origin_redirect(self._origin_url, self.uri, result) is None:
             return _RedirectRefused("cross-origin")
         return result
+
+
+class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """websockets' client logger with the connection's secrets redacted: at DEBUG it
+    logs every handshake header, ``Authorization`` and ``api-key`` included."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__(logging.getLogger("websockets.client"))
+        self._secrets = tuple(secrets)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            kwargs.setdefault("stacklevel", 2)
+            self.logger.log(level, "%s", redact(text, self._secrets), **kwargs)
 
 
 class AsyncWebSocketConnection(common.ConnectionFacts):
@@ -81,18 +104,20 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         """As `WebSocketConnection.connect`: same-origin redirects only; raises
         `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`."""
         errors = common.ConnectErrors(url, secrets)
+        opener = _Connect(
+            url,
+            additional_headers=dict(headers),
+            user_agent_header=None,
+            open_timeout=timeout,
+            max_size=MAX_EVENT_SIZE,
+            compression=None,
+            logger=_RedactingLogger(secrets),
+        )
         try:
-            ws = await _Connect(
-                url,
-                additional_headers=dict(headers),
-                user_agent_header=None,
-                open_timeout=timeout,
-                max_size=MAX_EVENT_SIZE,
-                compression=None,
-            )
+            ws = await opener
         except InvalidStatus as exc:
             response = exc.response
-            if response.status_code in common.REDIRECT_STATUSES:  # one with no Location
+            if 300 <= response.status_code < 400:  # 300, or a redirect with no Location
                 raise errors.handshake(f"redirect {response.status_code}") from None
             raise common.upgrade_error(
                 response.status_code, response.headers, response.body, secrets
@@ -107,7 +132,7 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             raise errors.handshake(str(exc)) from None
         except OSError as exc:  # refused, DNS, TLS (ssl.SSLError is an OSError)
             raise errors.unreachable(exc) from exc
-        return cls(ws, url=url, secrets=secrets)
+        return cls(ws, url=opener.uri, secrets=secrets)  # where redirects led
 
     @property
     def connected(self) -> bool:
