@@ -96,8 +96,8 @@ class ProtocolRun:
         """The parts of one payload, stamped where needed."""
         parts = self.protocol.receive(payload)
         # Most parts are deltas after the first token; only the first one and the
-        # `Finish` (always last, once the protocol is done) need stamping.
-        if self.meter.first_token is None or self.protocol.done:
+        # `Finish` (always the last part, when there is one) need stamping.
+        if self.meter.first_token is None or (parts and type(parts[-1]) is Finish):
             return [_stamp(part, self.meter, self.payloads) for part in parts]
         return parts
 
@@ -122,9 +122,10 @@ def run_protocol(
     The payload stream is closed on every exit, including an abandoned generator.
     """
     run = ProtocolRun(payloads, meter, protocol)
+    receive = run.receive
     try:
         for payload in payloads:
-            yield from run.receive(payload)
+            yield from receive(payload)
             if protocol.done:
                 return
         yield from run.finish()
