@@ -372,3 +372,21 @@ def test_a_rejected_upgrade_falls_back_to_http_and_says_so(server: ResponsesServ
     assert first.fallback_reason == "the WebSocket upgrade was rejected with status 503"
     assert second.transport == "websocket" and second.fallback_reason is None
     assert server.stats.generations == 2  # the fallback did not bill twice
+
+
+def test_the_async_tool_loop_streams_parts_and_reports_steps(server: ResponsesServer) -> None:
+    parts: list[llmkit.StreamPart] = []
+    steps: list[int] = []
+
+    async def main() -> llmkit.ToolLoopResult:
+        async with async_provider(server, "websocket") as p:
+            loop = llmkit.AsyncToolLoop(p.language_model("scripted"), [add])
+            return await loop.run(
+                prompt(2), on_part=parts.append, on_step=lambda s: steps.append(s.number)
+            )
+
+    result = run(main)
+    assert result.text.startswith(answer(2))
+    assert steps == [1, 2, 3]
+    assert sum(isinstance(part, llmkit.Finish) for part in parts) == 3
+    assert sum(isinstance(part, llmkit.ToolCall) for part in parts) == 2
