@@ -12,7 +12,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from loop import ADD, API_KEY, RESPONSES_TRANSPORTS, TRANSPORTS, Loop, provider
+from loop import ADD, API_KEY, RESPONSES_TRANSPORTS, TRANSPORTS, Loop, Transport, provider
+from portal import PortalModel
 
 import llmkit
 from llmkit.openai import ResponsesOptions
@@ -20,8 +21,10 @@ from llmkit.testing import ResponsesServer
 
 
 @pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def transport(request: pytest.FixtureRequest) -> Transport:
+    # The Transport itself, not its text: it says which provider runs the test.
+    assert isinstance(request.param, Transport)
+    return request.param
 
 
 @pytest.fixture
@@ -37,6 +40,15 @@ def wire_transport(transport: str) -> str:
 
 def echo(text: str, *, user: int = 1, assistant: int = 0, items: int = 1) -> str:
     return f"Echo: {text} [user={user} assistant={assistant} tool_outputs=0 items={items}]"
+
+
+def test_an_async_transport_runs_the_async_provider(
+    model: llmkit.LanguageModel, transport: Transport
+) -> None:
+    """Guards the suite itself: an ``async-…`` id must really drive `AsyncProvider`."""
+    assert isinstance(model, PortalModel) is transport.is_async
+    if isinstance(model, PortalModel):
+        assert isinstance(model.model, llmkit.AsyncLanguageModel)
 
 
 def test_generate_plain_text(model: llmkit.LanguageModel, transport: str) -> None:
@@ -342,3 +354,26 @@ def test_statuses_are_mapped_with_request_ids_over_real_sockets(server: Response
     )
     assert error.request_id is not None and error.request_id.startswith("req_")
     assert error.retryable
+
+
+def test_encoder_warnings_come_first_and_stay_on_the_response(
+    model: llmkit.LanguageModel, transport: str
+) -> None:
+    """A part the API cannot take is left out with a `Warnings` part, on every path."""
+    if transport == "chat":  # Chat has no input for a provider item
+        dropped: llmkit.ProviderItemPart | llmkit.ReasoningPart = llmkit.ProviderItemPart(
+            "cmp_1", "compaction", {}
+        )
+    else:  # Responses cannot replay a reasoning item without an id
+        dropped = llmkit.ReasoningPart(None, ("s",), (), "gAAA")
+    prompt: list[llmkit.Message] = [
+        llmkit.UserMessage("hi"),
+        llmkit.AssistantMessage([dropped]),
+        llmkit.UserMessage("again"),
+    ]
+    with model.stream(llmkit.Call(prompt)) as stream:
+        parts = list(stream)
+    assert isinstance(parts[0], llmkit.Warnings) and len(parts[0].warnings) == 1
+    assert stream.response.warnings == parts[0].warnings
+    assert stream.response.finish_reason is llmkit.FinishReason.STOP
+    assert model.generate(llmkit.Call(prompt)).warnings == parts[0].warnings

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
-from loop import TRANSPORTS, provider
+from loop import TRANSPORTS, Transport, provider
 from pydantic import Field
 
 import llmkit
@@ -23,8 +23,10 @@ def add(a: int, b: int) -> int:
 
 
 @pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def transport(request: pytest.FixtureRequest) -> Transport:
+    # The Transport itself, not its text: it says which provider runs the test.
+    assert isinstance(request.param, Transport)
+    return request.param
 
 
 @pytest.fixture

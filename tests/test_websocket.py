@@ -416,11 +416,21 @@ def test_a_cross_origin_redirect_is_refused_and_headers_are_sent(
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_a_refused_upgrade_is_a_typed_status_error_without_the_key(flavour: Flavour) -> None:
-    body = (
-        b'{"error":{"message":"bad key sk-handshake",'
-        b'"type":"invalid_request_error","code":"invalid_api_key"}}'
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            b'{"error":{"message":"bad key sk-handshake",'
+            b'"type":"invalid_request_error","code":"invalid_api_key"}}',
+            id="nested",
+        ),
+        # A gateway's flat shape reads as it does on an HTTP error (one body parser).
+        pytest.param(b'{"message":"bad key sk-handshake","code":"invalid_api_key"}', id="flat"),
+    ],
+)
+def test_a_refused_upgrade_is_a_typed_status_error_without_the_key(
+    flavour: Flavour, body: bytes
+) -> None:
     reply = (
         b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nx-request-id: req_1\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -435,6 +445,7 @@ def test_a_refused_upgrade_is_a_typed_status_error_without_the_key(flavour: Flav
             )
     error = caught.value
     assert (error.status_code, error.code, error.request_id) == (401, "invalid_api_key", "req_1")
+    assert error.message.startswith("bad key ")
     assert "sk-handshake" not in str(error) + repr(error.body)
 
 

@@ -49,9 +49,14 @@ async def _http_parts(
             yield part
 
 
+def _stream(warnings: tuple[str, ...], turn: Parts) -> AsyncStream:
+    """The stream of ``turn``, after a `Warnings` part when there are warnings (only
+    then is there another generator for every part to pass through)."""
+    return AsyncStream(_with_warnings(warnings, turn) if warnings else turn)
+
+
 async def _with_warnings(warnings: tuple[str, ...], turn: Parts) -> Parts:
-    if warnings:
-        yield Warnings(warnings)
+    yield Warnings(warnings)
     async with aclosing(turn) as parts:
         async for part in parts:
             yield part
@@ -79,7 +84,7 @@ class AsyncResponsesModel(AsyncLanguageModel):
             turn = self._http_turn(encoded.body, None)
         else:
             turn = self._websocket.stream(encoded.body, self._http_turn)
-        return AsyncStream(_with_warnings(encoded.warnings, turn))
+        return _stream(encoded.warnings, turn)
 
     def _http_turn(self, body: dict[str, Any], fallback_reason: str | None) -> Parts:
         prepare = functools.partial(http_request, body, fallback_reason)
@@ -106,7 +111,7 @@ class AsyncChatModel(AsyncLanguageModel):
         encoded = encode_chat_request(self.model_id, call)
         prepare = functools.partial(chat_request, encoded.body)
         turn = _http_parts(self._http, prepare, ChatProtocol())
-        return AsyncStream(_with_warnings(encoded.warnings, turn))
+        return _stream(encoded.warnings, turn)
 
     async def warmup(self, call: Call) -> WarmupResult:
         """As `ChatModel.warmup`: validates ``call`` and sends nothing."""

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import codecs
 import enum
-import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 import httpx
 
@@ -33,9 +32,8 @@ from llmkit.exceptions import (
     TransportError,
     UsageError,
     redact,
-    redact_tree,
-    status_error,
 )
+from llmkit.transports._error_body import error_from_body
 from llmkit.transports._retry import RetryPolicy, should_retry_status
 from llmkit.transports._sse import SSEParser
 from llmkit.transports.base import TransportRequest, join_url, json_text
@@ -65,7 +63,6 @@ ERROR_BODY_LIMIT = 64 * 1024
 _SNIPPET_CHARS = 200
 # Bytes read for a snippet: enough for _SNIPPET_CHARS characters of up to four bytes each.
 SNIPPET_BYTES = _SNIPPET_CHARS * 4
-_MESSAGE_CHARS = 1000
 
 # Failures that prove the request never reached the model, so sending it again is safe.
 # RemoteProtocolError here means the server dropped the connection before any status line
@@ -94,34 +91,6 @@ def _header_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
             found.append(value)
             found.append(value.partition(" ")[2])  # "Bearer sk-..." -> "sk-..."
     return tuple(found)
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _error_fields(body: Any) -> dict[str, Any]:
-    """Pick message, code, param and type out of an error body of any known shape.
-
-    OpenAI nests them under ``error``; some gateways send them flat, or send
-    ``{"error": "..."}``. The nested form wins, as in PROTOCOL.md §8.6. Anything else
-    yields no fields and the caller falls back to the raw text.
-    """
-    fields: Any = body
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            fields = error
-        elif isinstance(error, str):
-            fields = {"message": error}
-    if not isinstance(fields, dict):
-        return {}
-    return {
-        "message": _str_or_none(fields.get("message")),
-        "code": _str_or_none(fields.get("code")),
-        "param": _str_or_none(fields.get("param")),
-        "error_type": _str_or_none(fields.get("type")),
-    }
 
 
 class BodyPrefix:
@@ -154,29 +123,10 @@ def status_error_from(
     """Turn a non-2xx answer and the first bytes of its body into an `APIStatusError`.
 
     ``raw`` is what the shell read (at most `ERROR_BODY_LIMIT` bytes, possibly cut short
-    by a broken connection: the status is still worth reporting). The decoded body is
-    redacted rather than the raw text alone, because a JSON escape (``\\/``) can hide a
-    secret from a plain substring search.
+    by a broken connection: the status is still worth reporting).
     """
-    text_raw = raw.decode("utf-8", "replace")
-    text = redact(text_raw, secrets)
-    body: Any
-    try:
-        body = redact_tree(json.loads(text_raw), secrets)
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply to keep
-        body = text or None
-    fields = _error_fields(body)
-    message = fields.pop("message", None) or text.strip()[:_MESSAGE_CHARS]
-    if not message:
-        message = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-    return status_error(
-        response.status_code,
-        message,
-        request_id=response.headers.get("x-request-id"),
-        headers={name: redact(value, secrets) for name, value in response.headers.items()},
-        body=body,
-        **fields,
-    )
+    fallback = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    return error_from_body(response.status_code, response.headers, raw, secrets, fallback=fallback)
 
 
 def content_type_error_from(

@@ -8,10 +8,9 @@ limits are one piece of code.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 from llmkit.exceptions import (
@@ -21,8 +20,8 @@ from llmkit.exceptions import (
     ProtocolError,
     Timeout,
     redact,
-    status_error,
 )
+from llmkit.transports._error_body import error_from_body
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = [
@@ -124,32 +123,8 @@ def upgrade_error(
     secrets: Sequence[str],
 ) -> APIStatusError:
     """The `APIStatusError` for an upgrade the server refused with ``status``, redacted."""
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    parsed: Any = None
-    message = f"the WebSocket upgrade was rejected with status {status}"
-    if body:
-        text = body.decode("utf-8", errors="replace")
-        try:
-            parsed = json.loads(redact(json.dumps(json.loads(text)), secrets))
-        except (ValueError, RecursionError):  # not JSON, or nested too deeply to keep
-            parsed = redact(text, secrets)
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    fields: dict[str, Any] = {}
-    if isinstance(error, dict):
-        message = redact(str(error.get("message") or message), secrets)
-        fields = {
-            "code": error.get("code"),
-            "param": error.get("param"),
-            "error_type": error.get("type"),
-        }
-    return status_error(
-        status,
-        message,
-        request_id=lowered.get("x-request-id"),
-        headers={k: redact(v, secrets) for k, v in lowered.items()},
-        body=parsed,
-        **fields,
-    )
+    fallback = f"the WebSocket upgrade was rejected with status {status}"
+    return error_from_body(status, headers, body, secrets, fallback=fallback)
 
 
 class ConnectErrors:
