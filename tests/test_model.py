@@ -11,6 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 
+import events as ev
 import pytest
 from loop import ADD, API_KEY, RESPONSES_TRANSPORTS, TRANSPORTS, Loop, Transport, provider
 from portal import PortalModel
@@ -75,6 +76,54 @@ def test_stream_yields_parts_that_fold_to_generate(model: llmkit.LanguageModel) 
     deltas = "".join(p.delta for p in parts if isinstance(p, llmkit.TextDelta))
     assert deltas == stream.response.text == echo("stream me")
     assert llmkit.collect(parts).text == stream.response.text
+
+
+def _sse(payloads: list[str]) -> bytes:
+    return b"".join(f"data: {payload}\n\n".encode() for payload in payloads)
+
+
+@pytest.mark.parametrize("transport", RESPONSES_TRANSPORTS)
+def test_deltas_without_item_ids_are_one_part_each_by_generate_and_stream(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    # A server that names its items only in output_item.done: the text, reasoning and
+    # tool input streamed before must merge with those items, not appear twice.
+    reasoning = ev.reasoning_item("rs_1", ["Think"], encrypted_content="enc")
+    message = ev.message_item("msg_1", "Hi")
+    call = ev.function_call_item("fc_1", "call_1", "add", '{"a":1,"b":2}')
+    body = _sse(
+        ev.numbered(
+            [
+                ev.created(),
+                ev.summary_delta(None, "Think", output_index=0),
+                ev.item_done(reasoning, output_index=0),
+                ev.text_delta(None, "H", output_index=1),
+                ev.text_delta(None, "i", output_index=1),
+                ev.item_done(message, output_index=1),
+                ev.args_delta(None, '{"a":1,', output_index=2),
+                ev.args_delta(None, '"b":2}', output_index=2),
+                ev.item_done(call, output_index=2),
+                ev.completed(output=[reasoning, message, call]),
+            ]
+        )
+    )
+    server.replay_next(body, n=2)
+    with provider(server, transport) as p:
+        model = p.language_model("scripted")
+        generated = model.generate(llmkit.Call("hi", tools=[ADD]))
+        with model.stream(llmkit.Call("hi", tools=[ADD])) as stream:
+            parts = list(stream)
+    for response in (generated, stream.response):
+        assert response.text == "Hi"
+        assert [type(part) for part in response.content] == [
+            llmkit.ReasoningPart,
+            llmkit.TextPart,
+            llmkit.ToolCall,
+        ]
+        assert [part.summary for part in response.reasoning] == [("Think",)]
+        assert response.tool_calls == [llmkit.ToolCall("call_1", "add", '{"a":1,"b":2}')]
+    assert "".join(p.delta for p in parts if isinstance(p, llmkit.TextDelta)) == "Hi"
+    assert server.stats.generations == 2
 
 
 def test_tool_loop_gives_the_correct_answer(

@@ -270,6 +270,84 @@ def test_a_delta_for_the_next_content_index_closes_the_open_part() -> None:
     ]
 
 
+def test_an_item_done_that_omits_the_open_text_part_still_ends_it() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta("msg_1", "Hi"),
+            ev.item_done(ev.message_item("msg_1", [])),
+            ev.completed(),
+        ]
+    )
+    assert parts == [TextStart("msg_1"), TextDelta("msg_1", "Hi"), TextEnd("msg_1", "Hi"), finish()]
+
+
+def test_content_part_done_of_the_second_part_keeps_its_final_text() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta("msg_1", "One", content_index=0),
+            ev.content_part_done("msg_1", ev.output_text("One."), content_index=0),
+            ev.text_delta("msg_1", "Tw", content_index=1),
+            ev.content_part_done("msg_1", ev.output_text("Two."), content_index=1),
+            ev.completed(),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_1"),
+        TextDelta("msg_1", "One"),
+        TextEnd("msg_1", "One."),
+        TextStart("msg_1"),
+        TextDelta("msg_1", "Tw"),
+        TextEnd("msg_1", "Two."),
+        finish(),
+    ]
+    assert collect(parts).text == "One.Two."
+
+
+def test_a_content_part_done_for_a_part_that_is_not_open_is_ignored() -> None:
+    # Part 1 is open; a late done for part 0 must not close part 1 with part 0's text.
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta("msg_1", "B", content_index=1),
+            ev.content_part_done("msg_1", ev.output_text("A"), content_index=0),
+            ev.text_delta("msg_1", "!", content_index=1),
+            ev.completed(),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_1"),
+        TextDelta("msg_1", "B"),
+        TextDelta("msg_1", "!"),
+        TextEnd("msg_1", "B!"),
+        finish(),
+    ]
+
+
+def test_an_item_done_listing_parts_before_the_open_one_closes_it_first() -> None:
+    # Part 1 streamed first; the final item also has part 0, never streamed: part 1 is
+    # ended with what arrived, then part 0 is opened and ended with its final text.
+    final = ev.message_item("msg_1", [ev.output_text("A"), ev.output_text("B")])
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta("msg_1", "B", content_index=1),
+            ev.item_done(final),
+            ev.completed(output=[final]),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_1"),
+        TextDelta("msg_1", "B"),
+        TextEnd("msg_1", "B"),
+        TextStart("msg_1"),
+        TextDelta("msg_1", "A"),
+        TextEnd("msg_1", "A"),
+        finish(),
+    ]
+
+
 def test_several_parts_only_in_the_final_item() -> None:
     final = ev.message_item(
         "msg_1",
@@ -831,6 +909,109 @@ def test_rotating_item_ids_with_a_stable_output_index() -> None:
         TextEnd("msg_a", "Hello"),
         finish(),
     ]
+
+
+def test_text_deltas_without_item_id_merge_with_the_item_done_later() -> None:
+    # The id arrives only with output_item.done: the part already open at that output
+    # index is the same item, so its text is there once, under the id its parts carry.
+    final = ev.message_item("msg_1", "Hi")
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta(None, "H"),
+            ev.text_delta(None, "i"),
+            ev.item_done(final),
+            ev.completed(output=[final]),
+        ]
+    )
+    assert parts == [
+        TextStart(None),
+        TextDelta(None, "H"),
+        TextDelta(None, "i"),
+        TextEnd(None, "Hi"),
+        finish(),
+    ]
+    response = collect(parts)
+    assert response.text == "Hi"
+    assert response.content == (TextPart("Hi"),)
+
+
+def test_a_text_item_whose_id_appears_mid_stream_keeps_one_id() -> None:
+    final = ev.message_item("msg_1", "Hi")
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta(None, "H"),
+            ev.text_delta("msg_1", "i"),
+            ev.completed(output=[final]),
+        ]
+    )
+    assert parts == [
+        TextStart(None),
+        TextDelta(None, "H"),
+        TextDelta(None, "i"),
+        TextEnd(None, "Hi"),
+        finish(),
+    ]
+    assert collect(parts).content == (TextPart("Hi"),)
+
+
+def test_reasoning_deltas_without_item_id_merge_with_the_item_done_later() -> None:
+    final = ev.reasoning_item("rs_1", ["Think"], encrypted_content="enc")
+    parts = run(
+        [
+            ev.created(),
+            ev.summary_delta(None, "Thi"),
+            ev.summary_delta(None, "nk"),
+            ev.item_done(final),
+            ev.completed(output=[final]),
+        ]
+    )
+    assert parts == [
+        ReasoningStart(None),
+        ReasoningDelta(None, "Thi"),
+        ReasoningDelta(None, "nk"),
+        ReasoningEnd(None, ("Think",), (), "enc"),
+        finish(),
+    ]
+    assert collect(parts).content == (ReasoningPart(None, ("Think",), (), "enc"),)
+
+
+def test_tool_input_deltas_without_item_id_merge_with_the_call_done_later() -> None:
+    call = ev.function_call_item("fc_1", "call_1", "f", '{"a":1}')
+    parts = run(
+        [
+            ev.created(),
+            ev.args_delta(None, '{"a"'),
+            ev.args_delta(None, ":1}"),
+            ev.item_done(call),
+            ev.completed(output=[call]),
+        ]
+    )
+    assert parts == [
+        ToolInputDelta(None, '{"a"'),
+        ToolInputDelta(None, ":1}"),
+        ToolInputStart(None, "call_1", "f"),
+        ToolInputEnd(None),
+        ToolCall("call_1", "f", '{"a":1}'),
+        finish(FinishReason.TOOL_CALLS),
+    ]
+    assert collect(parts).tool_calls == [ToolCall("call_1", "f", '{"a":1}')]
+
+
+def test_an_id_learned_before_any_part_went_out_is_the_items_id() -> None:
+    # output_item.added for a message emits nothing: the id of the first delta is kept.
+    final = ev.message_item("msg_1", "Hi")
+    parts = run(
+        [
+            ev.created(),
+            ev.item_added(ev.message_item(None, [], status="in_progress")),
+            ev.text_delta("msg_1", "Hi"),
+            ev.item_done(final),
+            ev.completed(output=[final]),
+        ]
+    )
+    assert parts == [TextStart("msg_1"), TextDelta("msg_1", "Hi"), TextEnd("msg_1", "Hi"), finish()]
 
 
 def test_final_output_items_match_streamed_items_by_id() -> None:

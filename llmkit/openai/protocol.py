@@ -17,6 +17,11 @@ final word wins: ``*.done`` events and ``output_item.done`` items close what is 
 supply whatever was never streamed, and the terminal Response's ``output`` fills in items
 that never had events at all. So `generate()` sees the final state even when deltas were
 missing, and a consumer of deltas sees every piece of text exactly once.
+
+Items are keyed by ``output_index`` (some proxies rotate ``item_id``), and every part of
+an item carries one id: the first one the stream gave it. An id that arrives only after
+parts went out without one (deltas with no ``item_id``, the id in ``output_item.done``)
+is not adopted, since the fold matches parts by id and would split the item in two.
 """
 
 from __future__ import annotations
@@ -164,7 +169,7 @@ class ResponsesProtocol:
             return None
         item = self._items.get(output_index if output_index is not None else item_id)
         index = content_index or 0
-        if item is None or item.open_text != index or (item.id is None and item_id is not None):
+        if item is None or item.open_text != index:
             return None
         item.text_chunks[index].append(delta)
         return _new_text_delta(item.id, delta)
@@ -222,9 +227,12 @@ class ResponsesProtocol:
         item = self._items.get(key)
         if item is None:
             item = self._items[key] = _Item(item_id, kind)
-        else:
-            item.id = item.id or item_id
-            item.kind = item.kind or kind
+            return item
+        if item.id is None and not _has_emitted(item):
+            # Every part of an item carries one id: an id learned after parts went out
+            # without one would split the item in two in the fold (its text twice).
+            item.id = item_id
+        item.kind = item.kind or kind
         return item
 
     def _on_item(self, event: wire.ItemEvent) -> list[StreamPart]:
@@ -533,6 +541,18 @@ def _new_text_delta(item_id: str | None, delta: str) -> TextDelta:
     set_delta(part, delta)
     set_type(part, "text_delta")
     return part
+
+
+def _has_emitted(item: _Item) -> bool:
+    """Whether any part of ``item`` went out (its id is then fixed)."""
+    return (
+        item.started
+        or item.finished
+        or item.open_text is not None
+        or bool(item.streamed_text)
+        or bool(item.arguments)
+        or item.streamed_sources
+    )
 
 
 def _parse_item(raw: dict[str, Any]) -> wire.OutputItem:
