@@ -640,7 +640,15 @@ def answer(data: st.DataObject, seeds: Sequence[list[str]], raw: Sequence[bytes]
     return httpx.Response(status, headers=headers, content=stream())
 
 
-def generate(response: httpx.Response, *, use_responses_api: bool) -> None:
+def generate(
+    response: httpx.Response, *, use_responses_api: bool
+) -> llmkit.Response | llmkit.LLMKitError:
+    """One `generate` against ``response``: the response, or the llmkit error it raised.
+
+    Nothing is swallowed: each caller asserts the outcome it expects, and an exception
+    outside the llmkit tree fails the test here.
+    """
+
     def handler(request: httpx.Request) -> httpx.Response:
         return response
 
@@ -655,35 +663,80 @@ def generate(response: httpx.Response, *, use_responses_api: bool) -> None:
         with provider:
             model = provider.language_model("gpt-fuzz")
             try:
-                model.generate(llmkit.Call("fuzz"))
+                return model.generate(llmkit.Call("fuzz"))
             except llmkit.LLMKitError as error:
-                check_error(error)
+                return error
+
+
+def check_outcome(outcome: llmkit.Response | llmkit.LLMKitError) -> None:
+    """What a random answer may give: a finished response, or a well-formed llmkit error."""
+    if isinstance(outcome, llmkit.LLMKitError):
+        check_error(outcome)
+        return
+    assert outcome.finish_reason is not llmkit.FinishReason.UNKNOWN
+    assert isinstance(outcome.text, str)
 
 
 @FUZZ_E2E
 @given(data=st.data())
 def test_generate_over_sse_raises_only_llmkit_errors_responses(data: st.DataObject) -> None:
-    generate(answer(data, RESPONSES_SEEDS, RAW_RESPONSES), use_responses_api=True)
+    check_outcome(generate(answer(data, RESPONSES_SEEDS, RAW_RESPONSES), use_responses_api=True))
 
 
 @FUZZ_E2E
 @given(data=st.data())
 def test_generate_over_sse_raises_only_llmkit_errors_chat(data: st.DataObject) -> None:
-    generate(answer(data, CHAT_SEEDS, RAW_CHAT), use_responses_api=False)
+    check_outcome(generate(answer(data, CHAT_SEEDS, RAW_CHAT), use_responses_api=False))
 
 
 # Cases the end-to-end fuzzers found, kept as named regressions.
 
 
+def _text_body(use_responses_api: bool, text: str) -> bytes:
+    """A whole SSE answer whose text is ``text``, raw in the JSON (not ``\\u``-escaped),
+    so the body's bytes are its UTF-8 encoding."""
+    if use_responses_api:
+        payloads = [
+            ev.created(),
+            *ev.message_events("msg_1", ["@@"]),
+            ev.completed(output=[ev.message_item("msg_1", "@@")]),
+        ]
+    else:
+        chat = sse_payloads((DATA / "chat" / "openai-text-usage.sse").read_bytes())
+        payloads = [
+            p.replace('"content":"Hello"', '"content":"@@"')
+            .replace('"content":" there"', '"content":""')
+            .replace('"content":"!"', '"content":""')
+            for p in chat
+        ]
+    return b"".join(b"data: " + p.replace("@@", text).encode() + b"\n\n" for p in payloads)
+
+
 @pytest.mark.parametrize("use_responses_api", [True, False], ids=["responses", "chat"])
-def test_a_declared_charset_the_body_does_not_match_is_a_typed_error(
-    use_responses_api: bool,
+@pytest.mark.parametrize("charset", ["utf-16", "latin-1", "no-such-charset"])
+def test_a_declared_charset_is_ignored_and_the_body_is_read_as_utf8(
+    use_responses_api: bool, charset: str
 ) -> None:
-    body = RAW_RESPONSES[0] if use_responses_api else RAW_CHAT[0]
-    headers = {"content-type": "text/event-stream; charset=utf-16"}
-    generate(
+    """SSE is UTF-8 whatever the header says (the documented rule, `SSEDecoder`), so a
+    body in UTF-8 under another declared charset reads exactly as sent."""
+    body = _text_body(use_responses_api, "h\u00e9llo \u2603")
+    headers = {"content-type": f"text/event-stream; charset={charset}"}
+    outcome = generate(
         httpx.Response(200, headers=headers, content=body), use_responses_api=use_responses_api
     )
+    assert isinstance(outcome, llmkit.Response), outcome
+    assert outcome.text == "h\u00e9llo \u2603"
+
+
+@pytest.mark.parametrize("use_responses_api", [True, False], ids=["responses", "chat"])
+def test_bytes_that_are_not_utf8_become_replacement_characters(use_responses_api: bool) -> None:
+    body = _text_body(use_responses_api, "hel~lo").replace(b"~", b"\xff\xfe")
+    headers = {"content-type": "text/event-stream; charset=utf-16"}
+    outcome = generate(
+        httpx.Response(200, headers=headers, content=body), use_responses_api=use_responses_api
+    )
+    assert isinstance(outcome, llmkit.Response), outcome
+    assert outcome.text == "hel\ufffd\ufffdlo"
 
 
 @pytest.mark.parametrize("use_responses_api", [True, False], ids=["responses", "chat"])
@@ -725,7 +778,5 @@ def test_a_lone_surrogate_in_a_delta_does_not_poison_the_next_request(
             first.message,
             llmkit.UserMessage("again"),
         ]
-        try:
-            model.generate(llmkit.Call(history))
-        except llmkit.LLMKitError as error:
-            check_error(error)
+        again = model.generate(llmkit.Call(history))  # sent as JSON escapes: no error
+        assert again.text == first.text  # the mock server answers the same body
