@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import events as ev
 import pytest
@@ -19,6 +20,8 @@ from portal import PortalModel
 import llmkit
 from llmkit.openai import ResponsesOptions
 from llmkit.testing import ResponsesServer
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -124,6 +127,27 @@ def test_deltas_without_item_ids_are_one_part_each_by_generate_and_stream(
         assert response.tool_calls == [llmkit.ToolCall("call_1", "add", '{"a":1,"b":2}')]
     assert "".join(p.delta for p in parts if isinstance(p, llmkit.TextDelta)) == "Hi"
     assert server.stats.generations == 2
+
+
+@pytest.mark.parametrize("transport", [t for t in TRANSPORTS if t == "chat"])
+def test_a_chat_stream_ending_after_its_finish_reason_without_done_is_complete(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    # `[DONE]` is a convention some servers skip: EOF after a finish reason is the end.
+    recorded = (DATA / "chat" / "openai-text-usage.sse").read_bytes()
+    body = recorded.replace(b"data: [DONE]\n\n", b"")
+    assert body != recorded
+    server.replay_next(body, n=2)
+    with provider(server, transport) as p:
+        model = p.language_model("scripted")
+        generated = model.generate(llmkit.Call("hi"))
+        with model.stream(llmkit.Call("hi")) as stream:
+            parts = list(stream)
+    for response in (generated, stream.response):
+        assert response.text == "Hello there!"
+        assert response.finish_reason is llmkit.FinishReason.STOP
+        assert response.usage.output_tokens == 4
+    assert isinstance(parts[-1], llmkit.Finish)
 
 
 def test_tool_loop_gives_the_correct_answer(

@@ -594,6 +594,22 @@ def test_a_key_echoed_in_error_headers_is_redacted_from_the_exception(
     assert_no_key(exception_texts(caught.value))
 
 
+@pytest.mark.parametrize("transport", [t for t in TRANSPORTS if t != "chat"])
+def test_a_cause_quoting_the_key_is_dropped_from_the_exception(
+    server: ResponsesServer, transport: str
+) -> None:
+    """A malformed item that holds the key: the validation error quoting it is the
+    `ProtocolError`'s cause, and a traceback prints causes, so it is dropped."""
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "content": API_KEY}
+    server.replay_next(sse([ev.created(), ev.item_done(item)]))
+    with provider(server, transport) as p, pytest.raises(llmkit.ProtocolError) as caught:
+        p.language_model("scripted").generate(llmkit.Call("hi"))
+    error = caught.value
+    assert error.message.startswith("malformed output item")
+    assert_no_key(exception_texts(error))  # the traceback prints the cause too
+    assert error.__cause__ is None and error.__suppress_context__
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_key_echoed_by_a_refused_websocket_upgrade_is_redacted(
     status: int, client_logs: pytest.LogCaptureFixture
@@ -983,6 +999,36 @@ def test_a_websocket_frame_over_the_limit_is_a_protocol_error() -> None:
         pytest.raises(llmkit.ProtocolError, match="exceeded"),
     ):
         p.language_model("gpt-test").generate(llmkit.Call("hi"))
+
+
+def test_a_message_of_continuation_frames_over_the_limit_is_a_protocol_error() -> None:
+    """Each frame is under the limit, the message they add up to is not: the client
+    refuses once the sum passes it, without waiting for the final frame (which never
+    comes here: a client that waited would time out instead)."""
+    part = 8 << 20
+
+    def fragment(opcode: int) -> bytes:  # not final: FIN is clear
+        return bytes([opcode, 127]) + part.to_bytes(8, "big") + b"x" * part
+
+    def handler(request: Request, sock: socket.socket) -> None:
+        accept_upgrade(request, sock)
+        recv_frame(sock)
+        sock.sendall(frame_header(len(ev.created())) + ev.created().encode())
+        with contextlib.suppress(OSError):
+            sock.sendall(fragment(0x1))  # a text message begins
+            for _ in range(MAX_EVENT_SIZE // part):
+                sock.sendall(fragment(0x0))  # continuation frames
+            while sock.recv(65536):
+                pass
+
+    with (
+        RawServer(handler) as origin,
+        raw_provider(origin.url("http"), "websocket") as p,
+        pytest.raises(llmkit.ProtocolError, match="exceeded") as caught,
+    ):
+        p.language_model("gpt-test").generate(llmkit.Call("hi"))
+    assert caught.value.partial is not None
+    assert caught.value.partial.id == "resp_1"
 
 
 def test_a_websocket_frame_announcing_more_than_the_limit_is_refused_by_its_header() -> None:
