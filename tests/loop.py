@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +81,23 @@ def provider(
 def async_provider(server: ResponsesServer, path: str, **overrides: Any) -> llmkit.AsyncProvider:
     """An `AsyncProvider` for ``server`` over ``path``, for tests that run their own loop."""
     return llmkit.AsyncProvider(**options(server, path, **overrides))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds. For a state
+    another thread (the server's) reaches, instead of sleeping a guessed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s")
+        time.sleep(0.005)
+
+
+def idle_connections_closed(server: ResponsesServer) -> None:
+    """Close the server's idle WebSocket connections and wait until it has (its close
+    frame is then on the way: the client's probe finds it before the next send)."""
+    assert server.faults.close_idle() >= 1
+    wait_until(lambda: not any(c.open for c in server.stats.connections))
 
 
 def run_tool(call: llmkit.ToolCall) -> llmkit.ToolResult:

@@ -265,8 +265,14 @@ def test_cancelling_a_websocket_stream_closes_its_connection_and_drops_its_chain
             stream = model.stream(llmkit.Call(history))
             task = asyncio.create_task(first_delta(stream))
             await task  # the second turn is streaming now, on the chained connection
-            cut = asyncio.create_task(stream.until_done())
-            await asyncio.sleep(0.05)
+            consuming = asyncio.Event()
+
+            async def consume() -> None:
+                async for _ in stream:
+                    consuming.set()
+
+            cut = asyncio.create_task(consume())
+            await asyncio.wait_for(consuming.wait(), 5)  # mid-stream, waiting for frames
             cut.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await cut

@@ -21,7 +21,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -356,6 +356,19 @@ def test_the_handshake_logs_no_key(flavour: Flavour, caplog: pytest.LogCaptureFi
 # --------------------------------------------------------------------------- async only
 
 
+async def suspended(coroutine: Coroutine[Any, Any, Any], timeout: float = 5.0) -> None:
+    """Wait until ``coroutine``, run by a task, has started and is waiting in an await.
+
+    The coroutines here have no await before the one that blocks (``recv``), so this is
+    the state a cancellation must find them in, without sleeping a guessed time.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while inspect.getcoroutinestate(coroutine) != inspect.CORO_SUSPENDED:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not suspended within {timeout} s")
+        await asyncio.sleep(0)
+
+
 def test_close_is_a_plain_method_that_awaits_nothing() -> None:
     assert not inspect.iscoroutinefunction(AsyncWebSocketConnection.close)
     assert inspect.iscoroutinefunction(AsyncWebSocketConnection.recv_text)
@@ -365,8 +378,9 @@ def test_a_cancelled_recv_text_raises_cancelled_error_and_the_connection_survive
     peer = Peer(frame(b'{"type":"late"}'), wait=True, linger=True)
 
     async def scenario(connection: Connection) -> str:
-        task = asyncio.create_task(connection.recv_text(WAIT))
-        await asyncio.sleep(0.05)  # blocked in recv_text now
+        receiving = connection.recv_text(WAIT)
+        task = asyncio.create_task(receiving)
+        await suspended(receiving)  # blocked in recv_text now
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -401,8 +415,9 @@ def test_a_cancelled_task_closes_the_connection_from_finally() -> None:
             connection.close()
 
     async def scenario(connection: Connection) -> None:
-        task = asyncio.create_task(lease(connection))
-        await asyncio.sleep(0.05)
+        leased = lease(connection)
+        task = asyncio.create_task(leased)
+        await suspended(leased)  # blocked in recv_text now
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -129,7 +129,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from loop import PATHS, TRANSPORTS, provider
+from loop import PATHS, TRANSPORTS, idle_connections_closed, provider
 
 import llmkit
 from llmkit.testing import ResponsesServer
@@ -227,8 +227,7 @@ class Row:
 
 def _idle_closed(server: ResponsesServer) -> None:
     """Close the idle WebSocket so that the faulted call has to connect again."""
-    assert server.faults.close_idle() == 1
-    time.sleep(0.05)  # let the close frame arrive; a race only changes the recovery path
+    idle_connections_closed(server)
 
 
 def _truncated_responses_body() -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 import events as ev
 import httpx
 import pytest
-from loop import TRANSPORTS, Transport, provider
+from loop import TRANSPORTS, Transport, idle_connections_closed, provider, wait_until
 from test_security import (
     RawServer,
     Request,
@@ -60,15 +60,6 @@ def scripted(frames: list[bytes], creates: list[bytes]) -> Callable[[Request, so
                 pass
 
     return handler
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not reached within {timeout} s")
-        time.sleep(0.005)
 
 
 # --------------------------------------------------------------------------- events counted
@@ -311,9 +302,7 @@ def test_a_server_close_while_idle_is_found_by_the_probe_before_sending(
     ):
         model = p.language_model("scripted")
         first = model.generate(llmkit.Call("first"))
-        old = connection_of(server, first)
-        assert old is not None and server.faults.close_idle() == 1
-        wait_until(lambda: not server.stats.connection(old).open)
+        idle_connections_closed(server)
         history: list[llmkit.Message] = [
             llmkit.UserMessage("first"),
             first.message,
@@ -321,6 +310,7 @@ def test_a_server_close_while_idle_is_found_by_the_probe_before_sending(
         ]
         response = model.generate(llmkit.Call(history))
     assert response.metadata.input_mode == "full" and not response.metadata.connection_reused
+    assert connection_of(server, response) != connection_of(server, first)
     messages = [r.getMessage() for r in caplog.records if r.name == "llmkit"]
     # The probe found the close: no request was sent on the closed connection.
     assert "closing WebSocket connection 0: connection found closed before sending" in messages
