@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import events as ev
 import pytest
@@ -997,6 +997,28 @@ def test_tool_input_deltas_without_item_id_merge_with_the_call_done_later() -> N
         finish(FinishReason.TOOL_CALLS),
     ]
     assert collect(parts).tool_calls == [ToolCall("call_1", "f", '{"a":1}')]
+
+
+@pytest.mark.parametrize("kind", ["function", "custom"])
+def test_tool_input_without_item_id_matches_the_terminal_output_by_position(
+    kind: Literal["function", "custom"],
+) -> None:
+    # No output_item.done: the call in response.completed is the streamed one (same
+    # position, same kind), so its input is not streamed a second time.
+    if kind == "function":
+        call = ev.function_call_item("fc_1", "call_1", "f", "{}")
+        delta = ev.args_delta(None, "{}")
+    else:
+        call = ev.custom_tool_call_item("ct_1", "call_1", "f", "{}")
+        delta = ev.custom_input_delta(None, "{}")
+    parts = run([ev.created(), delta, ev.completed(output=[call])])
+    assert parts == [
+        ToolInputDelta(None, "{}"),
+        ToolInputStart(None, "call_1", "f", kind),
+        ToolInputEnd(None),
+        ToolCall("call_1", "f", "{}", kind=kind),
+        finish(FinishReason.TOOL_CALLS),
+    ]
 
 
 def test_an_id_learned_before_any_part_went_out_is_the_items_id() -> None:

@@ -398,7 +398,10 @@ class ResponsesProtocol:
     # ----------------------------------------------------------------- tools, reasoning
 
     def _on_tool_input(self, event: wire.ToolInputEvent) -> list[StreamPart]:
-        item = self._item(event.item_id, event.output_index)
+        # The kind lets the terminal output match this item by position when no id came.
+        function = event.type.startswith("response.function_call")
+        kind = "function_call" if function else "custom_tool_call"
+        item = self._item(event.item_id, event.output_index, kind)
         if event.delta is None:
             return []  # the .done event: output_item.done carries the final input
         item.arguments.append(event.delta)
