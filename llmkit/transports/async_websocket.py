@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,12 +101,18 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         headers: Mapping[str, str],
         timeout: float | None,
         secrets: Sequence[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> AsyncWebSocketConnection:
         """As `WebSocketConnection.connect`: same-origin redirects only; raises
-        `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`."""
+        `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`.
+        ``ssl_context`` verifies a ``wss://`` server (None: websockets' default)."""
         errors = common.ConnectErrors(url, secrets)
+        # websockets refuses ssl for ws:// and ssl=None for wss://; redirects keep the
+        # scheme (the origin rule).
+        tls = {"ssl": ssl_context} if ssl_context is not None and url.startswith("wss:") else {}
         opener = _Connect(
             url,
+            **tls,
             additional_headers=dict(headers),
             user_agent_header=None,
             open_timeout=timeout,
@@ -214,7 +221,12 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             with contextlib.suppress(Exception):  # best effort: the socket closes anyway
                 ws.protocol.send_close(CloseCode.NORMAL_CLOSURE)
                 ws.send_data()
-        ws.transport.close()
+        transport = ws.transport
+        transport.close()
+        if transport.get_extra_info("sslcontext") is not None:
+            # A TLS close waits for the peer's close_notify on the loop; a loop that ends
+            # first leaks the socket (ResourceWarning). What was written is on its way.
+            transport.abort()
 
     def __repr__(self) -> str:
         url = redact(self.url, self._secrets)
