@@ -28,6 +28,7 @@ from llmkit.messages import ResponseMetadata, WarmupResult
 from llmkit.openai._recovery import Failure, fallback_reason
 from llmkit.testing import ResponsesServer
 from llmkit.transports._tls import client_ssl_context, ssl_context, tls_contexts
+from llmkit.transports._ws_common import cause
 
 CALL = llmkit.Call("hi")
 WAIT = 20.0
@@ -192,6 +193,18 @@ def test_the_ssl_context_of_httpx_clients_is_found(trusted: ssl.SSLContext) -> N
         loop.close()
 
 
+class _OtherHttpx(httpx.Client):
+    """A client whose private layout is not the one llmkit knows."""
+
+    def _transport_for_url(self, url: httpx.URL) -> httpx.BaseTransport:
+        raise AttributeError("no such thing in this httpx")
+
+
+def test_a_client_of_an_unknown_layout_gives_no_context() -> None:
+    with _OtherHttpx() as client:
+        assert client_ssl_context(client, "https://127.0.0.1:1/v1") is None
+
+
 def test_without_a_found_context_websocket_verifies_with_the_default_bundle(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -290,3 +303,13 @@ def test_a_call_that_meets_the_failed_connect_names_the_certificate(
     reason = metadata.fallback_reason or ""
     assert reason.startswith("could not connect over WebSocket: ConnectError: "), reason
     assert "certificate verify failed" in reason
+
+
+def test_a_cause_is_named_redacted_and_bounded() -> None:
+    assert cause(ConnectionRefusedError(111, "Connection refused"), ()) == (
+        "ConnectionRefusedError: [Errno 111] Connection refused"
+    )
+    assert cause(OSError(), ()) == "OSError"
+    text = cause(OSError(f"token {API_KEY} " + "x" * 1000), [API_KEY])
+    assert API_KEY not in text and "[REDACTED]" in text
+    assert len(text) < 400
