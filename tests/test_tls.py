@@ -29,6 +29,8 @@ from llmkit.openai._recovery import Failure, fallback_reason
 from llmkit.testing import ResponsesServer
 from llmkit.transports._tls import client_ssl_context, ssl_context, tls_contexts
 from llmkit.transports._ws_common import cause
+from llmkit.transports.async_websocket import AsyncWebSocketConnection
+from llmkit.transports.websocket import WebSocketConnection
 
 CALL = llmkit.Call("hi")
 WAIT = 20.0
@@ -214,6 +216,51 @@ def test_without_a_found_context_websocket_verifies_with_the_default_bundle(
     assert http is None
     assert websocket is not None and websocket.verify_mode is ssl.CERT_REQUIRED
     assert any("pass verify=" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture(scope="module")
+def h2_server(ca: trustme.CA) -> Iterator[ResponsesServer]:
+    """The local server with a context that prefers h2 over ALPN (as a CDN does); it
+    still speaks HTTP/1.1 only, so the negotiated protocol is the client's doing."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with ResponsesServer(ssl_context=context) as server:
+        yield server
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_websocket_offers_only_http11_on_a_context_shared_with_http2(
+    h2_server: ResponsesServer, trusted: ssl.SSLContext, flavour: str
+) -> None:
+    """httpcore leaves ``["http/1.1", "h2"]`` on the context of an ``http2=True`` client;
+    an upgrade over a connection that negotiated h2 would fail."""
+    trusted.set_alpn_protocols(["http/1.1", "h2"])
+    if flavour == "sync":
+        connection = WebSocketConnection.connect(
+            h2_server.ws_url, headers={}, timeout=5, ssl_context=trusted
+        )
+        try:
+            assert isinstance(connection._ws.sock, ssl.SSLSocket)
+            assert connection._ws.sock.selected_alpn_protocol() == "http/1.1"
+        finally:
+            connection.close()
+        return
+
+    async def main() -> str | None:
+        connection = await AsyncWebSocketConnection.connect(
+            h2_server.ws_url, headers={}, timeout=5, ssl_context=trusted
+        )
+        try:
+            selected: str | None = connection._ws.transport.get_extra_info(
+                "ssl_object"
+            ).selected_alpn_protocol()
+            return selected
+        finally:
+            connection.close()
+            await asyncio.sleep(0.01)  # let the transport finish closing
+
+    assert asyncio.run(asyncio.wait_for(main(), WAIT)) == "http/1.1"
 
 
 # --------------------------------------------------------------------------- usage errors

@@ -25,7 +25,7 @@ import httpx
 
 from llmkit.exceptions import UsageError
 
-__all__ = ["Verify", "client_ssl_context", "ssl_context", "tls_contexts"]
+__all__ = ["Verify", "client_ssl_context", "http11_only", "ssl_context", "tls_contexts"]
 
 Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
 
@@ -58,6 +58,17 @@ def ssl_context(verify: Verify) -> ssl.SSLContext:
         "verify must be True, False, a CA bundle path or an ssl.SSLContext, "
         f"not {type(verify).__name__}"
     )
+
+
+def http11_only(context: ssl.SSLContext) -> ssl.SSLContext:
+    """``context``, offering only HTTP/1.1 over ALPN; call it right before each connect.
+
+    A WebSocket upgrade is an HTTP/1.1 request, but a context shared with an httpx
+    client with ``http2=True`` offers h2: httpcore sets the ALPN list on the context
+    before each of its own connects, as this does before each WebSocket connect.
+    """
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def client_ssl_context(client: httpx.Client | httpx.AsyncClient, url: str) -> ssl.SSLContext | None:

@@ -38,6 +38,7 @@ from websockets.protocol import State
 
 from llmkit.exceptions import LLMKitError, Timeout, redact
 from llmkit.transports import _ws_common as common
+from llmkit.transports._tls import http11_only
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["AsyncWebSocketConnection", "AsyncWebSocketPayloadStream"]
@@ -109,7 +110,9 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         errors = common.ConnectErrors(url, secrets)
         # websockets refuses ssl for ws:// and ssl=None for wss://; redirects keep the
         # scheme (the origin rule).
-        tls = {"ssl": ssl_context} if ssl_context is not None and url.startswith("wss:") else {}
+        tls = {}
+        if ssl_context is not None and url.startswith("wss:"):
+            tls["ssl"] = http11_only(ssl_context)
         opener = _Connect(
             url,
             **tls,

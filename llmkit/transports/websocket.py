@@ -29,6 +29,7 @@ import websocket
 
 from llmkit.exceptions import ConnectionClosed, LLMKitError, Timeout, redact
 from llmkit.transports import _ws_common as common
+from llmkit.transports._tls import http11_only
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream"]
@@ -97,6 +98,8 @@ class WebSocketConnection(common.ConnectionFacts):
         target = url
         sslopt = {} if ssl_context is None else {"context": ssl_context}
         for _ in range(common.MAX_REDIRECTS + 1):
+            if ssl_context is not None:
+                http11_only(ssl_context)
             ws = _limited(
                 websocket.WebSocket(
                     sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False
