@@ -61,7 +61,11 @@ def _websocket_session(wiring: WebSocketWiring) -> AsyncWebSocketSession:
 
     async def connect() -> AsyncWebSocketConnection:
         return await AsyncWebSocketConnection.connect(
-            wiring.url, headers=wiring.headers, timeout=connect_timeout, secrets=wiring.secrets
+            wiring.url,
+            headers=wiring.headers,
+            timeout=connect_timeout,
+            secrets=wiring.secrets,
+            ssl_context=wiring.ssl_context,
         )
 
     def payloads(connection: AsyncWebSocketConnection, size: int) -> AsyncWebSocketPayloadStream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, TypedDict, TypeVar
@@ -18,6 +19,7 @@ from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.chat.model import ChatModel
 from llmkit.openai.model import ResponsesModel
 from llmkit.transports._retry import RetryPolicy
+from llmkit.transports._tls import Verify, tls_contexts
 from llmkit.transports.base import websocket_url
 from llmkit.transports.http import HTTPTransport
 
@@ -48,7 +50,13 @@ class ProviderBase(Generic[ClientT, ModelT]):
         max_retries: HTTP retries (408/409/429/5xx, connect errors) before any event.
         http_client: An httpx client to use (proxies, TLS settings, a mock transport):
             `httpx.Client` for `Provider`, `httpx.AsyncClient` for `AsyncProvider`.
-            The provider leaves it open when it closes.
+            The provider leaves it open when it closes. Its TLS settings serve HTTP;
+            WebSocket mode takes its SSL context too when it can be found (httpx's own
+            transports), otherwise give ``verify``.
+        verify: TLS verification, as in httpx: True (httpx's default CA bundle), a CA
+            bundle path, an `ssl.SSLContext`, or False (no verification). It applies
+            to the httpx client llmkit creates and to WebSocket mode; with
+            ``http_client``, to WebSocket mode only (the client keeps its own).
         ws_max_connections: WebSocket connections kept open at most; each holds the
             cache of one conversation, so parallel conversations keep theirs.
         ws_max_age: Seconds after which a connection is replaced before sending (the
@@ -71,6 +79,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 2,
         http_client: ClientT | None = None,
+        verify: Verify | None = None,
         ws_max_connections: int = 4,
         ws_max_age: float = 55 * 60,
         ws_cooldown: float = 30.0,
@@ -106,6 +115,9 @@ class ProviderBase(Generic[ClientT, ModelT]):
             if name.lower() in _CREDENTIAL_HEADERS and value
         ]
         self._secrets = tuple(secrets)
+        http_tls, websocket_tls = tls_contexts(
+            verify, http_client, self.base_url, websocket=websocket
+        )
         self._open(
             Wiring(
                 http=_HTTPSettings(
@@ -114,12 +126,14 @@ class ProviderBase(Generic[ClientT, ModelT]):
                     timeout=timeout,
                     retry=RetryPolicy(max_retries=max_retries),
                     secrets=secrets,
+                    verify=True if http_tls is None else http_tls,
                 ),
                 http_client=http_client,
                 websocket=WebSocketWiring(
                     url=websocket_url(self.base_url),
                     headers=request_headers,
                     secrets=secrets,
+                    ssl_context=websocket_tls,
                     timeout=timeout,
                     max_connections=ws_max_connections,
                     max_age=ws_max_age,
@@ -162,6 +176,7 @@ class _HTTPSettings(TypedDict):
     timeout: float | httpx.Timeout
     retry: RetryPolicy
     secrets: list[str]
+    verify: ssl.SSLContext | bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +186,7 @@ class WebSocketWiring:
     url: str
     headers: Mapping[str, str]
     secrets: list[str]
+    ssl_context: ssl.SSLContext | None
     timeout: float | httpx.Timeout
     max_connections: int
     max_age: float
@@ -221,7 +237,11 @@ def _websocket_session(wiring: WebSocketWiring) -> WebSocketSession:
 
     def connect() -> WebSocketConnection:
         return WebSocketConnection.connect(
-            wiring.url, headers=wiring.headers, timeout=connect_timeout, secrets=wiring.secrets
+            wiring.url,
+            headers=wiring.headers,
+            timeout=connect_timeout,
+            secrets=wiring.secrets,
+            ssl_context=wiring.ssl_context,
         )
 
     def payloads(connection: WebSocketConnection, size: int) -> WebSocketPayloadStream:

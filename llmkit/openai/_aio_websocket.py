@@ -18,7 +18,7 @@ from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._aio import arun_protocol
 from llmkit.openai._recovery import Cooldown
-from llmkit.openai._session import COOLING_DOWN, CooldownGate, Slot, Slots, Turn
+from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
 from llmkit.stream import Finish, StreamPart
 from llmkit.transports.base import AsyncPayloadStream
 
@@ -109,7 +109,7 @@ class AsyncWebSocketSession:
     async def stream(self, body: JSON, http: AsyncHTTPTurn) -> AsyncGenerator[StreamPart, None]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started."""
         if self._gate.active():
-            async with aclosing(http(body, COOLING_DOWN)) as parts:
+            async with aclosing(http(body, self._gate.reason)) as parts:
                 async for part in parts:
                     yield part
             return

@@ -86,7 +86,9 @@ def fallback_reason(failure: Failure) -> str:
         return "the server closed the WebSocket with 1009 (request frame too big)"
     if isinstance(error, APIStatusError):
         return f"the WebSocket upgrade was rejected with status {error.status_code}"
-    return f"could not connect over WebSocket: {type(error).__name__}"
+    # The message names the cause (a certificate, DNS, a refusal); llmkit's own text
+    # is redacted where it is made, so it can be shown as it is.
+    return f"could not connect over WebSocket: {type(error).__name__}: {error.message}"
 
 
 @dataclass(slots=True)

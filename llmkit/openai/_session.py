@@ -146,16 +146,26 @@ class CooldownGate:
     def __init__(self, cooldown: Cooldown) -> None:
         self._cooldown = cooldown
         self._lock = threading.Lock()
+        self._cause = ""
 
     def active(self) -> bool:
         """Whether WebSocket should not be tried now."""
         with self._lock:
             return self._cooldown.active(time.monotonic())
 
-    def failed(self) -> float:
-        """Record a failed connect; returns the seconds of HTTP ahead."""
+    def failed(self, cause: str = "") -> float:
+        """Record a failed connect (``cause``: why, key-free); returns the seconds of
+        HTTP ahead."""
         with self._lock:
+            self._cause = cause
             return self._cooldown.failed(time.monotonic())
+
+    @property
+    def reason(self) -> str:
+        """The ``fallback_reason`` of a call sent over HTTP by the cool-down: it names
+        the cause of the failed connect, as the call that met it did."""
+        cause = self._cause
+        return f"{COOLING_DOWN} ({cause})" if cause else COOLING_DOWN
 
     def succeeded(self) -> None:
         """Record a successful connect."""
@@ -236,7 +246,7 @@ class Turn(Generic[ConnectionT]):
         failure = Failure("connect", exc)
         if decide(failure, resends_left=0) is not Action.FALLBACK_HTTP:
             return False
-        wait = self._gate.failed()
+        wait = self._gate.failed(f"{type(exc).__name__}: {exc.message}")
         logger.debug("WebSocket connect failed (%s); HTTP for %.1f s", exc.message, wait)
         self.failure = failure
         self.over = True

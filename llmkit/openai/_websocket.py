@@ -18,7 +18,7 @@ from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._loop import run_protocol
 from llmkit.openai._recovery import Cooldown
-from llmkit.openai._session import COOLING_DOWN, CooldownGate, Slot, Slots, Turn
+from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
 from llmkit.stream import Finish, StreamPart
 from llmkit.transports.base import PayloadStream
 
@@ -112,7 +112,7 @@ class WebSocketSession:
     def stream(self, body: JSON, http: HTTPTurn) -> Iterator[StreamPart]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started."""
         if self._gate.active():
-            yield from http(body, COOLING_DOWN)
+            yield from http(body, self._gate.reason)
             return
         turn = self._turn(body, warmup=False)
         try:

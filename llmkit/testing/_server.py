@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +114,9 @@ class ResponsesServer:
     Use it as a context manager: it starts uvicorn in a daemon thread on `host:port`
     (port 0 picks a free port) and stops it on exit. See the `llmkit.testing` docstring
     for the scripted models, the semantics and the faults.
+
+    With ``ssl_context`` (a server-side `ssl.SSLContext` holding its certificate) it
+    serves HTTPS and WSS instead, for tests of TLS settings (``https://`` `base_url`).
     """
 
     def __init__(
@@ -126,9 +130,11 @@ class ResponsesServer:
         max_connection_age: float | None = None,
         api_key: str | None = None,
         log_level: str = "warning",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self._ssl_context = ssl_context
         self._core = ServerCore(
             ttft=ttft,
             token_delay=token_delay,
@@ -200,11 +206,13 @@ class ResponsesServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._netloc()}/v1"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{self._netloc()}/v1"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self._netloc()}/v1/responses"
+        scheme = "ws" if self._ssl_context is None else "wss"
+        return f"{scheme}://{self._netloc()}/v1/responses"
 
     def _netloc(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -225,7 +233,13 @@ class ResponsesServer:
             raise RuntimeError("server already started")
         self._socket = _bind(self.host, self.port)
         self.port = int(self._socket.getsockname()[1])
-        self._server = uvicorn.Server(_config(self._app, self.host, self._log_level))
+        config = _config(self._app, self.host, self._log_level)
+        if self._ssl_context is not None:
+            # uvicorn builds a context only from files; a loaded config is not loaded
+            # again, so the caller's context is what its server listens with.
+            config.load()
+            config.ssl = self._ssl_context
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._run, name="llmkit-responses-server", daemon=True
         )
@@ -278,7 +292,13 @@ class ResponsesServer:
         self.port = int(sock.getsockname()[1])
         if ready is not None:
             ready(self)
-        self._server = uvicorn.Server(_config(self._app, self.host, self._log_level))
+        config = _config(self._app, self.host, self._log_level)
+        if self._ssl_context is not None:
+            # uvicorn builds a context only from files; a loaded config is not loaded
+            # again, so the caller's context is what its server listens with.
+            config.load()
+            config.ssl = self._ssl_context
+        self._server = uvicorn.Server(config)
         try:
             asyncio.run(self._server.serve(sockets=[sock]))
         finally:

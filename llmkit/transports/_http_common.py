@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
@@ -174,11 +175,14 @@ def pick_client(
     client: _ClientT | None,
     transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
     factory: Callable[..., _ClientT],
+    *,
+    verify: ssl.SSLContext | bool = True,
 ) -> tuple[_ClientT, bool]:
     """The httpx client a transport uses, and whether it owns (and so closes) it.
 
     A caller's ``client`` is shared and stays open; without one, ``factory`` makes a
-    client over ``transport`` (``httpx.MockTransport`` in tests).
+    client over ``transport`` (``httpx.MockTransport`` in tests) that verifies TLS as
+    ``verify`` says.
 
     Raises:
         UsageError: Both ``client`` and ``transport`` were given.
@@ -186,7 +190,7 @@ def pick_client(
     if client is not None and transport is not None:
         raise UsageError("pass either client or transport, not both")
     if client is None:
-        return factory(transport=transport), True
+        return factory(transport=transport, verify=verify), True
     return client, False
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "ConnectionFacts",
     "FrameStream",
     "broken",
+    "cause",
     "closed_by_server",
     "invalid_utf8",
     "not_text",
@@ -148,7 +149,21 @@ class ConnectErrors:
         return ConnectError(f"too many WebSocket redirects from {self._shown}")
 
     def unreachable(self, exc: BaseException) -> ConnectError:
-        return ConnectError(f"could not connect to {self._shown}: {exc.__class__.__name__}")
+        """No connection: the cause (a certificate, DNS, a refusal) is named, redacted."""
+        return ConnectError(f"could not connect to {self._shown}: {cause(exc, self._secrets)}")
+
+
+_CAUSE_CHARS = 300
+
+
+def cause(exc: BaseException, secrets: Sequence[str]) -> str:
+    """``exc`` in a few words for a message: its class and text, redacted and bounded.
+
+    The text says what a class name alone does not: which certificate check failed,
+    that a name did not resolve, that the port refused.
+    """
+    text = redact(str(exc), secrets)[:_CAUSE_CHARS]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def closed_by_server(code: int | None, reason: str, secrets: Sequence[str]) -> ConnectionClosed:

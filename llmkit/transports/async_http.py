@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import httpx
@@ -110,8 +111,11 @@ class AsyncHTTPTransport(AsyncClosing):
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self._client, self._owns_client = common.pick_client(client, transport, httpx.AsyncClient)
+        self._client, self._owns_client = common.pick_client(
+            client, transport, httpx.AsyncClient, verify=verify
+        )
         self._settings = common.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
 

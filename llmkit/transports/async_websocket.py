@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from websockets.protocol import State
 
 from llmkit.exceptions import LLMKitError, Timeout, redact
 from llmkit.transports import _ws_common as common
+from llmkit.transports._tls import http11_only
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["AsyncWebSocketConnection", "AsyncWebSocketPayloadStream"]
@@ -100,12 +102,20 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         headers: Mapping[str, str],
         timeout: float | None,
         secrets: Sequence[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> AsyncWebSocketConnection:
         """As `WebSocketConnection.connect`: same-origin redirects only; raises
-        `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`."""
+        `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`.
+        ``ssl_context`` verifies a ``wss://`` server (None: websockets' default)."""
         errors = common.ConnectErrors(url, secrets)
+        # websockets refuses ssl for ws:// and ssl=None for wss://; redirects keep the
+        # scheme (the origin rule).
+        tls = {}
+        if ssl_context is not None and url.startswith("wss:"):
+            tls["ssl"] = http11_only(ssl_context)
         opener = _Connect(
             url,
+            **tls,
             additional_headers=dict(headers),
             user_agent_header=None,
             open_timeout=timeout,
@@ -214,7 +224,12 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             with contextlib.suppress(Exception):  # best effort: the socket closes anyway
                 ws.protocol.send_close(CloseCode.NORMAL_CLOSURE)
                 ws.send_data()
-        ws.transport.close()
+        transport = ws.transport
+        transport.close()
+        if transport.get_extra_info("sslcontext") is not None:
+            # A TLS close waits for the peer's close_notify on the loop; a loop that ends
+            # first leaks the socket (ResourceWarning). What was written is on its way.
+            transport.abort()
 
     def __repr__(self) -> str:
         url = redact(self.url, self._secrets)

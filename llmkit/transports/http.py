@@ -21,6 +21,7 @@ asyncio shell `llmkit.transports.async_http` shares, so the two cannot drift apa
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -108,6 +109,8 @@ class HTTPTransport(Closing):
         transport: An httpx transport for the client this transport creates
             (``httpx.MockTransport`` in tests). Not allowed together with ``client``.
         sleep: Waits between retries; injectable so tests never really sleep.
+        verify: TLS verification of the client this transport creates (httpx's
+            ``verify``); a caller's ``client`` keeps its own.
 
     Raises:
         UsageError: Both ``client`` and ``transport`` were given.
@@ -124,8 +127,11 @@ class HTTPTransport(Closing):
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self._client, self._owns_client = common.pick_client(client, transport, httpx.Client)
+        self._client, self._owns_client = common.pick_client(
+            client, transport, httpx.Client, verify=verify
+        )
         self._settings = common.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
 

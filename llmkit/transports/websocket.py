@@ -29,6 +29,7 @@ import websocket
 
 from llmkit.exceptions import ConnectionClosed, LLMKitError, Timeout, redact
 from llmkit.transports import _ws_common as common
+from llmkit.transports._tls import http11_only
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream"]
@@ -80,8 +81,12 @@ class WebSocketConnection(common.ConnectionFacts):
         headers: Mapping[str, str],
         timeout: float | None,
         secrets: Sequence[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> WebSocketConnection:
         """Open a connection, following same-origin redirects only.
+
+        ``ssl_context`` verifies a ``wss://`` server (None: websocket-client's default,
+        the system's CA store); the provider passes the one its HTTP client uses.
 
         Raises:
             APIStatusError: the server refused the upgrade with an HTTP status.
@@ -91,8 +96,15 @@ class WebSocketConnection(common.ConnectionFacts):
         header = [f"{name}: {value}" for name, value in headers.items()]
         errors = common.ConnectErrors(url, secrets)
         target = url
+        sslopt = {} if ssl_context is None else {"context": ssl_context}
         for _ in range(common.MAX_REDIRECTS + 1):
-            ws = _limited(websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False))
+            if ssl_context is not None:
+                http11_only(ssl_context)
+            ws = _limited(
+                websocket.WebSocket(
+                    sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False
+                )
+            )
             try:
                 ws.connect(  # type: ignore[no-untyped-call]
                     target,
@@ -108,6 +120,8 @@ class WebSocketConnection(common.ConnectionFacts):
                 ) from None
             except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
                 raise errors.timed_out() from exc
+            except websocket.WebSocketAddressException as exc:  # DNS
+                raise errors.unreachable(exc) from exc
             except websocket.WebSocketException as exc:
                 location = cls._redirect_location(ws)
                 if location is None:
