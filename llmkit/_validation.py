@@ -7,7 +7,7 @@ run where the value is given, once, and say what was found and what was expected
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,10 +16,11 @@ from llmkit.exceptions import UsageError
 
 __all__ = [
     "PROVIDERS",
+    "checked_prompt",
     "checked_provider_options",
     "checked_sequence",
+    "checked_tools",
     "describe_validation_error",
-    "function_tool_help",
     "is_sequence",
 ]
 
@@ -66,7 +67,83 @@ def checked_sequence(
     return value
 
 
-def function_tool_help(item: Any) -> str | None:
+_DICT_HELP = (
+    "only {'role': 'system' | 'developer' | 'user' | 'assistant', 'content': str} is "
+    "converted; build other messages with SystemMessage, UserMessage (TextPart, "
+    "ImagePart, FilePart), AssistantMessage or ToolMessage (ToolResult)"
+)
+
+
+def checked_prompt(
+    prompt: Any, kinds: tuple[type, ...], from_dict: Mapping[str, Callable[[str], Any]]
+) -> tuple[Any, ...]:
+    """The messages of ``Call(prompt)``: a str is one user message (``from_dict["user"]``),
+    a sequence holds messages (``kinds``) or OpenAI text dicts (made by ``from_dict``).
+
+    Messages already (each turn of a tool loop) cost one ``isinstance`` each.
+
+    Raises:
+        UsageError: anything else, naming the item and what was expected.
+    """
+    if isinstance(prompt, str):
+        return (from_dict["user"](prompt),)
+    if not is_sequence(prompt):
+        hint = " (wrap one message in a list)" if isinstance(prompt, kinds) else ""
+        raise UsageError(
+            f"Call.prompt is a {type(prompt).__name__}; expected a str (one user message) "
+            f"or a sequence of messages ({_names(kinds)}){hint}"
+        )
+    messages = tuple(prompt)
+    if all(isinstance(message, kinds) for message in messages):
+        return messages
+    return tuple(_message(index, item, kinds, from_dict) for index, item in enumerate(messages))
+
+
+def _message(
+    index: int, value: Any, kinds: tuple[type, ...], from_dict: Mapping[str, Callable[[str], Any]]
+) -> Any:
+    """One prompt item: a message as it is, a plain OpenAI-style text dict converted."""
+    if isinstance(value, kinds):
+        return value
+    if isinstance(value, Mapping):
+        role, content = value.get("role"), value.get("content")
+        if set(value) == {"role", "content"} and isinstance(content, str):
+            make = from_dict.get(role) if isinstance(role, str) else None
+            if make is not None:
+                return make(content)
+        raise UsageError(f"Call.prompt[{index}] is a dict llmkit cannot convert: {_DICT_HELP}")
+    hint = ""
+    if isinstance(value, str):
+        hint = ": a prompt is one str, or messages (UserMessage(text) for each user text)"
+    raise UsageError(
+        f"Call.prompt[{index}] is a {type(value).__name__}; expected a message "
+        f"({_names(kinds)}){hint}"
+    )
+
+
+def checked_tools(tools: Any, kinds: tuple[type, ...]) -> tuple[Any, ...]:
+    """``Call(tools=...)``: declarations of ``kinds`` only; a Python function is refused
+    with the two ways to use it (a call cannot run it).
+
+    Raises:
+        UsageError: not a sequence, or an item that is not one of ``kinds``.
+    """
+    if not is_sequence(tools):
+        raise UsageError(
+            f"Call.tools is a {type(tools).__name__}; expected a sequence of {_names(kinds)}"
+        )
+    value = tuple(tools)
+    for index, item in enumerate(value):
+        if not isinstance(item, kinds):
+            help_text = _function_tool_help(item) or (
+                f"is a {type(item).__name__}; expected a FunctionTool(name, description, "
+                "parameters) or a ProviderTool(spec)"
+            )
+            raise UsageError(f"Call.tools[{index}] {help_text}")
+    return value
+
+
+def _function_tool_help(item: Any) -> str | None:
     """What to do with a Python function (or `CallableTool`) given as a `Call` tool;
     None when ``item`` is neither."""
     spec = getattr(item, "spec", None)

@@ -14,10 +14,10 @@ from typing import Any, Literal, TypeAlias, TypedDict
 
 from llmkit._validation import (
     PROVIDERS,
+    checked_prompt,
     checked_provider_options,
     checked_sequence,
-    function_tool_help,
-    is_sequence,
+    checked_tools,
 )
 from llmkit.exceptions import UsageError
 
@@ -247,7 +247,6 @@ Message: TypeAlias = SystemMessage | UserMessage | AssistantMessage | ToolMessag
 _USER_PARTS = (TextPart, ImagePart, FilePart)
 _ASSISTANT_PARTS = (TextPart, ReasoningPart, ToolCall, SourcePart, ProviderItemPart)
 _MESSAGES = (SystemMessage, UserMessage, AssistantMessage, ToolMessage)
-_MESSAGE_NAMES = "SystemMessage, UserMessage, AssistantMessage or ToolMessage"
 
 
 # --------------------------------------------------------------------------- calls
@@ -294,67 +293,6 @@ _DICT_MESSAGES: Mapping[str, type[SystemMessage | UserMessage | AssistantMessage
     "user": UserMessage,
     "assistant": AssistantMessage,
 }
-_DICT_HELP = (
-    "only {'role': 'system' | 'developer' | 'user' | 'assistant', 'content': str} is "
-    "converted; build other messages with SystemMessage, UserMessage (TextPart, "
-    "ImagePart, FilePart), AssistantMessage or ToolMessage (ToolResult)"
-)
-
-
-def _prompt(prompt: Any) -> tuple[Message, ...]:
-    """The messages of ``Call(prompt)``. Already messages (every turn of a tool loop)
-    costs one ``isinstance`` per message; anything else is converted or refused here."""
-    if isinstance(prompt, str):
-        return (UserMessage(prompt),)
-    if not is_sequence(prompt):
-        hint = " (wrap one message in a list)" if isinstance(prompt, _MESSAGES) else ""
-        raise UsageError(
-            f"Call.prompt is a {type(prompt).__name__}; expected a str (one user message) "
-            f"or a sequence of messages ({_MESSAGE_NAMES}){hint}"
-        )
-    messages = tuple(prompt)
-    for message in messages:
-        if not isinstance(message, _MESSAGES):
-            return tuple(_message(index, item) for index, item in enumerate(messages))
-    return messages
-
-
-def _message(index: int, value: Any) -> Message:
-    """One prompt item: a message as it is, a plain OpenAI-style text dict converted."""
-    if isinstance(value, _MESSAGES):
-        return value
-    if isinstance(value, Mapping):
-        role, content = value.get("role"), value.get("content")
-        if set(value) == {"role", "content"} and isinstance(content, str):
-            kind = _DICT_MESSAGES.get(role) if isinstance(role, str) else None
-            if kind is not None:
-                return kind(content)
-        raise UsageError(f"Call.prompt[{index}] is a dict llmkit cannot convert: {_DICT_HELP}")
-    hint = ""
-    if isinstance(value, str):
-        hint = ": a prompt is one str, or messages (UserMessage(text) for each user text)"
-    raise UsageError(
-        f"Call.prompt[{index}] is a {type(value).__name__}; expected a message "
-        f"({_MESSAGE_NAMES}){hint}"
-    )
-
-
-def _tools(tools: Any) -> tuple[Tool, ...]:
-    """``Call(tools=...)``: `FunctionTool` and `ProviderTool` declarations only."""
-    if not is_sequence(tools):
-        raise UsageError(
-            f"Call.tools is a {type(tools).__name__}; expected a sequence of FunctionTool "
-            "and ProviderTool"
-        )
-    value = tuple(tools)
-    for index, item in enumerate(value):
-        if not isinstance(item, FunctionTool | ProviderTool):
-            help_text = function_tool_help(item) or (
-                f"is a {type(item).__name__}; expected a FunctionTool(name, description, "
-                "parameters) or a ProviderTool(spec)"
-            )
-            raise UsageError(f"Call.tools[{index}] {help_text}")
-    return value
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -402,8 +340,8 @@ class Call:
                 f"Call.tool_choice is a {type(tool_choice).__name__}; expected None, "
                 "'auto', 'none', 'required' or a tool name"
             )
-        object.__setattr__(self, "prompt", _prompt(prompt))
-        object.__setattr__(self, "tools", _tools(tools))
+        object.__setattr__(self, "prompt", checked_prompt(prompt, _MESSAGES, _DICT_MESSAGES))
+        object.__setattr__(self, "tools", checked_tools(tools, (FunctionTool, ProviderTool)))
         object.__setattr__(self, "tool_choice", tool_choice)
         object.__setattr__(self, "max_output_tokens", max_output_tokens)
         object.__setattr__(self, "temperature", temperature)

@@ -261,3 +261,102 @@ def test_an_async_connect_that_completes_after_aclose_is_closed_again(
     assert isinstance(error, llmkit.UsageError), error
     assert CLOSED in str(error)
     assert slow_handshake.settled()
+
+
+@pytest.mark.parametrize("transport", [t for t in TRANSPORTS if not t.is_async])
+def test_a_stream_read_by_another_thread_ends_with_a_typed_error_on_close(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    server.token_delay = 0.05
+    words = " ".join(f"w{i}" for i in range(100))  # about 5 s of deltas
+    p = provider(server, transport)
+    started = threading.Event()
+    outcome: list[BaseException | str] = []
+
+    def read() -> None:
+        try:
+            with p.language_model("scripted").stream(llmkit.Call(words)) as stream:
+                for _ in stream:
+                    started.set()
+            outcome.append("completed")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert started.wait(10)
+        opened = server.stats.connections_opened
+        p.close()
+        reader.join(10)
+        assert not reader.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], llmkit.LLMKitError), outcome
+        assert server.stats.connections_opened == opened
+    finally:
+        p.close()
+        reader.join(10)
+
+
+def _request_seen(server: ResponsesServer) -> bool:
+    for _ in range(500):  # at most 10 s
+        if server.stats.requests:
+            return True
+        threading.Event().wait(0.02)
+    return False
+
+
+def test_a_close_before_the_first_event_reconnects_nothing(server: ResponsesServer) -> None:
+    # The close frame answering llmkit's own close would read as the server going away
+    # before any event, which is resent on a new connection, unless the session refuses.
+    server.ttft = 1.0
+    p = provider(server, "websocket")
+    outcome: list[BaseException | str] = []
+
+    def call() -> None:
+        try:
+            p.language_model("scripted").generate(llmkit.Call("slow to start"))
+            outcome.append("completed")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        assert _request_seen(server)
+        p.close()
+        caller.join(10)
+        assert not caller.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], llmkit.LLMKitError), outcome
+        assert server.stats.connections_opened == 1
+        assert len(server.stats.requests) == 1
+    finally:
+        p.close()
+        caller.join(10)
+
+
+def test_an_aclose_before_the_first_event_reconnects_nothing(server: ResponsesServer) -> None:
+    server.ttft = 1.0
+
+    async def main() -> BaseException | None:
+        p = async_provider(server, "websocket")
+        call = asyncio.create_task(p.language_model("scripted").generate("slow to start"))
+        for _ in range(500):  # at most 10 s
+            if server.stats.requests:
+                break
+            await asyncio.sleep(0.02)
+        await p.aclose()
+        results = await asyncio.gather(call, return_exceptions=True)
+        return results[0] if isinstance(results[0], BaseException) else None
+
+    error = asyncio.run(main())
+    assert isinstance(error, llmkit.LLMKitError), error
+    assert server.stats.connections_opened == 1
+    assert len(server.stats.requests) == 1
+
+
+def test_a_caller_http_client_closed_by_its_owner_is_said_so(server: ResponsesServer) -> None:
+    client = httpx.Client()
+    with provider(server, "http", http_client=client) as p:
+        client.close()
+        with pytest.raises(llmkit.UsageError, match="the httpx client given as http_client"):
+            p.language_model("scripted").generate("hi")
