@@ -360,3 +360,77 @@ def test_a_caller_http_client_closed_by_its_owner_is_said_so(server: ResponsesSe
         client.close()
         with pytest.raises(llmkit.UsageError, match="the httpx client given as http_client"):
             p.language_model("scripted").generate("hi")
+
+
+def test_a_call_waiting_for_a_connection_is_refused_by_the_close(server: ResponsesServer) -> None:
+    server.token_delay = 0.05
+    words = " ".join(f"w{i}" for i in range(100))  # about 5 s of deltas
+    p = provider(server, "websocket", ws_max_connections=1)
+    model = p.language_model("scripted")
+    started = threading.Event()
+    outcomes: dict[str, BaseException | str] = {}
+
+    def first() -> None:
+        try:
+            with model.stream(llmkit.Call(words)) as stream:
+                for _ in stream:
+                    started.set()
+            outcomes["first"] = "completed"
+        except BaseException as exc:
+            outcomes["first"] = exc
+
+    def second() -> None:
+        try:
+            model.generate("waits for the only connection")
+            outcomes["second"] = "completed"
+        except BaseException as exc:
+            outcomes["second"] = exc
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    try:
+        assert started.wait(10)
+        threads[1].start()
+        threading.Event().wait(0.3)  # let the second call queue for the connection
+        p.close()
+        for thread in threads:
+            thread.join(10)
+            assert not thread.is_alive()
+        assert isinstance(outcomes["first"], llmkit.LLMKitError), outcomes
+        assert isinstance(outcomes["second"], llmkit.UsageError), outcomes
+        assert CLOSED in str(outcomes["second"])
+        assert server.stats.connections_opened == 1
+    finally:
+        p.close()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(10)
+
+
+def test_a_task_waiting_for_a_connection_is_refused_by_aclose(server: ResponsesServer) -> None:
+    server.token_delay = 0.05
+    words = " ".join(f"w{i}" for i in range(100))
+
+    async def main() -> list[BaseException | llmkit.Response]:
+        p = async_provider(server, "websocket", ws_max_connections=1)
+        model = p.language_model("scripted")
+        started = asyncio.Event()
+
+        async def first() -> llmkit.Response:
+            async with model.stream(llmkit.Call(words)) as stream:
+                async for _ in stream:
+                    started.set()
+                return stream.response
+
+        tasks = [asyncio.create_task(first())]
+        await asyncio.wait_for(started.wait(), 10)
+        tasks.append(asyncio.create_task(model.generate("waits for the only connection")))
+        await asyncio.sleep(0.3)  # let the second call queue for the connection
+        await p.aclose()
+        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, llmkit.LLMKitError), first
+    assert isinstance(second, llmkit.UsageError), second
+    assert CLOSED in str(second)
+    assert server.stats.connections_opened == 1
