@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from llmkit._closing import AsyncClosing
+from llmkit._closing import AsyncClosing, bind_loop
 from llmkit._provider import ProviderBase, WebSocketWiring, Wiring
 from llmkit.model import AsyncLanguageModel
 from llmkit.openai._aio_models import AsyncChatModel, AsyncResponsesModel
@@ -44,7 +44,16 @@ class AsyncProvider(ProviderBase[httpx.AsyncClient, AsyncLanguageModel], AsyncCl
         return AsyncResponsesModel(model_id, http=self._http, websocket=self._websocket)
 
     async def aclose(self) -> None:
-        """Close the HTTP client and every WebSocket connection."""
+        """Close the HTTP client and every WebSocket connection, as `Provider.close`.
+
+        Raises:
+            UsageError: the provider was used on another event loop. Nothing is closed
+                then: its connections belong to that loop, so close it there.
+        """
+        bind_loop(self._http.loop)
+        if self._websocket is not None:
+            bind_loop(self._websocket.loop)
+        self._closed = True
         if self._websocket is not None:
             self._websocket.close()
         await self._http.aclose()

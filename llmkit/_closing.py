@@ -1,11 +1,40 @@
-"""``with`` and ``async with`` for every class whose `close`/`aclose` releases it."""
+"""``with`` and ``async with`` for every class whose `close`/`aclose` releases it, and the
+errors of a provider used after its close or on another event loop."""
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncClosing", "Closing"]
+from llmkit.exceptions import UsageError
+
+__all__ = ["AsyncClosing", "Closing", "bind_loop", "closed_error", "other_loop_error"]
+
+
+def closed_error() -> UsageError:
+    """What every call of a closed provider raises (nothing is sent or opened)."""
+    return UsageError("the provider is closed: make calls before close(), or make a new provider")
+
+
+def other_loop_error() -> UsageError:
+    """What an `AsyncProvider` used or closed on another event loop raises."""
+    return UsageError(
+        "this AsyncProvider belongs to another event loop (the one it was first used on): "
+        "use and close it there; its connections can only be closed by that loop"
+    )
+
+
+def bind_loop(bound: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+    """The running event loop, which must be ``bound`` once something is bound to one.
+
+    Raises:
+        UsageError: ``bound`` is another loop (`other_loop_error`).
+    """
+    loop = asyncio.get_running_loop()
+    if bound is not None and bound is not loop:
+        raise other_loop_error()
+    return loop
 
 
 class Closing:

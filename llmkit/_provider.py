@@ -10,7 +10,7 @@ from typing import Generic, TypedDict, TypeVar
 
 import httpx
 
-from llmkit._closing import Closing
+from llmkit._closing import Closing, closed_error
 from llmkit._version import __version__
 from llmkit.exceptions import UsageError, redact
 from llmkit.model import AsyncLanguageModel, LanguageModel
@@ -144,6 +144,9 @@ class ProviderBase(Generic[ClientT, ModelT]):
             )
         )
 
+    _closed = False
+    """Set by ``close``/``aclose``: the provider and its models refuse every call."""
+
     def _open(self, wiring: Wiring[ClientT]) -> None:
         raise NotImplementedError  # pragma: no cover - each provider builds its transports
 
@@ -151,8 +154,10 @@ class ProviderBase(Generic[ClientT, ModelT]):
         """A model of this provider.
 
         Raises:
-            UsageError: ``model_id`` is empty.
+            UsageError: ``model_id`` is empty, or the provider is closed.
         """
+        if self._closed:
+            raise closed_error()
         if not model_id:
             raise UsageError("model_id must be a non-empty string")
         return self._model(model_id)
@@ -223,7 +228,12 @@ class Provider(ProviderBase[httpx.Client, LanguageModel], Closing):
         return ResponsesModel(model_id, http=self._http, websocket=self._websocket)
 
     def close(self) -> None:
-        """Close the HTTP client and every WebSocket connection."""
+        """Close the HTTP client and every WebSocket connection. Safe to call twice.
+
+        Every later call, of models obtained before too, raises a `UsageError`; a
+        stream still open ends with an `LLMKitError` and reconnects nothing.
+        """
+        self._closed = True
         self._http.close()
         if self._websocket is not None:
             self._websocket.close()

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypedDict
+
+from llmkit._validation import (
+    PROVIDERS,
+    checked_prompt,
+    checked_provider_options,
+    checked_sequence,
+    checked_tools,
+)
+from llmkit.exceptions import UsageError
 
 __all__ = [
     "AssistantMessage",
@@ -21,6 +30,7 @@ __all__ = [
     "FunctionTool",
     "ImagePart",
     "Message",
+    "PROVIDERS",
     "ProviderItemPart",
     "ProviderTool",
     "ReasoningPart",
@@ -28,6 +38,7 @@ __all__ = [
     "ResponseMetadata",
     "SourcePart",
     "SystemMessage",
+    "TextMessageDict",
     "TextPart",
     "Tool",
     "ToolCall",
@@ -39,6 +50,7 @@ __all__ = [
     "UserMessage",
     "UserPart",
     "WarmupResult",
+    "as_call",
 ]
 
 
@@ -181,7 +193,10 @@ class UserMessage:
     role: Literal["user"] = field(default="user", init=False)
 
     def __init__(self, content: str | Sequence[UserPart]) -> None:
-        parts = (TextPart(content),) if isinstance(content, str) else tuple(content)
+        if isinstance(content, str):
+            parts: tuple[UserPart, ...] = (TextPart(content),)
+        else:
+            parts = checked_sequence("UserMessage", content, _USER_PARTS, "a str or ")
         object.__setattr__(self, "parts", parts)
         object.__setattr__(self, "role", "user")
 
@@ -194,7 +209,10 @@ class AssistantMessage:
     role: Literal["assistant"] = field(default="assistant", init=False)
 
     def __init__(self, parts: str | Sequence[AssistantPart]) -> None:
-        value = (TextPart(parts),) if isinstance(parts, str) else tuple(parts)
+        if isinstance(parts, str):
+            value: tuple[AssistantPart, ...] = (TextPart(parts),)
+        else:
+            value = checked_sequence("AssistantMessage", parts, _ASSISTANT_PARTS, "a str or ")
         object.__setattr__(self, "parts", value)
         object.__setattr__(self, "role", "assistant")
 
@@ -216,12 +234,19 @@ class ToolMessage:
     role: Literal["tool"] = field(default="tool", init=False)
 
     def __init__(self, results: ToolResult | Sequence[ToolResult]) -> None:
-        value = (results,) if isinstance(results, ToolResult) else tuple(results)
+        if isinstance(results, ToolResult):
+            value: tuple[ToolResult, ...] = (results,)
+        else:
+            value = checked_sequence("ToolMessage", results, (ToolResult,), "one ToolResult or ")
         object.__setattr__(self, "results", value)
         object.__setattr__(self, "role", "tool")
 
 
 Message: TypeAlias = SystemMessage | UserMessage | AssistantMessage | ToolMessage
+
+_USER_PARTS = (TextPart, ImagePart, FilePart)
+_ASSISTANT_PARTS = (TextPart, ReasoningPart, ToolCall, SourcePart, ProviderItemPart)
+_MESSAGES = (SystemMessage, UserMessage, AssistantMessage, ToolMessage)
 
 
 # --------------------------------------------------------------------------- calls
@@ -253,13 +278,42 @@ ToolChoice: TypeAlias = str | None
 """``None`` (provider default), ``"auto"``, ``"none"``, ``"required"`` or a tool name."""
 
 
+class TextMessageDict(TypedDict):
+    """An OpenAI-style text message that `Call` converts to a message: ``"system"`` and
+    ``"developer"`` to a `SystemMessage`, ``"user"`` to a `UserMessage`, ``"assistant"``
+    to an `AssistantMessage`. No other key is allowed."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+_DICT_MESSAGES: Mapping[str, type[SystemMessage | UserMessage | AssistantMessage]] = {
+    "system": SystemMessage,
+    "developer": SystemMessage,
+    "user": UserMessage,
+    "assistant": AssistantMessage,
+}
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class Call:
     """One request to a model: the conversation so far, tools and settings.
 
-    ``prompt`` may be a plain string (one user message). ``provider_options`` maps a
-    provider name to its options, e.g. ``{"openai": ResponsesOptions(store=True)}`` or
-    ``{"openai": {"store": True}}``.
+    ``prompt`` is a plain string (one user message) or a sequence of messages
+    (`SystemMessage`, `UserMessage`, `AssistantMessage`, `ToolMessage`). OpenAI-style
+    text dicts are converted: ``{"role": "system" | "developer", "content": str}`` to a
+    `SystemMessage`, ``"user"`` to a `UserMessage`, ``"assistant"`` to an
+    `AssistantMessage`; a dict with any other key, role or content (tool calls, content
+    parts, ``name``) is a `UsageError`, as it has no one meaning in llmkit's messages.
+
+    ``tools`` are `FunctionTool` and `ProviderTool` declarations; a Python function
+    is refused here (a call cannot run it): give it to `ToolLoop`, or declare it with
+    ``llmkit.tool(function).spec``. ``provider_options`` maps a provider name (see
+    `PROVIDERS`) to its options, e.g. ``{"openai": ResponsesOptions(store=True)}`` or
+    ``{"openai": {"store": True}}``; an unknown name is a `UsageError`, not ignored.
+
+    Raises:
+        UsageError: any argument of the wrong type, said with what was expected.
     """
 
     prompt: tuple[Message, ...]
@@ -272,7 +326,7 @@ class Call:
 
     def __init__(
         self,
-        prompt: str | Sequence[Message],
+        prompt: str | Sequence[Message | TextMessageDict],
         *,
         tools: Sequence[Tool] = (),
         tool_choice: ToolChoice = None,
@@ -281,14 +335,34 @@ class Call:
         top_p: float | None = None,
         provider_options: Mapping[str, Any] | None = None,
     ) -> None:
-        messages = (UserMessage(prompt),) if isinstance(prompt, str) else tuple(prompt)
-        object.__setattr__(self, "prompt", messages)
-        object.__setattr__(self, "tools", tuple(tools))
+        if tool_choice is not None and not isinstance(tool_choice, str):
+            raise UsageError(
+                f"Call.tool_choice is a {type(tool_choice).__name__}; expected None, "
+                "'auto', 'none', 'required' or a tool name"
+            )
+        object.__setattr__(self, "prompt", checked_prompt(prompt, _MESSAGES, _DICT_MESSAGES))
+        object.__setattr__(self, "tools", checked_tools(tools, (FunctionTool, ProviderTool)))
         object.__setattr__(self, "tool_choice", tool_choice)
         object.__setattr__(self, "max_output_tokens", max_output_tokens)
         object.__setattr__(self, "temperature", temperature)
         object.__setattr__(self, "top_p", top_p)
-        object.__setattr__(self, "provider_options", provider_options)
+        object.__setattr__(self, "provider_options", checked_provider_options(provider_options))
+
+
+def as_call(call: Call | str) -> Call:
+    """What every model method takes: a `Call`, or a plain string as ``Call(call)``.
+
+    Raises:
+        UsageError: ``call`` is neither.
+    """
+    if isinstance(call, Call):
+        return call
+    if isinstance(call, str):
+        return Call(call)
+    raise UsageError(
+        f"expected a Call or a str, not a {type(call).__name__}: "
+        "wrap messages as llmkit.Call([...])"
+    )
 
 
 # --------------------------------------------------------------------------- results

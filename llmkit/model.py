@@ -2,7 +2,8 @@
 
 A model has one real method, `stream`. `generate` is the fold of `stream` (the same
 parts, collected), so streaming and non-streaming answers never disagree, and
-`warmup` prepares a connection for a conversation where the transport can.
+`warmup` prepares a connection for a conversation where the transport can. Each takes
+a `Call`, or a plain string as shorthand for ``Call(string)`` (one user message).
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ class LanguageModel(_Named, ABC):
     """A model of one provider, bound to a model id (``provider.language_model("gpt-5")``)."""
 
     @abstractmethod
-    def stream(self, call: Call) -> Stream:
+    def stream(self, call: Call | str) -> Stream:
         """Start a streamed answer to ``call``.
 
         Nothing is sent until the stream is iterated. Leaving early is safe.
 
         Raises:
-            UsageError: ``call`` cannot be encoded for this provider (raised here, at once).
+            UsageError: ``call`` cannot be encoded for this provider, or the provider is
+                closed (raised here, at once).
         """
 
-    def generate(self, call: Call) -> Response:
+    def generate(self, call: Call | str) -> Response:
         """Answer ``call``: the parts of `stream`, folded into a `Response`.
 
         Raises:
@@ -48,7 +50,7 @@ class LanguageModel(_Named, ABC):
             return stream.until_done()
 
     @abstractmethod
-    def warmup(self, call: Call) -> WarmupResult:
+    def warmup(self, call: Call | str) -> WarmupResult:
         """Prepare the server for ``call`` without generating output, where supported."""
 
 
@@ -57,16 +59,17 @@ class AsyncLanguageModel(_Named, ABC):
     responses, parts and exceptions, awaited."""
 
     @abstractmethod
-    def stream(self, call: Call) -> AsyncStream:
+    def stream(self, call: Call | str) -> AsyncStream:
         """Start a streamed answer to ``call``: ``async with model.stream(call) as s``.
 
         Nothing is sent until the stream is iterated. Leaving early is safe.
 
         Raises:
-            UsageError: ``call`` cannot be encoded for this provider (raised here, at once).
+            UsageError: ``call`` cannot be encoded for this provider, or the provider is
+                closed (raised here, at once).
         """
 
-    async def generate(self, call: Call) -> Response:
+    async def generate(self, call: Call | str) -> Response:
         """Answer ``call``: the parts of `stream`, folded into a `Response`.
 
         Raises:
@@ -76,5 +79,5 @@ class AsyncLanguageModel(_Named, ABC):
             return await stream.until_done()
 
     @abstractmethod
-    async def warmup(self, call: Call) -> WarmupResult:
+    async def warmup(self, call: Call | str) -> WarmupResult:
         """Prepare the server for ``call`` without generating output, where supported."""

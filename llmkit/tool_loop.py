@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import reprlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import to_json
 
-from llmkit._validation import describe_validation_error
+from llmkit._validation import describe_validation_error, is_sequence
 from llmkit.exceptions import UsageError
 from llmkit.messages import (
     Call,
@@ -147,10 +148,13 @@ def tool(
     The description defaults to the docstring's first paragraph.
 
     Raises:
-        UsageError: the function takes ``*args`` or its hints cannot make a schema.
+        UsageError: ``function`` is not callable, takes ``*args``, or its hints cannot
+            make a schema.
     """
 
     def build(func: Callable[..., Any]) -> CallableTool:
+        if not callable(func):
+            raise UsageError(f"a tool must be a function: {_not_a_function(func)}")
         tool_name = name or getattr(func, "__name__", "")
         if not tool_name or tool_name == "<lambda>":
             raise UsageError("a tool needs a name: pass name=... for lambdas and partials")
@@ -164,6 +168,17 @@ def tool(
         return CallableTool(spec, func, adapter)
 
     return build if function is None else build(function)
+
+
+def _not_a_function(value: object) -> str:
+    """What a value given as a tool is, and what is expected instead."""
+    hint = ""
+    if isinstance(value, FunctionTool):
+        hint = " (a FunctionTool only declares a tool: llmkit.tool(function) gives one to run)"
+    return (
+        f"got {type(value).__name__} {reprlib.repr(value)}; expected a function or a "
+        f"CallableTool made with llmkit.tool{hint}"
+    )
 
 
 def _schema(func: Callable[..., Any], name: str) -> tuple[TypeAdapter[Any], dict[str, Any]]:
@@ -236,7 +251,13 @@ class _ToolLoopBase(Generic[ModelT]):
         self.max_steps = max_steps
         self.warmup = warmup
         self.tools: dict[str, CallableTool] = {}
-        for item in tools:
+        if not is_sequence(tools):
+            raise UsageError(
+                f"tools must be a list of functions or CallableTools, not a {type(tools).__name__}"
+            )
+        for index, item in enumerate(tools):
+            if not callable(item):
+                raise UsageError(f"tools[{index}] is not a function: {_not_a_function(item)}")
             declared = item if isinstance(item, CallableTool) else tool(item)
             if declared.name in self.tools:
                 raise UsageError(f"two tools are named {declared.name!r}")
@@ -318,8 +339,9 @@ class ToolLoop(_ToolLoopBase[LanguageModel]):
             sends ``generate: false``, billed for input tokens; elsewhere it is free).
 
     Raises:
-        UsageError: two tools share a name, an ``async def`` tool (use `AsyncToolLoop`),
-            or ``max_steps`` < 1.
+        UsageError: a tool that is not a function (said with what it is), two tools
+            share a name, an ``async def`` tool (use `AsyncToolLoop`), or
+            ``max_steps`` < 1.
     """
 
     def _accept(self, declared: CallableTool) -> None:

@@ -51,7 +51,7 @@ class PortalModel(llmkit.LanguageModel):
         self.model_id = model.model_id
         self._portal = portal
 
-    def stream(self, call: llmkit.Call) -> llmkit.Stream:
+    def stream(self, call: llmkit.Call | str) -> llmkit.Stream:
         return llmkit.Stream(self._pull(self.model.stream(call)))
 
     def _pull(self, stream: llmkit.AsyncStream) -> Iterator[llmkit.StreamPart]:
@@ -65,10 +65,10 @@ class PortalModel(llmkit.LanguageModel):
         finally:
             self._portal.call(stream.aclose())
 
-    def generate(self, call: llmkit.Call) -> llmkit.Response:
+    def generate(self, call: llmkit.Call | str) -> llmkit.Response:
         return self._portal.call(self.model.generate(call))
 
-    def warmup(self, call: llmkit.Call) -> llmkit.WarmupResult:
+    def warmup(self, call: llmkit.Call | str) -> llmkit.WarmupResult:
         return self._portal.call(self.model.warmup(call))
 
     def __repr__(self) -> str:

@@ -502,9 +502,10 @@ def test_every_option_field_is_encoded() -> None:
     }
 
 
-def test_other_providers_options_are_ignored() -> None:
-    request = encode_request("m", Call("hi", provider_options={"anthropic": {"x": 1}}))
-    assert request.body == {"model": "m", "input": [user("hi")], "store": False}
+def test_options_of_a_provider_llmkit_does_not_know_are_refused() -> None:
+    # A misspelt name ("opneai") must not drop the options silently (test_call_input.py).
+    with pytest.raises(UsageError, match="known providers: 'openai'"):
+        Call("hi", provider_options={"anthropic": {"x": 1}})
 
 
 def test_responses_options_helper() -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any, Protocol
 
+from llmkit._closing import closed_error
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import AsyncLanguageModel
 from llmkit.openai._aio import aopen_stamped, arun_protocol
@@ -33,6 +34,9 @@ Parts = AsyncGenerator[StreamPart, None]
 
 class AsyncPayloadOpener(Protocol):
     """What an async model needs of a transport: open one request's payload stream."""
+
+    closed: bool
+    """Whether the provider closed it: its models then refuse every call."""
 
     async def open(self, request: TransportRequest) -> AsyncPayloadStream: ...
 
@@ -78,7 +82,9 @@ class AsyncResponsesModel(AsyncLanguageModel):
         self._http = http
         self._websocket = websocket
 
-    def stream(self, call: Call) -> AsyncStream:
+    def stream(self, call: Call | str) -> AsyncStream:
+        if self._http.closed:
+            raise closed_error()
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
             turn = self._http_turn(encoded.body, None)
@@ -90,8 +96,10 @@ class AsyncResponsesModel(AsyncLanguageModel):
         prepare = functools.partial(http_request, body, fallback_reason)
         return _http_parts(self._http, prepare, ResponsesProtocol())
 
-    async def warmup(self, call: Call) -> WarmupResult:
+    async def warmup(self, call: Call | str) -> WarmupResult:
         """As `ResponsesModel.warmup`: ``generate: false`` over WebSocket, else a no-op."""
+        if self._http.closed:
+            raise closed_error()
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
             return WarmupResult.skipped()
@@ -107,13 +115,17 @@ class AsyncChatModel(AsyncLanguageModel):
         self.model_id = model_id
         self._http = http
 
-    def stream(self, call: Call) -> AsyncStream:
+    def stream(self, call: Call | str) -> AsyncStream:
+        if self._http.closed:
+            raise closed_error()
         encoded = encode_chat_request(self.model_id, call)
         prepare = functools.partial(chat_request, encoded.body)
         turn = _http_parts(self._http, prepare, ChatProtocol())
         return _stream(encoded.warnings, turn)
 
-    async def warmup(self, call: Call) -> WarmupResult:
+    async def warmup(self, call: Call | str) -> WarmupResult:
         """As `ChatModel.warmup`: validates ``call`` and sends nothing."""
+        if self._http.closed:
+            raise closed_error()
         encode_chat_request(self.model_id, call)
         return WarmupResult.skipped()

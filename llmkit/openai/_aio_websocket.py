@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Protocol
 
+from llmkit._closing import bind_loop
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._aio import arun_protocol
@@ -77,9 +78,17 @@ class _AsyncPool:
         if self._released is not None:
             self._released.set()
 
+    def admit(self, slot: Slot[AsyncConnection], connection: AsyncConnection) -> None:
+        """Keep a new connection in ``slot``; refused (and closed) once the pool closed."""
+        self._slots.admit(slot, connection)
+
+    def refuse_if_closed(self) -> None:
+        """Raise the provider's "closed" `UsageError` once the pool closed."""
+        self._slots.refuse_if_closed()
+
     def close(self) -> None:
-        """Close every connection."""
-        self._slots.drop_all()
+        """Close every connection; waiting and later calls are refused."""
+        self._slots.close()
         if self._released is not None:
             self._released.set()
 
@@ -105,6 +114,8 @@ class AsyncWebSocketSession:
         self._pool = _AsyncPool(max_connections, wait_timeout)
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop of the first turn; the connections belong to it."""
 
     async def stream(self, body: JSON, http: AsyncHTTPTurn) -> AsyncGenerator[StreamPart, None]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started."""
@@ -127,6 +138,7 @@ class AsyncWebSocketSession:
 
     async def warmup(self, body: JSON) -> WarmupResult:
         """Send ``body`` with ``generate: false``; its response becomes the chain head."""
+        self._pool.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
         turn = await self._turn(body, warmup=True)
@@ -142,6 +154,7 @@ class AsyncWebSocketSession:
         self._pool.close()
 
     async def _turn(self, body: JSON, *, warmup: bool) -> Turn[AsyncConnection]:
+        self.loop = bind_loop(self.loop)
         slot = await self._pool.acquire(body)
         return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
 
@@ -170,9 +183,12 @@ class AsyncWebSocketSession:
         return None
 
     async def _open(self, turn: Turn[AsyncConnection]) -> AsyncConnection | None:
+        self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
         try:
-            return await self._connect()
+            connection = await self._connect()
         except LLMKitError as exc:
             if not turn.connect_failed(exc):
                 raise
             return None
+        self._pool.admit(turn.slot, connection)
+        return connection

@@ -37,6 +37,7 @@ from llmkit.messages import (
     ToolMessage,
     UserMessage,
     UserPart,
+    as_call,
 )
 from llmkit.openai.options import ResponsesOptions, responses_options
 
@@ -59,12 +60,16 @@ class EncodedRequest:
     warnings: tuple[str, ...] = ()
 
 
-def encode_request(model: str, call: Call) -> EncodedRequest:
+def encode_request(model: str, call: Call | str) -> EncodedRequest:
     """Encode ``call`` for ``model`` as a ``POST /responses`` body (without ``stream``).
 
+    A plain string is ``Call(call)``.
+
     Raises:
-        UsageError: invalid options, or a ``tool_choice`` that names no given tool.
+        UsageError: ``call`` is neither a `Call` nor a str, invalid options, or a
+            ``tool_choice`` that names no given tool.
     """
+    call = as_call(call)
     options = responses_options(call.provider_options)
     warnings: list[str] = []
     body: JSON = {"model": model, "input": encode_input(call.prompt, options, warnings)}

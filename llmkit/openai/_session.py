@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from llmkit._closing import closed_error
 from llmkit.exceptions import LLMKitError, Timeout, TransportError
 from llmkit.messages import WarmupResult
 from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, record_chain
@@ -92,18 +93,28 @@ class Slots(Generic[ConnectionT]):
 
     Not thread-safe by itself: each shell calls it under its own lock and brings its
     own way of waiting for `release`.
+
+    Once `close` ran, nothing is leased or kept: `lease` and `admit` refuse with the
+    provider's "closed" error, and `release` drops the connection of a turn that was
+    in flight during the close (a connect that completed after it included).
     """
 
     def __init__(self, size: int, wait_timeout: float | None) -> None:
         self.size = size
         self.wait_timeout = wait_timeout
         self._slots: list[Slot[ConnectionT]] = []
+        self.closed = False
 
     def __iter__(self) -> Iterator[Slot[ConnectionT]]:
         return iter(self._slots)
 
     def lease(self, body: Mapping[str, Any]) -> Slot[ConnectionT] | None:
-        """The slot for ``body``, marked busy; None while every slot is busy."""
+        """The slot for ``body``, marked busy; None while every slot is busy.
+
+        Raises:
+            UsageError: the session is closed.
+        """
+        self.refuse_if_closed()
         slot = self._pick(body)
         if slot is not None:
             slot.busy = True
@@ -124,12 +135,29 @@ class Slots(Generic[ConnectionT]):
         return min(idle, key=lambda s: s.last_used) if idle else None
 
     def release(self, slot: Slot[ConnectionT]) -> None:
-        """Return a leased slot."""
+        """Return a leased slot (its connection closed if the session closed meanwhile)."""
         slot.busy = False
         slot.last_used = time.monotonic()
+        if self.closed:
+            slot.drop("the provider was closed")
 
-    def drop_all(self) -> None:
-        """Close every connection; leased ones fail on their next read."""
+    def refuse_if_closed(self) -> None:
+        """Raise the provider's "closed" `UsageError` once `close` ran."""
+        if self.closed:
+            raise closed_error()
+
+    def admit(self, slot: Slot[ConnectionT], connection: ConnectionT) -> None:
+        """Keep a newly opened ``connection`` in ``slot``, unless the session closed
+        while it was connecting: then close it and raise the "closed" `UsageError`."""
+        if self.closed:
+            connection.close()
+            raise closed_error()
+        slot.connection = connection
+
+    def close(self) -> None:
+        """Close every connection and refuse what comes; leased ones fail on their next
+        read, and their slots are emptied again when released."""
+        self.closed = True
         for slot in self._slots:
             slot.drop("the provider was closed")
 

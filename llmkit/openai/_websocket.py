@@ -72,10 +72,19 @@ class _Pool:
             self._slots.release(slot)
             self._cond.notify()
 
-    def close(self) -> None:
-        """Close every connection."""
+    def admit(self, slot: Slot[Connection], connection: Connection) -> None:
+        """Keep a new connection in ``slot``; refused (and closed) once the pool closed."""
         with self._cond:
-            self._slots.drop_all()
+            self._slots.admit(slot, connection)
+
+    def refuse_if_closed(self) -> None:
+        """Raise the provider's "closed" `UsageError` once the pool closed."""
+        self._slots.refuse_if_closed()
+
+    def close(self) -> None:
+        """Close every connection; waiting and later calls are refused."""
+        with self._cond:
+            self._slots.close()
             self._cond.notify_all()
 
 
@@ -124,6 +133,7 @@ class WebSocketSession:
 
     def warmup(self, body: JSON) -> WarmupResult:
         """Send ``body`` with ``generate: false``; its response becomes the chain head."""
+        self._pool.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
         turn = self._turn(body, warmup=True)
@@ -163,9 +173,12 @@ class WebSocketSession:
         return None
 
     def _open(self, turn: Turn[Connection]) -> Connection | None:
+        self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
         try:
-            return self._connect()
+            connection = self._connect()
         except LLMKitError as exc:
             if not turn.connect_failed(exc):
                 raise
             return None
+        self._pool.admit(turn.slot, connection)
+        return connection

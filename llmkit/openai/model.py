@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from llmkit._closing import closed_error
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._encode import encode_request
@@ -34,6 +35,9 @@ def http_request(
 class PayloadOpener(Protocol):
     """What the model needs of a transport: open one request's payload stream."""
 
+    closed: bool
+    """Whether the provider closed it: its models then refuse every call."""
+
     def open(self, request: TransportRequest) -> PayloadStream: ...
 
 
@@ -57,7 +61,9 @@ class ResponsesModel(LanguageModel):
         self._http = http
         self._websocket = websocket
 
-    def stream(self, call: Call) -> Stream:
+    def stream(self, call: Call | str) -> Stream:
+        if self._http.closed:
+            raise closed_error()
         encoded = encode_request(self.model_id, call)
         return Stream(self._parts(encoded.body, encoded.warnings))
 
@@ -74,7 +80,7 @@ class ResponsesModel(LanguageModel):
         payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ResponsesProtocol())
 
-    def warmup(self, call: Call) -> WarmupResult:
+    def warmup(self, call: Call | str) -> WarmupResult:
         """Warm the server up for ``call`` without generating (WebSocket mode only).
 
         Over WebSocket: sends ``generate: false``; the warm-up becomes the head of the
@@ -82,6 +88,8 @@ class ResponsesModel(LanguageModel):
         input tokens. Over HTTP, or while WebSocket is unavailable, nothing is sent and
         the result says ``transport="http"``: a warm-up never becomes a billed generation.
         """
+        if self._http.closed:
+            raise closed_error()
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
             return WarmupResult.skipped()

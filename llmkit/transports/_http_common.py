@@ -23,6 +23,7 @@ from typing import NamedTuple, TypeVar
 
 import httpx
 
+from llmkit._closing import closed_error
 from llmkit.exceptions import (
     APIStatusError,
     ConnectError,
@@ -55,6 +56,7 @@ __all__ = [
     "is_event_stream",
     "pick_client",
     "read_error",
+    "refuse_if_closed",
     "status_error_from",
 ]
 
@@ -185,13 +187,37 @@ def pick_client(
     ``verify`` says.
 
     Raises:
-        UsageError: Both ``client`` and ``transport`` were given.
+        UsageError: Both ``client`` and ``transport`` were given, or ``client`` is not a
+            ``factory`` (an ``httpx.AsyncClient`` for the blocking transport, say: it
+            would fail only at the first request, with an unrelated message).
     """
     if client is not None and transport is not None:
         raise UsageError("pass either client or transport, not both")
+    if client is not None and isinstance(factory, type) and not isinstance(client, factory):
+        kind = type(client)
+        raise UsageError(
+            f"http_client must be an httpx.{factory.__name__}, not {kind.__module__}."
+            f"{kind.__qualname__}: Provider takes an httpx.Client, AsyncProvider an "
+            "httpx.AsyncClient"
+        )
     if client is None:
         return factory(transport=transport, verify=verify), True
     return client, False
+
+
+def refuse_if_closed(closed: bool, client: httpx.Client | httpx.AsyncClient) -> None:
+    """Refuse a request of a closed transport, or over a caller's client closed since.
+
+    A provider closes its transport but leaves a caller's client open, so the
+    transport's own flag, not the client's state, says whether the provider is closed.
+
+    Raises:
+        UsageError: the transport (so the provider) is closed, or the client is.
+    """
+    if closed:
+        raise closed_error()
+    if client.is_closed:
+        raise UsageError("the httpx client given as http_client is closed")
 
 
 class PreparedRequest(NamedTuple):

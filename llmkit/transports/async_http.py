@@ -24,8 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 
 import httpx
 
-from llmkit._closing import AsyncClosing
-from llmkit.exceptions import UsageError
+from llmkit._closing import AsyncClosing, bind_loop
 from llmkit.transports import _http_common as common
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
@@ -118,6 +117,10 @@ class AsyncHTTPTransport(AsyncClosing):
         )
         self._settings = common.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
+        self.closed = False
+        """Whether `aclose` was called: every later `open` is refused."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop of the first `open`; its connections belong to it."""
 
     async def open(self, request: TransportRequest) -> AsyncHTTPPayloadStream:
         """Send ``request`` and return its event stream once a 2xx event stream answered.
@@ -126,8 +129,8 @@ class AsyncHTTPTransport(AsyncClosing):
         must iterate or close, or an `APIStatusError`, `ConnectError`, `Timeout`,
         `ProtocolError` or `UsageError`.
         """
-        if self._client.is_closed:
-            raise UsageError("this AsyncHTTPTransport is closed")
+        common.refuse_if_closed(self.closed, self._client)
+        self.loop = bind_loop(self.loop)
         prepared = self._settings.prepare(request)
         response = await self._send_with_retries(prepared)
         await _require_event_stream(response, prepared.secrets)
@@ -155,6 +158,7 @@ class AsyncHTTPTransport(AsyncClosing):
 
     async def aclose(self) -> None:
         """Close the httpx client if this transport created it; a shared one stays open."""
+        self.closed = True
         if self._owns_client:
             await self._client.aclose()
 

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import httpx
 
 from llmkit._closing import Closing
-from llmkit.exceptions import UsageError
 from llmkit.transports import _http_common as common
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
@@ -134,6 +133,8 @@ class HTTPTransport(Closing):
         )
         self._settings = common.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
+        self.closed = False
+        """Whether `close` was called: every later `open` is refused."""
 
     def open(self, request: TransportRequest) -> HTTPPayloadStream:
         """Send ``request`` and return its event stream once a 2xx event stream answered.
@@ -149,8 +150,7 @@ class HTTPTransport(Closing):
             ProtocolError: A 2xx answer that is not ``text/event-stream``.
             UsageError: The transport was closed.
         """
-        if self._client.is_closed:
-            raise UsageError("this HTTPTransport is closed")
+        common.refuse_if_closed(self.closed, self._client)
         prepared = self._settings.prepare(request)
         response = self._send_with_retries(prepared)
         _require_event_stream(response, prepared.secrets)
@@ -176,6 +176,7 @@ class HTTPTransport(Closing):
 
     def close(self) -> None:
         """Close the httpx client if this transport created it; a shared one stays open."""
+        self.closed = True
         if self._owns_client:
             self._client.close()
 

@@ -30,6 +30,7 @@ from llmkit.messages import (
     ToolMessage,
     UserMessage,
     UserPart,
+    as_call,
 )
 from llmkit.openai._encode import EncodedRequest, tool_choice_name
 from llmkit.openai.chat.options import ChatOptions, chat_options
@@ -39,13 +40,17 @@ __all__ = ["encode_chat_request", "encode_messages"]
 JSON = dict[str, Any]
 
 
-def encode_chat_request(model: str, call: Call) -> EncodedRequest:
+def encode_chat_request(model: str, call: Call | str) -> EncodedRequest:
     """Encode ``call`` for ``model`` as a streaming ``POST /chat/completions`` body.
 
+    A plain string is ``Call(call)``.
+
     Raises:
-        UsageError: invalid or Responses-only options, a ``tool_choice`` that names no
-            given tool, or content Chat Completions cannot carry.
+        UsageError: ``call`` is neither a `Call` nor a str, invalid or Responses-only
+            options, a ``tool_choice`` that names no given tool, or content Chat
+            Completions cannot carry.
     """
+    call = as_call(call)
     options = chat_options(call.provider_options)
     warnings: list[str] = []
     body: JSON = {"model": model, "messages": encode_messages(call.prompt, warnings)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from llmkit._closing import closed_error
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._loop import Meter, open_stamped, run_protocol
@@ -38,7 +39,9 @@ class ChatModel(LanguageModel):
         self.model_id = model_id
         self._http = http
 
-    def stream(self, call: Call) -> Stream:
+    def stream(self, call: Call | str) -> Stream:
+        if self._http.closed:
+            raise closed_error()
         encoded = encode_chat_request(self.model_id, call)
         return Stream(self._parts(encoded.body, encoded.warnings))
 
@@ -49,11 +52,13 @@ class ChatModel(LanguageModel):
         payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ChatProtocol())
 
-    def warmup(self, call: Call) -> WarmupResult:
+    def warmup(self, call: Call | str) -> WarmupResult:
         """Validate ``call``; send nothing. Chat Completions has no warm-up request.
 
         Like a Responses warm-up over HTTP, the result says ``transport="http"`` and
         nothing is billed.
         """
+        if self._http.closed:
+            raise closed_error()
         encode_chat_request(self.model_id, call)
         return WarmupResult.skipped()
