@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, assert_never
 
+from pydantic import ValidationError
+
+from llmkit._validation import describe_validation_error
 from llmkit.exceptions import (
     APIError,
     IncompleteStream,
@@ -275,8 +278,9 @@ class ResponsesProtocol:
         for index, raw in enumerate(message.content):
             try:
                 content = wire.parse_content(raw)
-            except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                raise ProtocolError(f"malformed message content: {exc}") from exc
+            except ValidationError as exc:  # not chained: its text quotes the values
+                problems = describe_validation_error(exc, "content")
+                raise ProtocolError(f"malformed message content: {problems}") from None
             if content is None:
                 continue
             final = content.text if isinstance(content, wire.OutputText) else content.refusal
@@ -538,8 +542,9 @@ def _new_text_delta(item_id: str | None, delta: str) -> TextDelta:
 def _parse_item(raw: dict[str, Any]) -> wire.OutputItem:
     try:
         return wire.parse_item(raw)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ProtocolError(f"malformed output item: {exc}") from exc
+    except ValidationError as exc:  # not chained: its text quotes the values
+        problems = describe_validation_error(exc, "item")
+        raise ProtocolError(f"malformed output item: {problems}") from None
 
 
 def _source(item_id: str | None, annotation: dict[str, Any]) -> SourcePart:
