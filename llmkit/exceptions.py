@@ -31,7 +31,7 @@ No message built here may contain a credential: transports pass server text thro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -157,19 +157,16 @@ def redact_error(error: LLMKitError, secrets: Sequence[str]) -> None:
         error.__suppress_context__ = True
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    """The causes and contexts a traceback of ``error`` would show, bounded and cycle-free."""
-    links: list[BaseException] = []
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The causes and contexts a traceback of ``error`` shows, each once (chains can loop)."""
+    seen = {id(error)}
     link: BaseException | None = error
-    while link is not None and len(links) < 16:
-        nxt = link.__cause__ if link.__cause__ is not None else None
-        if nxt is None and not link.__suppress_context__:
-            nxt = link.__context__
-        if nxt is None or nxt is error or nxt in links:
-            break
-        links.append(nxt)
-        link = nxt
-    return links
+    while link is not None:
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+        if link is None or id(link) in seen:
+            return
+        seen.add(id(link))
+        yield link
 
 
 def _leaks(exc: BaseException, secrets: Sequence[str]) -> bool:

@@ -286,6 +286,18 @@ def test_redact_error_drops_a_chained_cause_holding_a_piece_of_a_secret() -> Non
         redact_error(clean, [API_KEY])
         assert "no secret" in "".join(exception_texts(clean))
 
+    # A chain that loops back on itself (Python allows it) is walked once, to its end.
+    first, second = ValueError("first"), ValueError(f"deep: {API_KEY[-10:]}")
+    first.__context__, second.__context__ = second, first
+    looped = llmkit.ProtocolError("bad")
+    looped.__cause__ = first
+    redact_error(looped, [API_KEY])
+    assert looped.__cause__ is None
+    second.args = ("clean",)
+    looped.__cause__ = first
+    redact_error(looped, [API_KEY])
+    assert looped.__cause__ is first
+
 
 # --------------------------------------------------------------------------- 9: redirects
 
