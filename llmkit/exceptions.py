@@ -73,16 +73,17 @@ FRAGMENT = 8
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """Return ``text`` with every non-trivial secret replaced by ``[REDACTED]``.
 
-    A secret of at least `FRAGMENT` characters is also caught in part: every run of
-    text made of its `FRAGMENT`-character substrings (a truncated prefix, a suffix) is
-    replaced too.
+    A secret is also caught in part: every run of text made of `FRAGMENT`-character
+    substrings of it (a truncated prefix, a suffix) is replaced too. The pieces are
+    taken from each word of the secret, so an auth scheme (``Bearer``) is no piece.
     """
     for secret in secrets:
         if secret and len(secret) >= 4:
             if secret in text:
                 text = text.replace(secret, _REDACTED)
-            if len(secret) >= FRAGMENT:
-                text = _redact_fragments(text, secret)
+            for word in secret.split():  # "Bearer sk-...": pieces of the key, not "Bearer s"
+                if len(word) >= FRAGMENT:
+                    text = _redact_fragments(text, word)
     return text
 
 

@@ -263,6 +263,9 @@ def test_redaction_catches_a_long_prefix_suffix_or_middle_of_a_secret() -> None:
     assert redact(API_KEY[:7], secrets) == API_KEY[:7]  # under 8 characters: not a piece
     assert redact("nothing here", secrets) == "nothing here"
     assert redact("<abcdef>", ["abcdefg"]) == "<abcdef>"  # under 8: matched whole only
+    bearer = [f"Bearer {API_KEY}"]
+    assert redact("Bearer scheme, Bearer sk-other", bearer) == "Bearer scheme, Bearer sk-other"
+    assert redact(f"Bearer {API_KEY[:9]}", bearer) == "Bearer [REDACTED]"
 
 
 def test_redact_error_drops_a_chained_cause_holding_a_piece_of_a_secret() -> None:
@@ -292,11 +295,15 @@ def test_redact_error_drops_a_chained_cause_holding_a_piece_of_a_secret() -> Non
     looped = llmkit.ProtocolError("bad")
     looped.__cause__ = first
     redact_error(looped, [API_KEY])
-    assert looped.__cause__ is None
+    assert _cause(looped) is None
     second.args = ("clean",)
     looped.__cause__ = first
     redact_error(looped, [API_KEY])
     assert looped.__cause__ is first
+
+
+def _cause(error: BaseException) -> BaseException | None:
+    return error.__cause__  # read through a call: mypy would narrow the attribute
 
 
 # --------------------------------------------------------------------------- 9: redirects

@@ -137,7 +137,8 @@ class HTTPTransport(Closing):
 
         Raises:
             APIStatusError: The server answered with an error status (after retries, for
-                retryable ones); the subclass matches the status.
+                retryable ones), or with a redirect that is not followed (another
+                origin, a 301/302/303, a fourth redirect); the subclass matches the status.
             ConnectError: No connection or no answer, after retries.
             Timeout: Connecting or waiting for the answer timed out.
             ProtocolError: A 2xx answer that is not ``text/event-stream``.
