@@ -26,6 +26,7 @@ from portal import PortalProvider
 from test_security import (
     CHAT_SSE,
     WS_GUID,
+    Audit,
     RawServer,
     Request,
     assert_no_key,
@@ -54,6 +55,28 @@ from llmkit.transports._origin import origin, same_origin_redirect
 
 HTTP_TRANSPORTS = [t for t in TRANSPORTS if t != "websocket"]
 """Chat and Responses over HTTP, sync and async: the paths that POST."""
+
+
+# --------------------------------------------------------------------------- the audit
+
+
+def test_the_key_audit_sees_every_error_log_record_and_provider(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The acceptance check can fail: what it collects from a test, a leak included."""
+    audit: Audit = request.getfixturevalue("key_audit")
+    error = llmkit.ConnectError(f"saw {API_KEY[2:12]}")
+    logging.getLogger("llmkit").debug("saw %s", API_KEY[-9:])  # not a filtered logger
+    with llmkit.Provider(api_key=API_KEY, base_url="http://127.0.0.1:9/v1") as p:
+        pass
+    texts = audit.texts()
+    assert [t for t in texts if leaks(t)] == [t for t in texts if "saw " in t]
+    assert len([t for t in texts if leaks(t)]) >= 3  # the log line, str and repr of the error
+    assert repr(p) in texts
+    with pytest.raises(pytest.fail.Exception, match="leaked"):
+        assert_no_key(texts)
+    error.message, error.args = "clean", ("clean",)  # let the audit itself pass
+    audit.caplog.clear()
 
 
 # --------------------------------------------------------------------------- 6: bad keys

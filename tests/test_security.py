@@ -74,40 +74,50 @@ def exception_texts(error: BaseException) -> list[str]:
     return texts
 
 
-@pytest.fixture(autouse=True)
-def key_audit(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The acceptance check of the whole security suite (this module and test_secrets).
+@dataclass
+class Audit:
+    """What one test of the security suite produced: client log records, every
+    `LLMKitError` made (whether the test looks at it or not: one swallowed by a fallback
+    counts too) and every provider made."""
 
-    Around every test: the client loggers at DEBUG, every `LLMKitError` made (whether a
-    test looks at it or not: one raised through a fallback counts too) and every provider
-    made. Afterwards the log records, the texts of each error (message, repr, traceback
-    with its causes, partial) and the reprs of each provider and its transports must hold
-    neither the key nor any 8-character piece of it (`leaks`).
-    """
+    caplog: pytest.LogCaptureFixture
+    errors: list[llmkit.LLMKitError] = field(default_factory=list)
+    providers: list[llmkit.Provider | llmkit.AsyncProvider] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        """The log lines, each error's texts (message, repr, traceback with its causes,
+        partial) and the reprs of each provider and its transports."""
+        texts = log_texts(self.caplog)
+        for error in self.errors:
+            texts += exception_texts(error)
+        for made in self.providers:
+            texts += _transport_reprs(made)
+        return texts
+
+
+@pytest.fixture(autouse=True)
+def key_audit(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[Audit]:
+    """The acceptance check of the whole security suite (this module and test_secrets):
+    with every client logger at DEBUG, no text of the test's `Audit` holds the key or
+    any 8-character piece of it (`leaks`)."""
     for name in CLIENT_LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
-    errors: list[llmkit.LLMKitError] = []
-    providers: list[llmkit.Provider | llmkit.AsyncProvider] = []
+    audit = Audit(caplog)
     error_init = llmkit.LLMKitError.__init__
     provider_init: Callable[..., None] = ProviderBase.__init__
 
     def init_error(self: llmkit.LLMKitError, *args: Any, **kwargs: Any) -> None:
         error_init(self, *args, **kwargs)
-        errors.append(self)
+        audit.errors.append(self)
 
     def init_provider(self: llmkit.Provider | llmkit.AsyncProvider, *a: Any, **k: Any) -> None:
         provider_init(self, *a, **k)
-        providers.append(self)
+        audit.providers.append(self)
 
     monkeypatch.setattr(llmkit.LLMKitError, "__init__", init_error)
     monkeypatch.setattr(ProviderBase, "__init__", init_provider)
-    yield
-    texts = log_texts(caplog)
-    for error in errors:
-        texts += exception_texts(error)
-    for made in providers:
-        texts += _transport_reprs(made)
-    assert_no_key(texts)
+    yield audit
+    assert_no_key(audit.texts())
 
 
 @pytest.fixture
