@@ -53,9 +53,7 @@ def check_api_key(api_key: str, *, source: str = "api_key") -> str:
     """
     if not isinstance(api_key, str):
         raise UsageError(f"{source} must be a string, not {type(api_key).__name__}")
-    problem = _problem(api_key)
-    if problem is None and api_key != api_key.strip():
-        problem = "has surrounding whitespace"
+    problem = _problem(api_key)  # other whitespace than spaces is a control character
     if problem is not None:
         raise UsageError(f"{source} {problem}; check how the key is loaded")
     return api_key

@@ -161,13 +161,14 @@ def redact_error(error: LLMKitError, secrets: Sequence[str]) -> None:
 def _chain(error: BaseException) -> Iterator[BaseException]:
     """The causes and contexts a traceback of ``error`` shows, each once (chains can loop)."""
     seen = {id(error)}
-    link: BaseException | None = error
-    while link is not None:
-        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
-        if link is None or id(link) in seen:
+    link = error
+    while True:
+        shown = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+        if shown is None or id(shown) in seen:
             return
-        seen.add(id(link))
-        yield link
+        seen.add(id(shown))
+        yield shown
+        link = shown
 
 
 def _leaks(exc: BaseException, secrets: Sequence[str]) -> bool:
