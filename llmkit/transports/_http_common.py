@@ -352,7 +352,10 @@ class SendAttempts:
         """The error for an answer judged `Answer.FAIL`, from the first bytes of its body.
 
         A refused redirect says why and where it led (the origin only: a path or query
-        can carry a token), is never retryable, and names no credential.
+        can carry a token), is never retryable, and names no credential. It is an
+        `APIStatusError`, not a `ConnectError`: the server did answer, with that status
+        (kept on ``status_code`` and ``headers``), and a `TransportError` would say
+        "retryable" although sending again meets the same redirect.
         """
         error = status_error_from(response, raw, self._secrets)
         if self._refusal is not None:
