@@ -93,19 +93,35 @@ BAD_KEYS = {
 }
 
 
+def _upgrade_or_sse(request: Request, sock: socket.socket) -> None:
+    if is_upgrade(request):
+        serve_ws(request, sock, [p.encode() for p in responses_events()])
+    else:
+        serve_sse(request, sock)
+
+
+def _refused(transport: Transport, match: str, **options: object) -> tuple[Exception, RawServer]:
+    """Make a provider with ``options`` and call it once: the construction must raise a
+    `UsageError` matching ``match``. Returns it, and the server that was never reached."""
+    with (
+        RawServer(_upgrade_or_sse) as origin_server,
+        pytest.raises(llmkit.UsageError, match=match) as caught,
+    ):
+        p = raw_provider(origin_server.url("http"), transport, **options)
+        with p:  # pragma: no cover - only before the fix: the call was made
+            p.language_model("gpt-test").generate(llmkit.Call("hi"))
+    return caught.value, origin_server
+
+
 @pytest.mark.parametrize("key", BAD_KEYS)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_bad_api_key_is_a_usage_error_that_does_not_quote_it(
     transport: Transport, key: str
 ) -> None:
-    with RawServer(serve_sse) as origin_server:
-        with pytest.raises(llmkit.UsageError, match=r"^api_key ") as caught:
-            p = raw_provider(origin_server.url("http"), transport, api_key=BAD_KEYS[key])
-            with p:  # pragma: no cover - only before the fix: the call leaked the key
-                p.language_model("gpt-test").generate(llmkit.Call("hi"))
-        assert origin_server.accepted == 0  # refused before anything was sent
-    assert_no_key(exception_texts(caught.value))
-    assert not leaks(repr(caught.value.args))
+    error, origin_server = _refused(transport, r"^api_key ", api_key=BAD_KEYS[key])
+    assert origin_server.accepted == 0  # refused before anything was sent
+    assert_no_key(exception_texts(error))
+    assert not leaks(repr(error.args))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -176,30 +192,17 @@ BAD_HEADERS: dict[str, dict[str, str]] = {
 }
 
 
-def _upgrade_or_sse(request: Request, sock: socket.socket) -> None:
-    if is_upgrade(request):
-        serve_ws(request, sock, [p.encode() for p in responses_events()])
-    else:
-        serve_sse(request, sock)
-
-
 @pytest.mark.parametrize("headers", BAD_HEADERS)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_bad_header_is_refused_at_construction_and_never_sent(
     transport: Transport, headers: str
 ) -> None:
     """Over WebSocket an unchecked CR/LF became a header line of its own (injection)."""
-    with RawServer(_upgrade_or_sse) as origin_server:
-        with pytest.raises(llmkit.UsageError, match="header") as caught:
-            p = raw_provider(
-                origin_server.url("http"), transport, api_key=None, headers=BAD_HEADERS[headers]
-            )
-            with p:  # pragma: no cover - only before the fix: the header was sent
-                p.language_model("gpt-test").generate(llmkit.Call("hi"))
-        assert origin_server.accepted == 0
-        assert all("x-injected" not in r.headers for r in origin_server.requests)
-    assert_no_key(exception_texts(caught.value))
-    assert "yes" not in str(caught.value)  # the value is never quoted
+    error, origin_server = _refused(transport, "header", api_key=None, headers=BAD_HEADERS[headers])
+    assert origin_server.accepted == 0
+    assert all("x-injected" not in r.headers for r in origin_server.requests)
+    assert_no_key(exception_texts(error))
+    assert "yes" not in str(error)  # the value is never quoted
 
 
 @pytest.mark.parametrize("headers", BAD_HEADERS)
