@@ -11,6 +11,8 @@ from typing import Generic, TypedDict, TypeVar
 import httpx
 
 from llmkit._closing import Closing, closed_error
+from llmkit._headers import check_api_key, check_headers, key_from_environment
+from llmkit._logs import protect
 from llmkit._version import __version__
 from llmkit.exceptions import UsageError, redact
 from llmkit.model import AsyncLanguageModel, LanguageModel
@@ -39,12 +41,16 @@ class ProviderBase(Generic[ClientT, ModelT]):
     """An OpenAI-compatible provider: where to connect, how to authenticate, which API.
 
     Args:
-        api_key: Sent as ``Authorization: Bearer``. Default: ``OPENAI_API_KEY``; may be
-            None for local servers.
+        api_key: Sent as ``Authorization: Bearer``. Default: ``OPENAI_API_KEY``, with
+            surrounding whitespace stripped (a shell or ``.env`` artefact); may be None
+            for local servers. A key given here is used as it is: surrounding
+            whitespace, a control character or a non-ASCII character is a `UsageError`.
         base_url: Default: ``OPENAI_BASE_URL``, else ``https://api.openai.com/v1``.
         use_responses_api: True for the Responses API, False for Chat Completions.
         websocket: True for Responses WebSocket mode (needs ``use_responses_api=True``).
-        headers: Extra headers for every HTTP request and WebSocket handshake.
+        headers: Extra headers for every HTTP request and WebSocket handshake. Names
+            must be HTTP tokens, values printable ASCII without CR/LF (no header can
+            inject another); else a `UsageError` that names the header, not its value.
         timeout: Seconds, or an `httpx.Timeout`. Over a stream the read timeout is the
             longest silence allowed between two events.
         max_retries: HTTP retries (408/409/429/5xx, connect errors) before any event.
@@ -65,7 +71,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
             further failure up to ``ws_cooldown_max``, and resets on success.
 
     Raises:
-        UsageError: an invalid combination of settings.
+        UsageError: an invalid combination of settings, or an invalid key or header.
     """
 
     def __init__(
@@ -94,7 +100,10 @@ class ProviderBase(Generic[ClientT, ModelT]):
             raise UsageError("max_retries must be >= 0")
         if ws_max_connections < 1:
             raise UsageError("ws_max_connections must be >= 1")
-        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        self._api_key = (
+            check_api_key(api_key) if api_key is not None else key_from_environment(os.environ)
+        )
+        headers = check_headers(headers or {})
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
@@ -104,20 +113,21 @@ class ProviderBase(Generic[ClientT, ModelT]):
         self.websocket = websocket
         self.timeout = timeout
         self.max_retries = max_retries
-        request_headers = {"User-Agent": f"llmkit/{__version__}", **(headers or {})}
+        request_headers = {"User-Agent": f"llmkit/{__version__}", **headers}
         if self._api_key:
             request_headers["Authorization"] = f"Bearer {self._api_key}"
         # Credentials passed as headers (Azure's api-key, a gateway's token) are redacted too.
         secrets = [self._api_key] if self._api_key else []
         secrets += [
             value
-            for name, value in (headers or {}).items()
+            for name, value in headers.items()
             if name.lower() in _CREDENTIAL_HEADERS and value
         ]
         self._secrets = tuple(secrets)
         http_tls, websocket_tls = tls_contexts(
             verify, http_client, self.base_url, websocket=websocket
         )
+        protect(self, secrets)  # from httpcore's and websocket-client's debug logs too
         self._open(
             Wiring(
                 http=_HTTPSettings(

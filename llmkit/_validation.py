@@ -1,4 +1,5 @@
-"""Readable errors for wrong input: pydantic errors as one line, wrong types named.
+"""Readable errors for wrong input: pydantic errors as one line quoting no input value,
+wrong types named.
 
 A value of the wrong type would otherwise travel until it is encoded and fail there,
 far from its cause (``AssertionError: Expected code to be unreachable``). These checks
@@ -29,7 +30,12 @@ PROVIDERS = frozenset({"openai"})
 
 
 def describe_validation_error(exc: ValidationError, root: str = "value") -> str:
-    """One ``field: message`` per problem, joined; ``root`` names a top-level problem."""
+    """One ``field: message`` per problem, joined; ``root`` names a top-level problem.
+
+    Built from ``loc`` and ``msg`` only: ``str(exc)`` quotes each input value (cut at
+    a width), and a value from a server can hold a credential. Raise the result
+    ``from None`` for the same reason: the chained `ValidationError` would quote it.
+    """
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}" for err in exc.errors()
     )

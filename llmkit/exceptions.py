@@ -31,7 +31,7 @@ No message built here may contain a credential: transports pass server text thro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "UsageError",
+    "FRAGMENT",
     "redact",
     "redact_error",
     "redact_tree",
@@ -64,12 +65,52 @@ __all__ = [
 _REDACTED = "[REDACTED]"
 
 
+FRAGMENT = 8
+"""The length of a run of a secret's characters that counts as part of it: text cut short
+(a validation error quoting a value up to a width) can hold a long prefix of a key."""
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Return ``text`` with every non-trivial secret replaced by ``[REDACTED]``."""
+    """Return ``text`` with every non-trivial secret replaced by ``[REDACTED]``.
+
+    A secret is also caught in part: every run of text made of `FRAGMENT`-character
+    substrings of it (a truncated prefix, a suffix) is replaced too. The pieces are
+    taken from each word of the secret, so an auth scheme (``Bearer``) is no piece.
+    """
     for secret in secrets:
-        if secret and len(secret) >= 4 and secret in text:
-            text = text.replace(secret, _REDACTED)
+        if secret and len(secret) >= 4:
+            if secret in text:
+                text = text.replace(secret, _REDACTED)
+            for word in secret.split():  # "Bearer sk-...": pieces of the key, not "Bearer s"
+                if len(word) >= FRAGMENT:
+                    text = _redact_fragments(text, word)
     return text
+
+
+def _redact_fragments(text: str, secret: str) -> str:
+    """Replace every run of ``text`` covered by `FRAGMENT`-character pieces of ``secret``."""
+    pieces = {secret[i : i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
+    if not any(piece in text for piece in pieces):  # the common case, searched in C
+        return text
+    spans: list[tuple[int, int]] = []
+    for piece in pieces:
+        start = text.find(piece)
+        while start >= 0:
+            spans.append((start, start + FRAGMENT))
+            start = text.find(piece, start + 1)
+    spans.sort()
+    out: list[str] = []
+    done = 0
+    run_start, run_end = spans[0]
+    for start, end in [*spans[1:], (len(text) + 1, 0)]:
+        if start <= run_end:
+            run_end = max(run_end, end)
+            continue
+        out += [text[done:run_start], _REDACTED]
+        done = run_end
+        run_start, run_end = start, end
+    out.append(text[done:])
+    return "".join(out)
 
 
 def redact_tree(value: Any, secrets: Sequence[str]) -> Any:
@@ -96,8 +137,8 @@ def _redact_tree(value: Any, secrets: Sequence[str]) -> Any:
 def redact_error(error: LLMKitError, secrets: Sequence[str]) -> None:
     """Redact, in place, every text of ``error`` that came from the server.
 
-    A chained cause whose text holds a secret (a validation error quoting the payload)
-    is dropped from the traceback.
+    A chained cause or context whose text holds a secret or a `FRAGMENT`-character
+    piece of one (a validation error quoting the payload) is dropped from the traceback.
     """
     secrets = [s for s in secrets if s]
     if not secrets:
@@ -112,10 +153,28 @@ def redact_error(error: LLMKitError, secrets: Sequence[str]) -> None:
         error.body = redact_tree(error.body, secrets)
     if isinstance(error, APIStatusError):
         error.headers = {k: redact(v, secrets) for k, v in error.headers.items()}
-    cause = error.__cause__
-    if cause is not None and redact(str(cause), secrets) != str(cause):
+    if any(_leaks(link, secrets) for link in _chain(error)):
         error.__cause__ = None
         error.__suppress_context__ = True
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The causes and contexts a traceback of ``error`` shows, each once (chains can loop)."""
+    seen = {id(error)}
+    link = error
+    while True:
+        shown = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+        if shown is None or id(shown) in seen:
+            return
+        seen.add(id(shown))
+        yield shown
+        link = shown
+
+
+def _leaks(exc: BaseException, secrets: Sequence[str]) -> bool:
+    """Whether the text of ``exc`` (its message and arguments) holds a secret or a piece."""
+    texts = [str(exc), *(repr(arg) for arg in exc.args)]
+    return any(redact(text, secrets) != text for text in texts)
 
 
 class LLMKitError(Exception):

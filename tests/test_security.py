@@ -34,6 +34,8 @@ from loop import API_KEY, TRANSPORTS, provider
 from portal import PortalProvider
 
 import llmkit
+from llmkit._provider import ProviderBase
+from llmkit.exceptions import FRAGMENT
 from llmkit.testing import ResponsesServer
 from llmkit.transports._sse import SSEParser
 from llmkit.transports.async_websocket import AsyncWebSocketConnection
@@ -41,8 +43,6 @@ from llmkit.transports.base import MAX_EVENT_SIZE
 from llmkit.transports.websocket import WebSocketConnection
 
 DATA = Path(__file__).parent / "data"
-KEY_TAIL = API_KEY.removeprefix("sk-test-")
-"""The distinctive part of the key: catches it inside an escaped or re-encoded echo too."""
 ECHO = f"Incorrect API key provided: {API_KEY}. You can find your API key at your provider."
 """An error message that echoes the key back, as real gateways have been seen to do."""
 SERVER_LOGGERS = ("uvicorn", "websockets.server", "asyncio", "llmkit.testing")
@@ -50,8 +50,16 @@ SERVER_LOGGERS = ("uvicorn", "websockets.server", "asyncio", "llmkit.testing")
 CLIENT_LOGGERS = ("", "llmkit", "httpx", "httpcore", "websocket", "hpack", "h11")
 
 
+KEY_PIECES = frozenset(API_KEY[i : i + FRAGMENT] for i in range(len(API_KEY) - FRAGMENT + 1))
+"""Every 8-character substring of the key, ``sk-test-`` included: a text holding one holds
+part of the key (a value a validation message cut short, a prefix, a suffix). A real
+key's own prefix (``sk-proj-``) is part of the secret too, and no text of the suite says
+``sk-test-`` but the key itself, so no piece is exempt."""
+
+
 def leaks(text: str) -> bool:
-    return API_KEY in text or KEY_TAIL in text
+    """Whether ``text`` holds the key or any 8-character piece of it."""
+    return any(piece in text for piece in KEY_PIECES)
 
 
 def exception_texts(error: BaseException) -> list[str]:
@@ -63,6 +71,52 @@ def exception_texts(error: BaseException) -> list[str]:
     if isinstance(partial, llmkit.Response):
         texts += [repr(partial.metadata), partial.text]
     return texts
+
+
+@dataclass
+class Audit:
+    """What one test of the security suite produced: client log records, every
+    `LLMKitError` made (whether the test looks at it or not: one swallowed by a fallback
+    counts too) and every provider made."""
+
+    caplog: pytest.LogCaptureFixture
+    errors: list[llmkit.LLMKitError] = field(default_factory=list)
+    providers: list[llmkit.Provider | llmkit.AsyncProvider] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        """The log lines, each error's texts (message, repr, traceback with its causes,
+        partial) and the reprs of each provider and its transports."""
+        texts = log_texts(self.caplog)
+        for error in self.errors:
+            texts += exception_texts(error)
+        for made in self.providers:
+            texts += _transport_reprs(made)
+        return texts
+
+
+@pytest.fixture(autouse=True)
+def key_audit(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[Audit]:
+    """The acceptance check of the whole security suite (this module and test_secrets):
+    with every client logger at DEBUG, no text of the test's `Audit` holds the key or
+    any 8-character piece of it (`leaks`)."""
+    for name in CLIENT_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    audit = Audit(caplog)
+    error_init = llmkit.LLMKitError.__init__
+    provider_init: Callable[..., None] = ProviderBase.__init__
+
+    def init_error(self: llmkit.LLMKitError, *args: Any, **kwargs: Any) -> None:
+        error_init(self, *args, **kwargs)
+        audit.errors.append(self)
+
+    def init_provider(self: llmkit.Provider | llmkit.AsyncProvider, *a: Any, **k: Any) -> None:
+        provider_init(self, *a, **k)
+        audit.providers.append(self)
+
+    monkeypatch.setattr(llmkit.LLMKitError, "__init__", init_error)
+    monkeypatch.setattr(ProviderBase, "__init__", init_provider)
+    yield audit
+    assert_no_key(audit.texts())
 
 
 @pytest.fixture
@@ -88,7 +142,7 @@ def assert_no_key(texts: list[str]) -> None:
     """No text holds the key; a failure shows where the first one does."""
     leaked = [text for text in texts if leaks(text)]
     if leaked:
-        at = leaked[0].find(KEY_TAIL)
+        at = min(i for i in (leaked[0].find(piece) for piece in KEY_PIECES) if i >= 0)
         where = leaked[0][max(at - 300, 0) : at + 60]
         pytest.fail(f"the API key leaked into {len(leaked)} text(s), first: ...{where!r}")
 
@@ -539,7 +593,7 @@ SCENARIOS: dict[str, Callable[[ResponsesServer, str], tuple[type[Exception], ...
 }
 
 
-def _transport_reprs(p: llmkit.Provider | PortalProvider) -> list[str]:
+def _transport_reprs(p: llmkit.Provider | llmkit.AsyncProvider | PortalProvider) -> list[str]:
     texts = [repr(p), repr(p._http)]
     if p._websocket is not None:
         texts.append(repr(p._websocket))

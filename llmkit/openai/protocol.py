@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, assert_never
 
+from pydantic import ValidationError
+
+from llmkit._validation import describe_validation_error
 from llmkit.exceptions import (
     APIError,
     IncompleteStream,
@@ -283,8 +286,9 @@ class ResponsesProtocol:
         for index, raw in enumerate(message.content):
             try:
                 content = wire.parse_content(raw)
-            except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                raise ProtocolError(f"malformed message content: {exc}") from exc
+            except ValidationError as exc:  # not chained: its text quotes the values
+                problems = describe_validation_error(exc, "content")
+                raise ProtocolError(f"malformed message content: {problems}") from None
             if content is None:
                 continue
             final = content.text if isinstance(content, wire.OutputText) else content.refusal
@@ -561,8 +565,9 @@ def _has_emitted(item: _Item) -> bool:
 def _parse_item(raw: dict[str, Any]) -> wire.OutputItem:
     try:
         return wire.parse_item(raw)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ProtocolError(f"malformed output item: {exc}") from exc
+    except ValidationError as exc:  # not chained: its text quotes the values
+        problems = describe_validation_error(exc, "item")
+        raise ProtocolError(f"malformed output item: {problems}") from None
 
 
 def _source(item_id: str | None, annotation: dict[str, Any]) -> SourcePart:

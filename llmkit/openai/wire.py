@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmkit._validation import describe_validation_error
 from llmkit.exceptions import ProtocolError
 
 __all__ = [
@@ -561,7 +562,8 @@ def event_from_json(data: Any) -> ServerEvent:
     model = EVENT_MODELS.get(kind, UnknownEvent)
     try:
         return model.model_validate(data)  # type: ignore[return-value]
-    except ValidationError as exc:
-        raise ProtocolError(f"malformed {kind!r} event: {exc}") from exc
+    except ValidationError as exc:  # not chained: its text quotes the payload's values
+        problems = describe_validation_error(exc, "event")
+        raise ProtocolError(f"malformed {kind!r} event: {problems}") from None
     except RecursionError as exc:
         raise ProtocolError(f"{kind!r} event is nested too deeply") from exc

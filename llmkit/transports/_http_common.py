@@ -3,8 +3,9 @@
 `llmkit.transports.http` and `llmkit.transports.async_http` differ only in how they wait
 (``client.send`` or ``await client.send``, ``iter_bytes`` or ``aiter_bytes``, ``sleep``
 or ``await sleep``). Everything they decide lives here, so a rule changed once holds for
-both: which send failures are retried and after how long (`SendAttempts`, over the pure
-rules of `llmkit.transports._retry`), how an error body becomes a typed and redacted
+both: which send failures are retried and after how long and which redirects are followed
+(`SendAttempts`, over the pure rules of `llmkit.transports._retry` and
+`llmkit.transports._origin`), how an error body becomes a typed and redacted
 `APIStatusError` (`status_error_from`), how an httpx failure maps to the llmkit tree
 (`SendAttempts`, `read_error`), and how body bytes become event payloads (`SSEDecoder`).
 
@@ -20,10 +21,12 @@ import enum
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 
 from llmkit._closing import closed_error
+from llmkit._headers import check_headers
 from llmkit.exceptions import (
     APIStatusError,
     ConnectError,
@@ -36,6 +39,7 @@ from llmkit.exceptions import (
     redact,
 )
 from llmkit.transports._error_body import error_from_body
+from llmkit.transports._origin import MAX_REDIRECTS, origin, same_origin_redirect
 from llmkit.transports._retry import RetryPolicy, should_retry_status
 from llmkit.transports._sse import SSEParser
 from llmkit.transports.base import TransportRequest, join_url, json_text
@@ -49,6 +53,7 @@ __all__ = [
     "BodyPrefix",
     "HTTPSettings",
     "PreparedRequest",
+    "Redirect",
     "ResponseStream",
     "SSEDecoder",
     "SendAttempts",
@@ -253,7 +258,7 @@ class HTTPSettings:
         self.headers = httpx.Headers(
             {"Content-Type": "application/json", "Accept": "text/event-stream"}
         )
-        self.headers.update(headers or {})
+        self.headers.update(check_headers(headers or {}))
         self.timeout = timeout
         self.retry = retry
         self.secrets = (*secrets, *_header_secrets(self.headers))
@@ -267,7 +272,7 @@ class HTTPSettings:
         secrets = self.secrets
         if request.headers:
             headers = headers.copy()
-            headers.update(request.headers)
+            headers.update(check_headers(request.headers))
             secrets = (*secrets, *_header_secrets(request.headers))
         return PreparedRequest(
             join_url(self.base_url, request.path),
@@ -284,26 +289,47 @@ class HTTPSettings:
 
 class Answer(enum.Enum):
     """What `SendAttempts.answered` tells the shell to do with a response; a float instead
-    means: close the response, wait that many seconds, send again."""
+    means: close the response, wait that many seconds, send again; a `Redirect`: close
+    it and send the same request to the redirect's URL."""
 
     USE = "use"  # a 2xx answer: hand it on
-    FAIL = "fail"  # final: read its body, raise `status_error_from`
+    FAIL = "fail"  # final: read its body, raise `SendAttempts.failure`
+
+
+class Redirect(NamedTuple):
+    """A redirect to follow: the same POST, body and headers, to ``url`` (same origin)."""
+
+    url: str
+
+
+# Followed: they keep the method and body. 301, 302 and 303 would turn the POST into a
+# GET (browsers and httpx do so), which is never what an API call means.
+_KEEPS_METHOD = frozenset({307, 308})
 
 
 class SendAttempts:
-    """The retry bookkeeping of one request: the attempt counter against a `RetryPolicy`.
+    """The bookkeeping of one request: attempts against a `RetryPolicy`, and redirects.
 
     Retries happen only here, before a single event was read: once a payload stream has
     yielded, the model has run and a replay would run it again. Connect failures and
     retryable statuses (`should_retry_status`) share one budget of ``max_retries``.
+
+    Redirects are decided here too, whatever client sends (the shell sends with
+    ``follow_redirects=False``, so a caller's ``httpx.Client(follow_redirects=True)``
+    cannot carry an ``api-key`` header to another host): a 307 or 308 within the
+    origin of the request's URL is followed, at most `MAX_REDIRECTS` times; any other
+    redirect is a final `APIStatusError` (see `failure`).
     """
 
-    __slots__ = ("_attempt", "_retry", "_secrets")
+    __slots__ = ("_attempt", "_origin_url", "_redirects", "_refusal", "_retry", "_secrets")
 
-    def __init__(self, retry: RetryPolicy, secrets: Sequence[str]) -> None:
+    def __init__(self, retry: RetryPolicy, secrets: Sequence[str], url: str = "") -> None:
         self._attempt = 0
         self._retry = retry
         self._secrets = secrets
+        self._origin_url = url
+        self._redirects = 0
+        self._refusal: str | None = None
 
     def send_failed(self, exc: httpx.TransportError) -> float:
         """``client.send`` raised ``exc``: return the seconds to wait before sending again.
@@ -318,13 +344,16 @@ class SendAttempts:
         self._attempt += 1
         return delay
 
-    def answered(self, response: httpx.Response) -> Answer | float:
-        """Judge an answer: `Answer.USE`, `Answer.FAIL`, or seconds to wait and retry.
+    def answered(self, response: httpx.Response) -> Answer | float | Redirect:
+        """Judge an answer: `Answer.USE`, `Answer.FAIL`, seconds to wait and retry, or a
+        `Redirect` to follow.
 
         A server-requested wait (``retry-after``) is honoured through `RetryPolicy.delay`.
         """
         if response.is_success:
             return Answer.USE
+        if response.is_redirect:  # 301, 302, 303, 307 or 308 with a Location
+            return self._redirect(response)
         retry = self._attempt < self._retry.max_retries and should_retry_status(
             response.status_code, response.headers
         )
@@ -333,6 +362,42 @@ class SendAttempts:
         delay = self._retry.delay(self._attempt, response.headers)
         self._attempt += 1
         return delay
+
+    def _redirect(self, response: httpx.Response) -> Answer | Redirect:
+        status = response.status_code
+        current = str(response.request.url)
+        target = same_origin_redirect(self._origin_url, current, response.headers["location"])
+        if target is None:
+            self._refusal = "it leads to another origin, and the request carries credentials"
+        elif status not in _KEEPS_METHOD:
+            self._refusal = f"a {status} would resend the POST as a GET"
+        elif self._redirects >= MAX_REDIRECTS:
+            self._refusal = f"more than {MAX_REDIRECTS} redirects"
+        else:
+            self._redirects += 1
+            return Redirect(target)
+        return Answer.FAIL
+
+    def failure(self, response: httpx.Response, raw: bytes) -> APIStatusError:
+        """The error for an answer judged `Answer.FAIL`, from the first bytes of its body.
+
+        A refused redirect says why and where it led (the origin only: a path or query
+        can carry a token), is never retryable, and names no credential. It is an
+        `APIStatusError`, not a `ConnectError`: the server did answer, with that status
+        (kept on ``status_code`` and ``headers``), and a `TransportError` would say
+        "retryable" although sending again meets the same redirect.
+        """
+        error = status_error_from(response, raw, self._secrets)
+        if self._refusal is not None:
+            location = urljoin(str(response.request.url), response.headers["location"])
+            scheme, host, port = origin(location)
+            where = redact(f"{scheme}://{host}:{port}", self._secrets)
+            error.message = (
+                f"did not follow the {response.status_code} redirect to {where}: {self._refusal}"
+            )
+            error.args = (error.message,)
+            error.retryable = False
+        return error
 
 
 class SSEDecoder:

@@ -3,7 +3,8 @@
 websocket-client (threads) and websockets (asyncio) report the same events in their own
 shapes; each transport extracts the plain facts (a status and body, a close code and
 reason) and hands them here, so the errors a caller sees, the redirect rule and the
-limits are one piece of code.
+limits are one piece of code. The redirect rule itself is `llmkit.transports._origin`,
+shared with the HTTP transports.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
-from urllib.parse import urljoin, urlsplit
 
 from llmkit.exceptions import (
     APIStatusError,
@@ -22,6 +22,7 @@ from llmkit.exceptions import (
     redact,
 )
 from llmkit.transports._error_body import error_from_body
+from llmkit.transports._origin import MAX_REDIRECTS, same_origin_redirect
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "upgrade_error",
 ]
 
-MAX_REDIRECTS = 3
 CLOSE_ABNORMAL = 1006
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -98,23 +98,6 @@ class FrameStream:
     def secrets(self) -> tuple[str, ...]:
         """What to redact from server text that reaches an exception."""
         return self._connection.secrets
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
-    port = parts.port or {"wss": 443, "ws": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def same_origin_redirect(origin_url: str, current: str, location: str) -> str | None:
-    """Where a redirect from ``current`` leads, or None when it leaves the origin.
-
-    Credentials travel in the handshake headers, so a redirect is followed only within
-    the origin of the URL the caller configured; a relative ``Location`` stays in it.
-    """
-    target = urljoin(current, location)
-    return target if _origin(target) == _origin(origin_url) else None
 
 
 def upgrade_error(

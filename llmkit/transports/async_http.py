@@ -139,11 +139,15 @@ class AsyncHTTPTransport(AsyncClosing):
         )
 
     async def _send_with_retries(self, prepared: common.PreparedRequest) -> httpx.Response:
-        """POST until a 2xx answer, a final error, or the retries run out."""
-        attempts = common.SendAttempts(self._settings.retry, prepared.secrets)
+        """POST until a 2xx answer, a final error, or the retries run out; follow
+        same-origin 307/308 redirects (`common.SendAttempts`)."""
+        attempts = common.SendAttempts(self._settings.retry, prepared.secrets, prepared.url)
         while True:
             try:
-                response = await self._client.send(prepared.build(self._client), stream=True)
+                # Never the client's own redirect handling: `attempts` decides (same origin).
+                response = await self._client.send(
+                    prepared.build(self._client), stream=True, follow_redirects=False
+                )
             except httpx.TransportError as exc:
                 await self._sleep(attempts.send_failed(exc))
                 continue
@@ -152,9 +156,12 @@ class AsyncHTTPTransport(AsyncClosing):
                 return response
             if answer is common.Answer.FAIL:
                 body = await _read_bounded(response, common.ERROR_BODY_LIMIT)
-                raise common.status_error_from(response, body, prepared.secrets)
+                raise attempts.failure(response, body)
             await response.aclose()
-            await self._sleep(answer)
+            if isinstance(answer, common.Redirect):
+                prepared = prepared._replace(url=answer.url)
+            else:
+                await self._sleep(answer)
 
     async def aclose(self) -> None:
         """Close the httpx client if this transport created it; a shared one stays open."""

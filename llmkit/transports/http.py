@@ -144,7 +144,8 @@ class HTTPTransport(Closing):
 
         Raises:
             APIStatusError: The server answered with an error status (after retries, for
-                retryable ones); the subclass matches the status.
+                retryable ones), or with a redirect that is not followed (another
+                origin, a 301/302/303, a fourth redirect); the subclass matches the status.
             ConnectError: No connection or no answer, after retries.
             Timeout: Connecting or waiting for the answer timed out.
             ProtocolError: A 2xx answer that is not ``text/event-stream``.
@@ -157,11 +158,15 @@ class HTTPTransport(Closing):
         return HTTPPayloadStream(response, bytes_sent=len(prepared.body), secrets=prepared.secrets)
 
     def _send_with_retries(self, prepared: common.PreparedRequest) -> httpx.Response:
-        """POST until a 2xx answer, a final error, or the retries run out."""
-        attempts = common.SendAttempts(self._settings.retry, prepared.secrets)
+        """POST until a 2xx answer, a final error, or the retries run out; follow
+        same-origin 307/308 redirects (`common.SendAttempts`)."""
+        attempts = common.SendAttempts(self._settings.retry, prepared.secrets, prepared.url)
         while True:
             try:
-                response = self._client.send(prepared.build(self._client), stream=True)
+                # Never the client's own redirect handling: `attempts` decides (same origin).
+                response = self._client.send(
+                    prepared.build(self._client), stream=True, follow_redirects=False
+                )
             except httpx.TransportError as exc:
                 self._sleep(attempts.send_failed(exc))
                 continue
@@ -170,9 +175,12 @@ class HTTPTransport(Closing):
                 return response
             if answer is common.Answer.FAIL:
                 body = _read_bounded(response, common.ERROR_BODY_LIMIT)
-                raise common.status_error_from(response, body, prepared.secrets)
+                raise attempts.failure(response, body)
             response.close()
-            self._sleep(answer)
+            if isinstance(answer, common.Redirect):
+                prepared = prepared._replace(url=answer.url)
+            else:
+                self._sleep(answer)
 
     def close(self) -> None:
         """Close the httpx client if this transport created it; a shared one stays open."""

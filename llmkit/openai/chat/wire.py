@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmkit._validation import describe_validation_error
 from llmkit.exceptions import ProtocolError
 from llmkit.openai.wire import load_json
 
@@ -174,7 +175,8 @@ def parse_chunk(payload: str | bytes) -> ChatChunk | ChatError:
         ):
             return ChatError.model_validate(data)
         return ChatChunk.model_validate(data)
-    except ValidationError as exc:
-        raise ProtocolError(f"malformed chat completion chunk: {exc}") from exc
+    except ValidationError as exc:  # not chained: its text quotes the payload's values
+        problems = describe_validation_error(exc, "chunk")
+        raise ProtocolError(f"malformed chat completion chunk: {problems}") from None
     except RecursionError as exc:
         raise ProtocolError("chat completion chunk is nested too deeply") from exc
