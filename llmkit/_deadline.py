@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 
-from llmkit.exceptions import LLMKitError, Timeout, UsageError
+from llmkit.exceptions import Timeout, UsageError
 
 __all__ = ["Deadline", "call_limit", "cap", "check_durations", "check_positive"]
 
@@ -58,10 +58,6 @@ class Deadline:
         if remaining <= 0:
             raise self.error()
         return remaining if timeout is None or timeout > remaining else timeout
-
-    def explain(self, exc: LLMKitError) -> LLMKitError:
-        """``exc``, or the deadline's `error` when the deadline is why a wait ended."""
-        return self.error() if self.expired() else exc
 
     def pause(self, delay: float) -> float:
         """``delay``, unless sleeping that long would reach the deadline: a back-off

@@ -3,6 +3,7 @@ and durations validated at construction (item 5)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -16,7 +17,13 @@ from loop import RESPONSES_TRANSPORTS, TRANSPORTS, Transport, provider
 from portal import PortalProvider
 
 import llmkit
+from llmkit._deadline import Deadline, cap
 from llmkit.testing import ResponsesServer
+from llmkit.transports import _http_common as common
+from llmkit.transports._retry import RetryPolicy
+from llmkit.transports.async_http import AsyncHTTPTransport
+from llmkit.transports.base import TransportRequest
+from llmkit.transports.http import HTTPTransport
 
 SSE_PATHS = [t for t in TRANSPORTS if t != "websocket"]
 WORDS = llmkit.Call(" ".join(f"w{i}" for i in range(40)))
@@ -91,6 +98,27 @@ def test_the_pool_wait_honours_the_deadline(server: ResponsesServer, transport: 
         with pytest.raises(llmkit.Timeout):
             model.warmup(llmkit.Call("blocked"), max_duration=0.5)
         holder.close()
+
+
+def _no_handshake(conn: Any, stop: threading.Event) -> None:
+    read_head(conn)
+    stop.wait(10)  # the upgrade is never answered
+
+
+@pytest.mark.parametrize("transport", [t for t in TRANSPORTS if t == "websocket"])
+def test_a_websocket_connect_ends_at_the_deadline(transport: Transport) -> None:
+    """A connect cut short by the deadline is the deadline's `Timeout`, not a reason to
+    fall back to HTTP (nor to cool WebSocket down)."""
+    with (
+        RawServer(_no_handshake) as server,
+        hostile_provider(server.base_url, transport, timeout=30, max_duration=1.0) as p,
+    ):
+        started = time.monotonic()
+        with pytest.raises(llmkit.Timeout) as caught:
+            p.language_model("scripted").generate(llmkit.Call("hi"))
+        in_time(started, 1.0)
+        assert server.connections == 1  # no HTTP fallback
+    out_of_time(caught.value)
 
 
 def _late_then_silent() -> Iterator[bytes]:
@@ -200,3 +228,60 @@ def test_a_bad_max_duration_per_call_is_refused_at_once(
                 model.generate(llmkit.Call("hi"), max_duration=bad)
         with pytest.raises(llmkit.UsageError, match="max_duration"):
             model.warmup(llmkit.Call("hi"), max_duration=-1)
+
+
+# --------------------------------------------------------------------------- the pure parts
+
+
+def test_the_deadline_arithmetic() -> None:
+    assert Deadline.start(None) is None
+    assert cap(None, 7.0) == 7.0
+    deadline = Deadline(30)
+    assert not deadline.expired()
+    assert 29 < deadline.remaining() <= 30
+    assert deadline.cap(5) == 5
+    assert 29 < deadline.cap(None) <= 30
+    assert 29 < deadline.cap(60) <= 30
+    assert deadline.pause(1.5) == 1.5
+    with pytest.raises(llmkit.Timeout, match="max_duration of 30 seconds"):
+        deadline.pause(31)
+    gone = Deadline(0.001)
+    time.sleep(0.01)
+    assert gone.expired()
+    assert gone.remaining() < 0
+    with pytest.raises(llmkit.Timeout, match="max_duration"):
+        gone.cap(5)
+    assert "max_duration" in str(common.silence(2.0, gone))
+    assert "no event for 2 seconds" in str(common.silence(2.0, deadline))
+    assert "max_duration" in str(common.read_error(httpx.ReadError("x"), gone))
+    with pytest.raises(llmkit.Timeout, match="max_duration") as caught:
+        common.SendAttempts(RetryPolicy(), (), gone).send_failed(httpx.ConnectError("x"))
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+def _chunks(request: httpx.Request) -> httpx.Response:
+    body = b'data: {"a":1}\n\n: comment\n\ndata: {"b":2}\n\n'
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+
+def test_a_deadline_without_a_socket_to_watch_still_streams_to_the_end() -> None:
+    """A custom transport has no socket for the watchdog: the stream still works."""
+    transport = HTTPTransport(base_url="http://x", transport=httpx.MockTransport(_chunks))
+    request = TransportRequest("/r", {}, deadline=Deadline(30))
+    with transport, transport.open(request) as payloads:
+        assert list(payloads) == ['{"a":1}', '{"b":2}']
+
+
+async def _async_stream() -> list[str]:
+    transport = AsyncHTTPTransport(
+        base_url="http://x", transport=httpx.MockTransport(_chunks), timeout=5
+    )
+    request = TransportRequest("/r", {}, deadline=Deadline(30))
+    async with transport:
+        payloads = await transport.open(request)
+        async with payloads:
+            return [data async for data in payloads]
+
+
+def test_an_async_deadline_stream_reads_to_the_end() -> None:
+    assert asyncio.run(_async_stream()) == ['{"a":1}', '{"b":2}']

@@ -86,6 +86,27 @@ def test_recv_text_bounds_the_whole_wait_for_a_message() -> None:
             connection.close()
 
 
+def test_a_burst_of_pings_longer_than_the_wait_still_ends_it() -> None:
+    """Twenty thousand pings at once take longer to answer than the wait: the read
+    that starts after the wait ran out ends it, though data is waiting."""
+    from llmkit.transports.websocket import WebSocketConnection
+
+    pieces = lambda: itertools.chain([PING * 20_000], forever(b""))  # noqa: E731
+    with RawServer(websocket(pieces, 0.3)) as server:
+        connection = WebSocketConnection.connect(
+            f"ws://127.0.0.1:{server.port}/v1/responses", headers={}, timeout=5
+        )
+        try:
+            connection.send_text("{}")
+            time.sleep(0.5)  # the burst has arrived
+            started = time.monotonic()
+            with pytest.raises(llmkit.Timeout):
+                connection.recv_text(0.06)
+            assert time.monotonic() - started < 3
+        finally:
+            connection.close()
+
+
 # --------------------------------------------------------------------------- 2. SSE
 
 
