@@ -145,7 +145,8 @@ class HTTPTransport(Closing):
             credential headers are redacted from every error message.
         timeout: httpx timeout for every request this transport makes; it applies even to a
             caller's ``client`` so that the transport's setting always means something. The
-            read timeout is the longest silence tolerated between two chunks.
+            read timeout is the longest silence tolerated between two events with data
+            (comments, blank lines and partial lines do not end a silence).
         retry: When and how long to wait before resending a request that never started.
         secrets: Extra strings to redact from error messages (API keys).
         client: An httpx client to share; it stays open after `close`.
