@@ -100,6 +100,25 @@ def test_the_pool_wait_honours_the_deadline(server: ResponsesServer, transport: 
         holder.close()
 
 
+@pytest.mark.parametrize("transport", [t for t in TRANSPORTS if t == "websocket"])
+def test_a_fallback_to_http_keeps_the_calls_deadline(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    server.faults.reject_upgrades(status=503)
+    server.token_delay = 0.2
+    with provider(server, transport, timeout=30, max_duration=1.5) as p:
+        started = time.monotonic()
+        with pytest.raises(llmkit.Timeout) as caught:
+            p.language_model("scripted").generate(WORDS)
+        in_time(started, 1.5)
+    out_of_time(caught.value)
+    partial = caught.value.partial
+    assert partial is not None
+    assert partial.metadata.transport == "http"
+    assert partial.metadata.fallback_reason
+    assert partial.text.startswith("Echo: w0")
+
+
 def _no_handshake(conn: Any, stop: threading.Event) -> None:
     read_head(conn)
     stop.wait(10)  # the upgrade is never answered
