@@ -10,6 +10,7 @@ from __future__ import annotations
 import httpx
 
 from llmkit._closing import AsyncClosing, bind_loop
+from llmkit._deadline import Deadline, cap
 from llmkit._provider import ProviderBase, WebSocketWiring, Wiring
 from llmkit.model import AsyncLanguageModel
 from llmkit.openai._aio_models import AsyncChatModel, AsyncResponsesModel
@@ -40,8 +41,10 @@ class AsyncProvider(ProviderBase[httpx.AsyncClient, AsyncLanguageModel], AsyncCl
 
     def _model(self, model_id: str) -> AsyncLanguageModel:
         if not self.use_responses_api:
-            return AsyncChatModel(model_id, http=self._http)
-        return AsyncResponsesModel(model_id, http=self._http, websocket=self._websocket)
+            return AsyncChatModel(model_id, http=self._http, max_duration=self.max_duration)
+        return AsyncResponsesModel(
+            model_id, http=self._http, websocket=self._websocket, max_duration=self.max_duration
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client and every WebSocket connection, as `Provider.close`.
@@ -68,17 +71,22 @@ def _websocket_session(wiring: WebSocketWiring) -> AsyncWebSocketSession:
 
     connect_timeout, read_timeout, pool_timeout = wiring.timeouts()
 
-    async def connect() -> AsyncWebSocketConnection:
+    async def connect(deadline: Deadline | None) -> AsyncWebSocketConnection:
+        timeout = cap(deadline, connect_timeout)
         return await AsyncWebSocketConnection.connect(
             wiring.url,
             headers=wiring.headers,
-            timeout=connect_timeout,
+            timeout=timeout,
             secrets=wiring.secrets,
             ssl_context=wiring.ssl_context,
         )
 
-    def payloads(connection: AsyncWebSocketConnection, size: int) -> AsyncWebSocketPayloadStream:
-        return AsyncWebSocketPayloadStream(connection, bytes_sent=size, idle_timeout=read_timeout)
+    def payloads(
+        connection: AsyncWebSocketConnection, size: int, deadline: Deadline | None
+    ) -> AsyncWebSocketPayloadStream:
+        return AsyncWebSocketPayloadStream(
+            connection, bytes_sent=size, idle_timeout=read_timeout, deadline=deadline
+        )
 
     return AsyncWebSocketSession(
         connect=connect,

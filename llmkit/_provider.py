@@ -11,6 +11,7 @@ from typing import Generic, TypedDict, TypeVar
 import httpx
 
 from llmkit._closing import Closing, closed_error
+from llmkit._deadline import Deadline, cap, check_durations
 from llmkit._headers import check_api_key, check_headers, key_from_environment
 from llmkit._logs import protect
 from llmkit._version import __version__
@@ -52,7 +53,14 @@ class ProviderBase(Generic[ClientT, ModelT]):
             must be HTTP tokens, values printable ASCII without CR/LF (no header can
             inject another); else a `UsageError` that names the header, not its value.
         timeout: Seconds, or an `httpx.Timeout`. Over a stream the read timeout is the
-            longest silence allowed between two events.
+            longest silence allowed between two events: only an event with data ends a
+            silence (SSE comment keep-alives do not), so it must exceed the longest
+            gap between events. Every set value must be > 0.
+        max_duration: Seconds one whole call may take (connect, pool wait, retries,
+            every event, a fallback to HTTP), or None for no limit (the default: long
+            reasoning streams keep working). When it runs out the call raises
+            `Timeout`, with what arrived on ``partial``. A call's own
+            ``max_duration=`` overrides it.
         max_retries: HTTP retries (408/409/429/5xx, connect errors) before any event.
         http_client: An httpx client to use (proxies, TLS settings, a mock transport):
             `httpx.Client` for `Provider`, `httpx.AsyncClient` for `AsyncProvider`.
@@ -83,6 +91,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         websocket: bool = False,
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = 60.0,
+        max_duration: float | None = None,
         max_retries: int = 2,
         http_client: ClientT | None = None,
         verify: Verify | None = None,
@@ -96,6 +105,13 @@ class ProviderBase(Generic[ClientT, ModelT]):
                 "websocket=True needs use_responses_api=True: "
                 "WebSocket mode is a Responses API feature"
             )
+        check_durations(
+            timeout=timeout,
+            max_duration=max_duration,
+            ws_max_age=ws_max_age,
+            ws_cooldown=ws_cooldown,
+            ws_cooldown_max=ws_cooldown_max,
+        )
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0")
         if ws_max_connections < 1:
@@ -112,6 +128,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         self.use_responses_api = use_responses_api
         self.websocket = websocket
         self.timeout = timeout
+        self.max_duration = max_duration
         self.max_retries = max_retries
         request_headers = {"User-Agent": f"llmkit/{__version__}", **headers}
         if self._api_key:
@@ -234,8 +251,10 @@ class Provider(ProviderBase[httpx.Client, LanguageModel], Closing):
 
     def _model(self, model_id: str) -> LanguageModel:
         if not self.use_responses_api:
-            return ChatModel(model_id, http=self._http)
-        return ResponsesModel(model_id, http=self._http, websocket=self._websocket)
+            return ChatModel(model_id, http=self._http, max_duration=self.max_duration)
+        return ResponsesModel(
+            model_id, http=self._http, websocket=self._websocket, max_duration=self.max_duration
+        )
 
     def close(self) -> None:
         """Close the HTTP client and every WebSocket connection. Safe to call twice.
@@ -255,17 +274,22 @@ def _websocket_session(wiring: WebSocketWiring) -> WebSocketSession:
 
     connect_timeout, read_timeout, pool_timeout = wiring.timeouts()
 
-    def connect() -> WebSocketConnection:
+    def connect(deadline: Deadline | None) -> WebSocketConnection:
+        timeout = cap(deadline, connect_timeout)
         return WebSocketConnection.connect(
             wiring.url,
             headers=wiring.headers,
-            timeout=connect_timeout,
+            timeout=timeout,
             secrets=wiring.secrets,
             ssl_context=wiring.ssl_context,
         )
 
-    def payloads(connection: WebSocketConnection, size: int) -> WebSocketPayloadStream:
-        return WebSocketPayloadStream(connection, bytes_sent=size, idle_timeout=read_timeout)
+    def payloads(
+        connection: WebSocketConnection, size: int, deadline: Deadline | None
+    ) -> WebSocketPayloadStream:
+        return WebSocketPayloadStream(
+            connection, bytes_sent=size, idle_timeout=read_timeout, deadline=deadline
+        )
 
     return WebSocketSession(
         connect=connect,

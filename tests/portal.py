@@ -51,8 +51,10 @@ class PortalModel(llmkit.LanguageModel):
         self.model_id = model.model_id
         self._portal = portal
 
-    def stream(self, call: llmkit.Call | str) -> llmkit.Stream:
-        return llmkit.Stream(self._pull(self.model.stream(call)))
+    def stream(
+        self, call: llmkit.Call | str, *, max_duration: float | None = None
+    ) -> llmkit.Stream:
+        return llmkit.Stream(self._pull(self.model.stream(call, max_duration=max_duration)))
 
     def _pull(self, stream: llmkit.AsyncStream) -> Iterator[llmkit.StreamPart]:
         try:
@@ -65,11 +67,15 @@ class PortalModel(llmkit.LanguageModel):
         finally:
             self._portal.call(stream.aclose())
 
-    def generate(self, call: llmkit.Call | str) -> llmkit.Response:
-        return self._portal.call(self.model.generate(call))
+    def generate(
+        self, call: llmkit.Call | str, *, max_duration: float | None = None
+    ) -> llmkit.Response:
+        return self._portal.call(self.model.generate(call, max_duration=max_duration))
 
-    def warmup(self, call: llmkit.Call | str) -> llmkit.WarmupResult:
-        return self._portal.call(self.model.warmup(call))
+    def warmup(
+        self, call: llmkit.Call | str, *, max_duration: float | None = None
+    ) -> llmkit.WarmupResult:
+        return self._portal.call(self.model.warmup(call, max_duration=max_duration))
 
     def __repr__(self) -> str:
         return repr(self.model)

@@ -32,7 +32,7 @@ Fault matrix (rendered from MATRIX)::
       http       answer                                                      gen 1  req 1
       websocket  answer, incremental                                         gen 1  req 1
     keepalive_interval: keepalives every 0.05 s while the first token takes 0.8 s
-      chat       answer                                                      gen 1  req 1
+      chat       Timeout; .partial: set                                      gen 1  req 1
       http       answer                                                      gen 1  req 1
       websocket  answer, incremental                                         gen 1  req 1
     slow: 1 s before every delta, client timeout 0.4 s
@@ -352,7 +352,8 @@ MATRIX: dict[str, Row] = {
     "keepalive_interval": Row(
         "keepalives every 0.05 s while the first token takes 0.8 s",
         arm_keepalive,
-        chat=Expect(),
+        # Chat's keepalives are SSE comments: not events, so they do not end a silence.
+        chat=Expect(llmkit.Timeout),
         http=Expect(),
         websocket=Expect(input_mode="incremental"),
         timeout=0.4,  # shorter than the first token: only the keepalives keep it alive

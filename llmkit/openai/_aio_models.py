@@ -13,6 +13,7 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 from llmkit._closing import closed_error
+from llmkit._deadline import Deadline, call_limit
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import AsyncLanguageModel
 from llmkit.openai._aio import aopen_stamped, arun_protocol
@@ -53,6 +54,15 @@ async def _http_parts(
             yield part
 
 
+def _deadlined(
+    make: Callable[..., tuple[TransportRequest, Meter]], *args: Any
+) -> tuple[TransportRequest, Meter]:
+    """``make(*args[:-1], deadline)``, the call's deadline started from ``args[-1]`` (its
+    ``max_duration``) now: `_http_parts` prepares when the iteration starts."""
+    *leading, max_duration = args
+    return make(*leading, Deadline.start(max_duration))
+
+
 def _stream(warnings: tuple[str, ...], turn: Parts) -> AsyncStream:
     """The stream of ``turn``, after a `Warnings` part when there are warnings (only
     then is there another generator for every part to pass through)."""
@@ -77,33 +87,40 @@ class AsyncResponsesModel(AsyncLanguageModel):
         *,
         http: AsyncPayloadOpener,
         websocket: AsyncWebSocketSession | None = None,
+        max_duration: float | None = None,
     ) -> None:
         self.model_id = model_id
         self._http = http
         self._websocket = websocket
+        self._max_duration = max_duration
 
-    def stream(self, call: Call | str) -> AsyncStream:
+    def stream(self, call: Call | str, *, max_duration: float | None = None) -> AsyncStream:
         if self._http.closed:
             raise closed_error()
+        limit = call_limit(max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
-            turn = self._http_turn(encoded.body, None)
+            prepare = functools.partial(_deadlined, http_request, encoded.body, None, limit)
+            turn = _http_parts(self._http, prepare, ResponsesProtocol())
         else:
-            turn = self._websocket.stream(encoded.body, self._http_turn)
+            turn = self._websocket.stream(encoded.body, self._http_turn, limit)
         return _stream(encoded.warnings, turn)
 
-    def _http_turn(self, body: dict[str, Any], fallback_reason: str | None) -> Parts:
-        prepare = functools.partial(http_request, body, fallback_reason)
+    def _http_turn(
+        self, body: dict[str, Any], fallback_reason: str | None, deadline: Deadline | None
+    ) -> Parts:
+        prepare = functools.partial(http_request, body, fallback_reason, deadline)
         return _http_parts(self._http, prepare, ResponsesProtocol())
 
-    async def warmup(self, call: Call | str) -> WarmupResult:
+    async def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """As `ResponsesModel.warmup`: ``generate: false`` over WebSocket, else a no-op."""
         if self._http.closed:
             raise closed_error()
+        limit = call_limit(max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
             return WarmupResult.skipped()
-        return await self._websocket.warmup(encoded.body)
+        return await self._websocket.warmup(encoded.body, Deadline.start(limit))
 
 
 class AsyncChatModel(AsyncLanguageModel):
@@ -111,21 +128,26 @@ class AsyncChatModel(AsyncLanguageModel):
 
     provider = "openai"
 
-    def __init__(self, model_id: str, *, http: AsyncPayloadOpener) -> None:
+    def __init__(
+        self, model_id: str, *, http: AsyncPayloadOpener, max_duration: float | None = None
+    ) -> None:
         self.model_id = model_id
         self._http = http
+        self._max_duration = max_duration
 
-    def stream(self, call: Call | str) -> AsyncStream:
+    def stream(self, call: Call | str, *, max_duration: float | None = None) -> AsyncStream:
         if self._http.closed:
             raise closed_error()
+        limit = call_limit(max_duration, self._max_duration)
         encoded = encode_chat_request(self.model_id, call)
-        prepare = functools.partial(chat_request, encoded.body)
+        prepare = functools.partial(_deadlined, chat_request, encoded.body, limit)
         turn = _http_parts(self._http, prepare, ChatProtocol())
         return _stream(encoded.warnings, turn)
 
-    async def warmup(self, call: Call | str) -> WarmupResult:
+    async def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """As `ChatModel.warmup`: validates ``call`` and sends nothing."""
         if self._http.closed:
             raise closed_error()
+        call_limit(max_duration, self._max_duration)
         encode_chat_request(self.model_id, call)
         return WarmupResult.skipped()

@@ -15,6 +15,7 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 from llmkit._closing import bind_loop
+from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._aio import arun_protocol
@@ -26,7 +27,7 @@ from llmkit.transports.base import AsyncPayloadStream
 __all__ = ["AsyncConnection", "AsyncWebSocketSession"]
 
 JSON = dict[str, Any]
-AsyncHTTPTurn = Callable[[JSON, str], AsyncGenerator[StreamPart, None]]
+AsyncHTTPTurn = Callable[[JSON, str, Deadline | None], AsyncGenerator[StreamPart, None]]
 
 
 class AsyncConnection(Protocol):
@@ -59,16 +60,21 @@ class _AsyncPool:
         self._slots: Slots[AsyncConnection] = Slots(size, wait_timeout)
         self._released: asyncio.Event | None = None
 
-    async def acquire(self, body: Mapping[str, Any]) -> Slot[AsyncConnection]:
-        """Lease a slot for ``body``; waits for one to free up."""
+    async def acquire(
+        self, body: Mapping[str, Any], deadline: Deadline | None
+    ) -> Slot[AsyncConnection]:
+        """Lease a slot for ``body``; waits for one to free up, within the call's deadline."""
+        wait = self._slots.wait_timeout
         try:
-            async with asyncio.timeout(self._slots.wait_timeout):
+            async with asyncio.timeout(wait if deadline is None else deadline.cap(wait)):
                 while (slot := self._slots.lease(body)) is None:
                     if self._released is None:
                         self._released = asyncio.Event()
                     self._released.clear()
                     await self._released.wait()
         except TimeoutError:
+            if deadline is not None and deadline.expired():
+                raise deadline.error() from None
             raise self._slots.busy_error() from None
         return slot
 
@@ -102,8 +108,8 @@ class AsyncWebSocketSession:
     def __init__(
         self,
         *,
-        connect: Callable[[], Awaitable[AsyncConnection]],
-        payloads: Callable[[AsyncConnection, int], AsyncFramePayloads],
+        connect: Callable[[Deadline | None], Awaitable[AsyncConnection]],
+        payloads: Callable[[AsyncConnection, int, Deadline | None], AsyncFramePayloads],
         max_connections: int,
         max_age: float,
         wait_timeout: float | None,
@@ -117,33 +123,40 @@ class AsyncWebSocketSession:
         self.loop: asyncio.AbstractEventLoop | None = None
         """The event loop of the first turn; the connections belong to it."""
 
-    async def stream(self, body: JSON, http: AsyncHTTPTurn) -> AsyncGenerator[StreamPart, None]:
-        """Serve one turn over WebSocket, or over ``http`` when it provably never started."""
+    async def stream(
+        self, body: JSON, http: AsyncHTTPTurn, max_duration: float | None = None
+    ) -> AsyncGenerator[StreamPart, None]:
+        """Serve one turn over WebSocket, or over ``http`` when it provably never started.
+
+        ``max_duration`` starts the call's deadline when iteration starts; it bounds
+        every wait: the pool, connect, each frame, the HTTP fallback.
+        """
+        deadline = Deadline.start(max_duration)
         if self._gate.active():
-            async with aclosing(http(body, self._gate.reason)) as parts:
+            async with aclosing(http(body, self._gate.reason, deadline)) as parts:
                 async for part in parts:
                     yield part
             return
-        turn = await self._turn(body, warmup=False)
+        turn = await self._turn(body, warmup=False, deadline=deadline)
         try:
-            async with aclosing(self._attempts(turn)) as parts:
+            async with aclosing(self._attempts(turn, deadline)) as parts:
                 async for part in parts:
                     yield part
         finally:
             self._pool.release(turn.slot)
         if turn.failure is not None:
-            async with aclosing(http(body, turn.fallback_reason())) as parts:
+            async with aclosing(http(body, turn.fallback_reason(), deadline)) as parts:
                 async for part in parts:
                     yield part
 
-    async def warmup(self, body: JSON) -> WarmupResult:
+    async def warmup(self, body: JSON, deadline: Deadline | None = None) -> WarmupResult:
         """Send ``body`` with ``generate: false``; its response becomes the chain head."""
         self._pool.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
-        turn = await self._turn(body, warmup=True)
+        turn = await self._turn(body, warmup=True, deadline=deadline)
         try:
-            async with aclosing(self._attempts(turn)) as parts:
+            async with aclosing(self._attempts(turn, deadline)) as parts:
                 finishes = [part async for part in parts if isinstance(part, Finish)]
         finally:
             self._pool.release(turn.slot)
@@ -153,23 +166,27 @@ class AsyncWebSocketSession:
         """Close every connection."""
         self._pool.close()
 
-    async def _turn(self, body: JSON, *, warmup: bool) -> Turn[AsyncConnection]:
+    async def _turn(
+        self, body: JSON, *, warmup: bool, deadline: Deadline | None
+    ) -> Turn[AsyncConnection]:
         self.loop = bind_loop(self.loop)
-        slot = await self._pool.acquire(body)
+        slot = await self._pool.acquire(body, deadline)
         return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
 
-    async def _attempts(self, turn: Turn[AsyncConnection]) -> AsyncGenerator[StreamPart, None]:
+    async def _attempts(
+        self, turn: Turn[AsyncConnection], deadline: Deadline | None
+    ) -> AsyncGenerator[StreamPart, None]:
         """Run the turn; `Turn.attempt` decides whether an error is raised, resent or
         sent over HTTP instead."""
         while not turn.over:
             connection = await self._reusable(turn)
             reused = connection is not None
-            connection = connection or await self._open(turn)
+            connection = connection or await self._open(turn, deadline)
             if connection is None:
                 return  # turn.failure says why: the turn goes over HTTP
             with turn.attempt(connection, reused=reused) as attempt:
                 size = await connection.send_text(attempt.text)
-                payloads = attempt.sent(self._payloads(connection, size))
+                payloads = attempt.sent(self._payloads(connection, size, deadline))
                 parts = arun_protocol(payloads, attempt.meter, attempt.protocol)
                 async with aclosing(parts):
                     async for part in parts:
@@ -182,11 +199,15 @@ class AsyncWebSocketSession:
             return connection
         return None
 
-    async def _open(self, turn: Turn[AsyncConnection]) -> AsyncConnection | None:
+    async def _open(
+        self, turn: Turn[AsyncConnection], deadline: Deadline | None
+    ) -> AsyncConnection | None:
         self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
         try:
-            connection = await self._connect()
+            connection = await self._connect(deadline)
         except LLMKitError as exc:
+            if deadline is not None and deadline.expired():
+                raise deadline.error() from exc  # the call's time is up, not WebSocket's
             if not turn.connect_failed(exc):
                 raise
             return None

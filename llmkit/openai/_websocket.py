@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._loop import run_protocol
@@ -25,7 +26,7 @@ from llmkit.transports.base import PayloadStream
 __all__ = ["Connection", "FramePayloads", "WebSocketSession"]
 
 JSON = dict[str, Any]
-HTTPTurn = Callable[[JSON, str], Iterator[StreamPart]]
+HTTPTurn = Callable[[JSON, str, Deadline | None], Iterator[StreamPart]]
 
 
 class Connection(Protocol):
@@ -54,8 +55,8 @@ class _Pool:
         self._slots: Slots[Connection] = Slots(size, wait_timeout)
         self._cond = threading.Condition()
 
-    def acquire(self, body: Mapping[str, Any]) -> Slot[Connection]:
-        """Lease a slot for ``body``; waits for one to free up."""
+    def acquire(self, body: Mapping[str, Any], call: Deadline | None) -> Slot[Connection]:
+        """Lease a slot for ``body``; waits for one to free up, within the call's deadline."""
         wait = self._slots.wait_timeout
         deadline = None if wait is None else time.monotonic() + wait
         with self._cond:
@@ -63,7 +64,7 @@ class _Pool:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise self._slots.busy_error()
-                self._cond.wait(remaining)
+                self._cond.wait(remaining if call is None else call.cap(remaining))
             return slot
 
     def release(self, slot: Slot[Connection]) -> None:
@@ -92,10 +93,10 @@ class WebSocketSession:
     """All WebSocket state of one provider: the pool, its chains and the cool-down.
 
     Args:
-        connect: Opens a new connection (raises `ConnectError`, `Timeout` or an
-            `APIStatusError` for a refused upgrade).
+        connect: Opens a new connection within the call's deadline (raises
+            `ConnectError`, `Timeout` or an `APIStatusError` for a refused upgrade).
         payloads: Makes the payload stream of one response on a connection, given the
-            size of the frame sent.
+            size of the frame sent and the call's deadline.
         max_connections: Pool size; calls beyond it wait for a free connection.
         max_age: Seconds after which a connection is replaced before sending.
         wait_timeout: Longest wait for a free connection.
@@ -105,8 +106,8 @@ class WebSocketSession:
     def __init__(
         self,
         *,
-        connect: Callable[[], Connection],
-        payloads: Callable[[Connection, int], FramePayloads],
+        connect: Callable[[Deadline | None], Connection],
+        payloads: Callable[[Connection, int, Deadline | None], FramePayloads],
         max_connections: int,
         max_age: float,
         wait_timeout: float | None,
@@ -118,27 +119,33 @@ class WebSocketSession:
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
 
-    def stream(self, body: JSON, http: HTTPTurn) -> Iterator[StreamPart]:
-        """Serve one turn over WebSocket, or over ``http`` when it provably never started."""
+    def stream(
+        self, body: JSON, http: HTTPTurn, deadline: Deadline | None = None
+    ) -> Iterator[StreamPart]:
+        """Serve one turn over WebSocket, or over ``http`` when it provably never started.
+
+        ``deadline`` bounds every wait: the pool, connect, each frame, the HTTP fallback.
+        """
         if self._gate.active():
-            yield from http(body, self._gate.reason)
+            yield from http(body, self._gate.reason, deadline)
             return
-        turn = self._turn(body, warmup=False)
+        turn = self._turn(body, warmup=False, deadline=deadline)
         try:
-            yield from self._attempts(turn)
+            yield from self._attempts(turn, deadline)
         finally:
             self._pool.release(turn.slot)
         if turn.failure is not None:
-            yield from http(body, turn.fallback_reason())
+            yield from http(body, turn.fallback_reason(), deadline)
 
-    def warmup(self, body: JSON) -> WarmupResult:
+    def warmup(self, body: JSON, deadline: Deadline | None = None) -> WarmupResult:
         """Send ``body`` with ``generate: false``; its response becomes the chain head."""
         self._pool.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
-        turn = self._turn(body, warmup=True)
+        turn = self._turn(body, warmup=True, deadline=deadline)
         try:
-            finishes = [part for part in self._attempts(turn) if isinstance(part, Finish)]
+            attempts = self._attempts(turn, deadline)
+            finishes = [part for part in attempts if isinstance(part, Finish)]
         finally:
             self._pool.release(turn.slot)
         return turn.warmup_result(finishes)
@@ -147,21 +154,21 @@ class WebSocketSession:
         """Close every connection."""
         self._pool.close()
 
-    def _turn(self, body: JSON, *, warmup: bool) -> Turn[Connection]:
-        slot = self._pool.acquire(body)
+    def _turn(self, body: JSON, *, warmup: bool, deadline: Deadline | None) -> Turn[Connection]:
+        slot = self._pool.acquire(body, deadline)
         return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
 
-    def _attempts(self, turn: Turn[Connection]) -> Iterator[StreamPart]:
+    def _attempts(self, turn: Turn[Connection], deadline: Deadline | None) -> Iterator[StreamPart]:
         """Run the turn; `Turn.attempt` decides whether an error is raised, resent or
         sent over HTTP instead."""
         while not turn.over:
             reused = self._reusable(turn)
-            connection = reused or self._open(turn)
+            connection = reused or self._open(turn, deadline)
             if connection is None:
                 return  # turn.failure says why: the turn goes over HTTP
             with turn.attempt(connection, reused=reused is not None) as attempt:
                 size = connection.send_text(attempt.text)
-                payloads = attempt.sent(self._payloads(connection, size))
+                payloads = attempt.sent(self._payloads(connection, size, deadline))
                 # run_protocol returns only after completed/incomplete; else it raises.
                 yield from run_protocol(payloads, attempt.meter, attempt.protocol)
 
@@ -172,11 +179,13 @@ class WebSocketSession:
             return connection
         return None
 
-    def _open(self, turn: Turn[Connection]) -> Connection | None:
+    def _open(self, turn: Turn[Connection], deadline: Deadline | None) -> Connection | None:
         self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
         try:
-            connection = self._connect()
+            connection = self._connect(deadline)
         except LLMKitError as exc:
+            if deadline is not None and deadline.expired():
+                raise deadline.error() from exc  # the call's time is up, not WebSocket's
             if not turn.connect_failed(exc):
                 raise
             return None

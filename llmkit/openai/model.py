@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from llmkit._closing import closed_error
+from llmkit._deadline import Deadline, call_limit
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._encode import encode_request
@@ -25,11 +26,12 @@ RESPONSES_PATH = "/responses"
 
 
 def http_request(
-    body: dict[str, Any], fallback_reason: str | None
+    body: dict[str, Any], fallback_reason: str | None, deadline: Deadline | None = None
 ) -> tuple[TransportRequest, Meter]:
     """The HTTP request of a Responses turn (always streamed) and its meter."""
     meter = Meter("http", "full", len(body["input"]), fallback_reason=fallback_reason)
-    return TransportRequest(RESPONSES_PATH, {**body, "stream": True}), meter
+    request = TransportRequest(RESPONSES_PATH, {**body, "stream": True}, deadline=deadline)
+    return request, meter
 
 
 class PayloadOpener(Protocol):
@@ -45,7 +47,8 @@ class ResponsesModel(LanguageModel):
     """An OpenAI Responses API model, over HTTP server-sent events or WebSocket mode.
 
     With a WebSocket session, turns go over the session's connections and fall back to
-    HTTP only when a request provably never reached the model.
+    HTTP only when a request provably never reached the model. ``max_duration`` is the
+    provider's default for a call's overall deadline.
     """
 
     provider = "openai"
@@ -56,31 +59,39 @@ class ResponsesModel(LanguageModel):
         *,
         http: PayloadOpener,
         websocket: WebSocketSession | None = None,
+        max_duration: float | None = None,
     ) -> None:
         self.model_id = model_id
         self._http = http
         self._websocket = websocket
+        self._max_duration = max_duration
 
-    def stream(self, call: Call | str) -> Stream:
+    def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
         if self._http.closed:
             raise closed_error()
+        limit = call_limit(max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
-        return Stream(self._parts(encoded.body, encoded.warnings))
+        return Stream(self._parts(encoded.body, encoded.warnings, limit))
 
-    def _parts(self, body: dict[str, Any], warnings: tuple[str, ...]) -> Iterator[StreamPart]:
+    def _parts(
+        self, body: dict[str, Any], warnings: tuple[str, ...], max_duration: float | None
+    ) -> Iterator[StreamPart]:
+        deadline = Deadline.start(max_duration)  # when iteration starts: nothing sent before
         if warnings:
             yield Warnings(warnings)
         if self._websocket is None:
-            yield from self._http_turn(body, None)
+            yield from self._http_turn(body, None, deadline)
         else:
-            yield from self._websocket.stream(body, self._http_turn)
+            yield from self._websocket.stream(body, self._http_turn, deadline)
 
-    def _http_turn(self, body: dict[str, Any], fallback_reason: str | None) -> Iterator[StreamPart]:
-        request, meter = http_request(body, fallback_reason)
+    def _http_turn(
+        self, body: dict[str, Any], fallback_reason: str | None, deadline: Deadline | None
+    ) -> Iterator[StreamPart]:
+        request, meter = http_request(body, fallback_reason, deadline)
         payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ResponsesProtocol())
 
-    def warmup(self, call: Call | str) -> WarmupResult:
+    def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """Warm the server up for ``call`` without generating (WebSocket mode only).
 
         Over WebSocket: sends ``generate: false``; the warm-up becomes the head of the
@@ -90,7 +101,8 @@ class ResponsesModel(LanguageModel):
         """
         if self._http.closed:
             raise closed_error()
+        limit = call_limit(max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
             return WarmupResult.skipped()
-        return self._websocket.warmup(encoded.body)
+        return self._websocket.warmup(encoded.body, Deadline.start(limit))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import math
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
@@ -26,6 +27,7 @@ from urllib.parse import urljoin
 import httpx
 
 from llmkit._closing import closed_error
+from llmkit._deadline import Deadline
 from llmkit._headers import check_headers
 from llmkit.exceptions import (
     APIStatusError,
@@ -62,6 +64,7 @@ __all__ = [
     "pick_client",
     "read_error",
     "refuse_if_closed",
+    "silence",
     "status_error_from",
 ]
 
@@ -159,17 +162,53 @@ def _send_error(exc: httpx.TransportError, secrets: Sequence[str]) -> TransportE
     return ConnectError(f"could not get an answer from the server: {detail}")
 
 
-def read_error(exc: Exception) -> LLMKitError:
+def read_error(exc: Exception, deadline: Deadline | None = None) -> LLMKitError:
     """Map a failure while reading an event stream (one of `READ_ERRORS`) to the llmkit tree.
 
     The messages carry no server text, so nothing needs redacting. Raise the result
-    ``from exc`` so the httpx cause stays inspectable.
+    ``from exc`` so the httpx cause stays inspectable. Once ``deadline`` passed, any
+    failure is its `Timeout`: a read cut short by the deadline's watchdog fails too.
     """
+    if deadline is not None and deadline.expired():
+        return deadline.error()
     if isinstance(exc, httpx.TimeoutException):
         return Timeout("timed out waiting for the next event")
     if isinstance(exc, httpx.DecodingError):
         return ProtocolError("could not decode the response body")
     return ConnectionClosed("connection closed before the response finished")
+
+
+def silence(idle_timeout: float, deadline: Deadline | None) -> Timeout:
+    """What a stream raises when a chunk arrives but no event came for too long.
+
+    Liveness is a complete event with data: SSE comments, blank lines and partial lines
+    do not end a silence, so a server sending them (or one byte at a time) cannot keep
+    a call waiting beyond ``idle_timeout`` (or past ``deadline``, whichever is first).
+    """
+    if deadline is not None and deadline.expired():
+        return deadline.error()
+    return Timeout(f"no event for {idle_timeout:g} seconds (comments and blank lines do not count)")
+
+
+def idle_timeout(timeout: float | httpx.Timeout | None) -> float:
+    """The longest silence between two events that ``timeout`` allows (inf: no limit)."""
+    read = timeout.read if isinstance(timeout, httpx.Timeout) else timeout
+    return math.inf if read is None else read
+
+
+def capped_timeout(timeout: float | httpx.Timeout | None, deadline: Deadline) -> httpx.Timeout:
+    """``timeout`` with every part shortened to what ``deadline`` leaves now.
+
+    Raises:
+        Timeout: the deadline passed.
+    """
+    parts = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+    return httpx.Timeout(
+        connect=deadline.cap(parts.connect),
+        read=deadline.cap(parts.read),
+        write=deadline.cap(parts.write),
+        pool=deadline.cap(parts.pool),
+    )
 
 
 def is_event_stream(response: httpx.Response) -> bool:
@@ -233,18 +272,27 @@ class PreparedRequest(NamedTuple):
     headers: httpx.Headers
     timeout: float | httpx.Timeout
     secrets: tuple[str, ...]
+    deadline: Deadline | None = None
 
     def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
-        """A fresh ``httpx.Request`` for one attempt (building one does no I/O)."""
+        """A fresh ``httpx.Request`` for one attempt (building one does no I/O); its
+        timeouts never reach past the deadline.
+
+        Raises:
+            Timeout: the deadline passed.
+        """
+        timeout = self.timeout
+        if self.deadline is not None:
+            timeout = capped_timeout(timeout, self.deadline)
         return client.build_request(
-            "POST", self.url, content=self.body, headers=self.headers, timeout=self.timeout
+            "POST", self.url, content=self.body, headers=self.headers, timeout=timeout
         )
 
 
 class HTTPSettings:
     """What a transport adds to every request, fixed when the transport is made."""
 
-    __slots__ = ("base_url", "headers", "retry", "secrets", "timeout")
+    __slots__ = ("base_url", "headers", "idle_timeout", "retry", "secrets", "timeout")
 
     def __init__(
         self,
@@ -260,6 +308,7 @@ class HTTPSettings:
         )
         self.headers.update(check_headers(headers or {}))
         self.timeout = timeout
+        self.idle_timeout = idle_timeout(timeout)
         self.retry = retry
         self.secrets = (*secrets, *_header_secrets(self.headers))
 
@@ -280,6 +329,7 @@ class HTTPSettings:
             headers,
             self.timeout,
             secrets,
+            request.deadline,
         )
 
     def describe(self, owner: object) -> str:
@@ -321,23 +371,42 @@ class SendAttempts:
     redirect is a final `APIStatusError` (see `failure`).
     """
 
-    __slots__ = ("_attempt", "_origin_url", "_redirects", "_refusal", "_retry", "_secrets")
+    __slots__ = (
+        "_attempt",
+        "_deadline",
+        "_origin_url",
+        "_redirects",
+        "_refusal",
+        "_retry",
+        "_secrets",
+    )
 
-    def __init__(self, retry: RetryPolicy, secrets: Sequence[str], url: str = "") -> None:
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        secrets: Sequence[str],
+        *,
+        url: str = "",
+        deadline: Deadline | None = None,
+    ) -> None:
         self._attempt = 0
         self._retry = retry
         self._secrets = secrets
         self._origin_url = url
         self._redirects = 0
         self._refusal: str | None = None
+        self._deadline = deadline
 
     def send_failed(self, exc: httpx.TransportError) -> float:
         """``client.send`` raised ``exc``: return the seconds to wait before sending again.
 
         Raises:
             ConnectError, Timeout: ``exc`` mapped (`_send_error`), ``from exc``, when it
-                may have reached the model or the retries are spent.
+                may have reached the model or the retries are spent; the deadline's
+                `Timeout` once it passed.
         """
+        if self._deadline is not None and self._deadline.expired():
+            raise self._deadline.error() from exc
         if not isinstance(exc, _RETRYABLE_SEND_ERRORS) or self._attempt >= self._retry.max_retries:
             raise _send_error(exc, self._secrets) from exc
         delay = self._retry.delay(self._attempt)
@@ -399,6 +468,14 @@ class SendAttempts:
             error.retryable = False
         return error
 
+    def pause(self, delay: float) -> float:
+        """The back-off before the next attempt: ``delay``, never reaching the deadline.
+
+        Raises:
+            Timeout: the deadline would pass during the back-off (the call ends now).
+        """
+        return delay if self._deadline is None else self._deadline.pause(delay)
+
 
 class SSEDecoder:
     """Body bytes in, event payloads out: incremental UTF-8 decoding under `SSEParser`.
@@ -426,17 +503,37 @@ class SSEDecoder:
 class ResponseStream:
     """What the sync and async payload streams share: the response and its facts.
 
-    Subclasses add the iteration and closing, the only parts that wait.
+    Subclasses add the iteration and closing, the only parts that wait. Per chunk they
+    compare the clock with the end of the allowed silence: ``idle_timeout`` seconds
+    after the last event with data, and never later than ``deadline`` (see `silence`).
     """
 
-    __slots__ = ("_bytes_sent", "_response", "_secrets")
+    __slots__ = ("_bytes_sent", "_deadline", "_idle_timeout", "_response", "_secrets")
 
     def __init__(
-        self, response: httpx.Response, *, bytes_sent: int, secrets: Sequence[str] = ()
+        self,
+        response: httpx.Response,
+        *,
+        bytes_sent: int,
+        secrets: Sequence[str] = (),
+        idle_timeout: float = math.inf,
+        deadline: Deadline | None = None,
     ) -> None:
         self._response = response
         self._bytes_sent = bytes_sent
         self._secrets = tuple(secrets)
+        self._idle_timeout = idle_timeout
+        self._deadline = deadline
+
+    def limits(self) -> tuple[float, float]:
+        """The longest silence and the deadline (``time.monotonic``; inf for none).
+
+        A shell keeps both in locals; per chunk it then does one clock reading and one
+        comparison: after an event the silence ends at ``min(now + idle, deadline)``,
+        and a chunk without an event after that instant raises `silence`.
+        """
+        deadline = self._deadline
+        return self._idle_timeout, math.inf if deadline is None else deadline.at
 
     @property
     def bytes_sent(self) -> int:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from llmkit._deadline import Deadline
 from llmkit.exceptions import (
     APIStatusError,
     ConnectError,
@@ -76,16 +77,24 @@ class FrameStream:
 
     The connection outlives the stream, so closing the stream leaves it alone: whether
     it is kept or closed is decided by whoever leased it, from the protocol's state.
+    ``idle_timeout`` bounds the wait for each frame, ``deadline`` (the call's
+    ``max_duration``, None for none) all of them.
     """
 
-    __slots__ = ("_bytes_sent", "_connection", "_idle_timeout", "received")
+    __slots__ = ("_bytes_sent", "_connection", "_deadline", "_idle_timeout", "received")
 
     def __init__(
-        self, connection: SecretHolder, *, bytes_sent: int, idle_timeout: float | None
+        self,
+        connection: SecretHolder,
+        *,
+        bytes_sent: int,
+        idle_timeout: float | None,
+        deadline: Deadline | None = None,
     ) -> None:
         self._connection = connection
         self._bytes_sent = bytes_sent
         self._idle_timeout = idle_timeout
+        self._deadline = deadline
         self.received = 0
         """Frames received so far (a failure is classified by it)."""
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import httpx
 
 from llmkit._closing import AsyncClosing, bind_loop
+from llmkit._deadline import Deadline
 from llmkit.transports import _http_common as common
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
@@ -53,6 +55,22 @@ async def _require_event_stream(response: httpx.Response, secrets: Sequence[str]
         raise common.content_type_error_from(response, snippet, secrets)
 
 
+async def _before(chunks: AsyncIterator[bytes], deadline: Deadline) -> AsyncIterator[bytes]:
+    """``chunks``, each read ending by ``deadline``: httpx fixes a read's timeout when
+    the request is sent, so a read that starts late could outlast it otherwise."""
+    loop = asyncio.get_running_loop()
+    when = loop.time() + deadline.remaining()
+    while True:
+        try:
+            async with asyncio.timeout_at(when):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise deadline.error() from None
+        yield chunk
+
+
 class AsyncHTTPPayloadStream(common.ResponseStream, AsyncClosing):
     """The ``data`` of each server-sent event of one response, as text, for ``async for``.
 
@@ -71,15 +89,27 @@ class AsyncHTTPPayloadStream(common.ResponseStream, AsyncClosing):
     async def _events(self) -> AsyncIterator[str]:
         decoder = common.SSEDecoder()
         decode, parse = decoder.decode, decoder.parse
+        idle, limit = self.limits()
+        clock = time.monotonic
+        deadline = self._deadline
+        chunks = self._response.aiter_bytes()
+        if deadline is not None:  # only then: a generator hop per chunk
+            chunks = _before(chunks, deadline)
         try:
             await _require_event_stream(self._response, self._secrets)
-            async for chunk in self._response.aiter_bytes():
-                for data in parse(decode(chunk)):
-                    yield data
+            quiet_until = min(clock() + idle, limit)
+            async for chunk in chunks:
+                payloads = parse(decode(chunk))
+                if payloads:
+                    for data in payloads:
+                        yield data
+                    quiet_until = min(clock() + idle, limit)
+                elif clock() > quiet_until:
+                    raise common.silence(idle, deadline)
             for data in decoder.end():
                 yield data
         except common.READ_ERRORS as exc:
-            raise common.read_error(exc) from exc
+            raise common.read_error(exc, deadline) from exc
         finally:
             await self._response.aclose()
 
@@ -135,13 +165,19 @@ class AsyncHTTPTransport(AsyncClosing):
         response = await self._send_with_retries(prepared)
         await _require_event_stream(response, prepared.secrets)
         return AsyncHTTPPayloadStream(
-            response, bytes_sent=len(prepared.body), secrets=prepared.secrets
+            response,
+            bytes_sent=len(prepared.body),
+            secrets=prepared.secrets,
+            idle_timeout=self._settings.idle_timeout,
+            deadline=prepared.deadline,
         )
 
     async def _send_with_retries(self, prepared: common.PreparedRequest) -> httpx.Response:
         """POST until a 2xx answer, a final error, or the retries run out; follow
         same-origin 307/308 redirects (`common.SendAttempts`)."""
-        attempts = common.SendAttempts(self._settings.retry, prepared.secrets, prepared.url)
+        attempts = common.SendAttempts(
+            self._settings.retry, prepared.secrets, url=prepared.url, deadline=prepared.deadline
+        )
         while True:
             try:
                 # Never the client's own redirect handling: `attempts` decides (same origin).
@@ -149,7 +185,7 @@ class AsyncHTTPTransport(AsyncClosing):
                     prepared.build(self._client), stream=True, follow_redirects=False
                 )
             except httpx.TransportError as exc:
-                await self._sleep(attempts.send_failed(exc))
+                await self._sleep(attempts.pause(attempts.send_failed(exc)))
                 continue
             answer = attempts.answered(response)
             if answer is common.Answer.USE:
@@ -161,7 +197,7 @@ class AsyncHTTPTransport(AsyncClosing):
             if isinstance(answer, common.Redirect):
                 prepared = prepared._replace(url=answer.url)
             else:
-                await self._sleep(answer)
+                await self._sleep(attempts.pause(answer))
 
     async def aclose(self) -> None:
         """Close the httpx client if this transport created it; a shared one stays open."""

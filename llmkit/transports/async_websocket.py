@@ -237,7 +237,10 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
 
 
 class AsyncWebSocketPayloadStream(common.FrameStream):
-    """The frames of one response on a connection: ``async for`` until the protocol is done."""
+    """The frames of one response on a connection: ``async for`` until the protocol is done.
+
+    Each wait is the idle timeout, shortened to what the call's deadline leaves.
+    """
 
     __slots__ = ()
     _connection: AsyncWebSocketConnection
@@ -246,7 +249,16 @@ class AsyncWebSocketPayloadStream(common.FrameStream):
         return self
 
     async def __anext__(self) -> str:
-        payload = await self._connection.recv_text(self._idle_timeout)
+        deadline = self._deadline
+        if deadline is None:
+            payload = await self._connection.recv_text(self._idle_timeout)
+        else:
+            try:
+                payload = await self._connection.recv_text(deadline.cap(self._idle_timeout))
+            except Timeout as exc:
+                if deadline.expired():
+                    raise deadline.error() from exc
+                raise
         self.received += 1
         return payload
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from llmkit._deadline import Deadline
+
 __all__ = [
     "MAX_EVENT_SIZE",
     "AsyncPayloadStream",
@@ -32,11 +34,13 @@ response, far below a memory risk. A larger one is a `ProtocolError`."""
 
 @dataclass(frozen=True, slots=True)
 class TransportRequest:
-    """One request: ``path`` below the base URL (``/responses``), a JSON-ready ``body``."""
+    """One request: ``path`` below the base URL (``/responses``), a JSON-ready ``body``,
+    and the call's `Deadline` (None: no ``max_duration``), which every wait honours."""
 
     path: str
     body: Mapping[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
+    deadline: Deadline | None = None
 
 
 class PayloadFacts(Protocol):

@@ -21,13 +21,16 @@ asyncio shell `llmkit.transports.async_http` shares, so the two cannot drift apa
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import httpx
 
 from llmkit._closing import Closing
+from llmkit._deadline import Deadline
 from llmkit.transports import _http_common as common
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
@@ -56,6 +59,33 @@ def _require_event_stream(response: httpx.Response, secrets: Sequence[str]) -> N
         raise common.content_type_error_from(response, snippet, secrets)
 
 
+def _shut_down(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also under TLS: it wakes a read blocked in another
+    # thread without touching the TLS object that read is using.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watchdog(response: httpx.Response, deadline: Deadline | None) -> threading.Timer | None:
+    """With a deadline: a timer that shuts the response's socket down when it passes.
+
+    httpx fixes a read's timeout when the request is sent, so a read that starts late
+    could outlast the deadline; shutting the socket down wakes it (the read fails and
+    `common.read_error` reports the deadline). Without a socket to reach (a custom
+    transport), the per-chunk check and the capped timeouts remain.
+    """
+    if deadline is None:
+        return None
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if not isinstance(sock, socket.socket):
+        return None
+    timer = threading.Timer(max(deadline.remaining(), 0.0), _shut_down, (sock,))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 class HTTPPayloadStream(common.ResponseStream, Closing):
     """The ``data`` of each server-sent event of one response, as text.
 
@@ -71,20 +101,34 @@ class HTTPPayloadStream(common.ResponseStream, Closing):
         """Yield each event's data; map httpx failures to llmkit exceptions.
 
         Raises:
-            Timeout: No bytes arrived within the read timeout.
+            Timeout: No event with data within the idle timeout (comments and blank
+                lines do not count), or the call's deadline passed.
             ConnectionClosed: The connection broke before the body ended.
             ProtocolError: The body is not a decodable event stream.
         """
         decoder = common.SSEDecoder()
         decode, parse = decoder.decode, decoder.parse
+        idle, limit = self.limits()
+        clock = time.monotonic
+        watchdog = _watchdog(self._response, self._deadline)
         try:
             _require_event_stream(self._response, self._secrets)
+            quiet_until = min(clock() + idle, limit)
             for chunk in self._response.iter_bytes():
-                yield from parse(decode(chunk))
+                payloads = parse(decode(chunk))
+                if payloads:
+                    yield from payloads
+                    quiet_until = min(clock() + idle, limit)
+                elif clock() > quiet_until:
+                    raise common.silence(idle, self._deadline)
             yield from decoder.end()
+            if self._deadline is not None and self._deadline.expired():
+                raise self._deadline.error()  # the watchdog ended the body
         except common.READ_ERRORS as exc:
-            raise common.read_error(exc) from exc
+            raise common.read_error(exc, self._deadline) from exc
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             self._response.close()
 
     def close(self) -> None:
@@ -101,7 +145,8 @@ class HTTPTransport(Closing):
             credential headers are redacted from every error message.
         timeout: httpx timeout for every request this transport makes; it applies even to a
             caller's ``client`` so that the transport's setting always means something. The
-            read timeout is the longest silence tolerated between two chunks.
+            read timeout is the longest silence tolerated between two events with data
+            (comments, blank lines and partial lines do not end a silence).
         retry: When and how long to wait before resending a request that never started.
         secrets: Extra strings to redact from error messages (API keys).
         client: An httpx client to share; it stays open after `close`.
@@ -155,12 +200,20 @@ class HTTPTransport(Closing):
         prepared = self._settings.prepare(request)
         response = self._send_with_retries(prepared)
         _require_event_stream(response, prepared.secrets)
-        return HTTPPayloadStream(response, bytes_sent=len(prepared.body), secrets=prepared.secrets)
+        return HTTPPayloadStream(
+            response,
+            bytes_sent=len(prepared.body),
+            secrets=prepared.secrets,
+            idle_timeout=self._settings.idle_timeout,
+            deadline=prepared.deadline,
+        )
 
     def _send_with_retries(self, prepared: common.PreparedRequest) -> httpx.Response:
         """POST until a 2xx answer, a final error, or the retries run out; follow
         same-origin 307/308 redirects (`common.SendAttempts`)."""
-        attempts = common.SendAttempts(self._settings.retry, prepared.secrets, prepared.url)
+        attempts = common.SendAttempts(
+            self._settings.retry, prepared.secrets, url=prepared.url, deadline=prepared.deadline
+        )
         while True:
             try:
                 # Never the client's own redirect handling: `attempts` decides (same origin).
@@ -168,7 +221,7 @@ class HTTPTransport(Closing):
                     prepared.build(self._client), stream=True, follow_redirects=False
                 )
             except httpx.TransportError as exc:
-                self._sleep(attempts.send_failed(exc))
+                self._sleep(attempts.pause(attempts.send_failed(exc)))
                 continue
             answer = attempts.answered(response)
             if answer is common.Answer.USE:
@@ -180,7 +233,7 @@ class HTTPTransport(Closing):
             if isinstance(answer, common.Redirect):
                 prepared = prepared._replace(url=answer.url)
             else:
-                self._sleep(answer)
+                self._sleep(attempts.pause(answer))
 
     def close(self) -> None:
         """Close the httpx client if this transport created it; a shared one stays open."""

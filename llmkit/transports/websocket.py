@@ -14,6 +14,10 @@ Choices that matter:
 * Redirects are followed only within the same origin, so credentials never leave it.
 * Pings are answered inside `recv_text`; between turns `probe` reads whatever arrived
   while the connection sat idle (a close, a ping, a late error frame) without blocking.
+* `recv_text`'s timeout bounds the whole wait for the next message. websocket-client
+  answers pings inside its read loop and the socket timeout restarts on every read, so
+  a server sending pings, single bytes or endless continuation frames would keep a
+  call waiting forever; every socket read therefore gets only what is left of the wait.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import contextlib
 import select
 import socket
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import websocket
 
+from llmkit._deadline import Deadline
 from llmkit.exceptions import ConnectionClosed, LLMKitError, Timeout, redact
 from llmkit.transports import _ws_common as common
 from llmkit.transports._tls import http11_only
@@ -35,6 +41,10 @@ from llmkit.transports.base import MAX_EVENT_SIZE
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream"]
 
 _PROBE_READ_TIMEOUT = 0.5
+# A socket read's timeout is shortened to what is left of the wait only once that is
+# this much shorter: a message's quick reads cost no extra system call, and a wait
+# overruns its bound by this much at most.
+_SLACK = 0.05
 
 
 class _FrameTooLarge(Exception):
@@ -72,6 +82,9 @@ class WebSocketConnection(common.ConnectionFacts):
     def __init__(self, ws: websocket.WebSocket, *, url: str, secrets: Sequence[str]) -> None:
         super().__init__(url=url, secrets=secrets)
         self._ws = ws
+        self._until: float | None = None  # when the current wait ends (monotonic)
+        self._sock_timeout: float | None = None  # the socket's timeout now
+        ws.frame_buffer = _LimitedFrameBuffer(self._recv_bounded, True)
 
     @classmethod
     def connect(
@@ -163,17 +176,39 @@ class WebSocketConnection(common.ConnectionFacts):
             raise common.unsent() from exc
         return len(data)
 
+    def _bound(self, timeout: float | None) -> None:
+        """Start a wait of at most ``timeout`` seconds (None: unbounded)."""
+        self._ws.settimeout(timeout)
+        self._sock_timeout = timeout
+        self._until = None if timeout is None else time.monotonic() + timeout
+
+    def _recv_bounded(self, size: int) -> bytes:
+        """One socket read, within what is left of the current wait (`_bound`)."""
+        until = self._until
+        if until is not None:
+            remaining = until - time.monotonic()
+            if self._sock_timeout is not None and remaining < self._sock_timeout - _SLACK:
+                if remaining <= 0:
+                    raise websocket.WebSocketTimeoutException("the wait ran out")
+                self._ws.settimeout(remaining)
+                self._sock_timeout = remaining
+        data: bytes = self._ws._recv(size)  # type: ignore[no-untyped-call]
+        return data
+
     def recv_text(self, timeout: float | None) -> str:
-        """Wait at most ``timeout`` seconds for the next text frame.
+        """Wait at most ``timeout`` seconds in all for the next complete text message.
+
+        Pings (answered here), pongs, partial frames and continuation frames do not
+        extend the wait: ``timeout`` bounds it as a whole.
 
         Raises:
-            Timeout: no frame in time.
+            Timeout: no complete message in time.
             ConnectionClosed: the peer closed the connection or it broke.
             ProtocolError: a binary frame (the Responses protocol is text only), or a
                 frame over `MAX_EVENT_SIZE` bytes (the connection is closed).
         """
         try:
-            self._ws.settimeout(timeout)
+            self._bound(timeout)
             opcode, frame = self._ws.recv_data_frame(False)
         except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
             raise Timeout(f"no WebSocket event for {timeout} seconds") from exc
@@ -232,7 +267,7 @@ class WebSocketConnection(common.ConnectionFacts):
         return bool(readable)
 
     def _recv_control(self) -> tuple[int, Any]:
-        self._ws.settimeout(_PROBE_READ_TIMEOUT)
+        self._bound(_PROBE_READ_TIMEOUT)
         return self._ws.recv_data_frame(True)
 
     def close(self) -> None:
@@ -254,16 +289,35 @@ class WebSocketConnection(common.ConnectionFacts):
 
 
 class WebSocketPayloadStream(common.FrameStream):
-    """The frames of one response on a connection: iterate until the protocol is done."""
+    """The frames of one response on a connection: iterate until the protocol is done.
+
+    Each wait is the idle timeout, shortened to what the call's deadline leaves.
+    """
 
     __slots__ = ()
     _connection: WebSocketConnection
 
     def __iter__(self) -> Iterator[str]:
+        recv, idle, deadline = self._connection.recv_text, self._idle_timeout, self._deadline
+        if deadline is None:
+            while True:
+                payload = recv(idle)
+                self.received += 1
+                yield payload
         while True:
-            payload = self._connection.recv_text(self._idle_timeout)
+            payload = _within(deadline, recv, idle)
             self.received += 1
             yield payload
 
     def close(self) -> None:
         """Nothing to release: the connection belongs to its lease."""
+
+
+def _within(deadline: Deadline, recv: Callable[[float | None], str], idle: float | None) -> str:
+    """``recv(idle)``, the wait shortened to the deadline; its `Timeout` when that ran out."""
+    try:
+        return recv(deadline.cap(idle))
+    except Timeout as exc:
+        if deadline.expired():
+            raise deadline.error() from exc
+        raise

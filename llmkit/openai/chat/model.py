@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from llmkit._closing import closed_error
+from llmkit._deadline import Deadline, call_limit
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._loop import Meter, open_stamped, run_protocol
@@ -19,40 +20,51 @@ __all__ = ["ChatModel", "chat_request"]
 CHAT_PATH = "/chat/completions"
 
 
-def chat_request(body: dict[str, object]) -> tuple[TransportRequest, Meter]:
+def chat_request(
+    body: dict[str, object], deadline: Deadline | None = None
+) -> tuple[TransportRequest, Meter]:
     """The HTTP request of a Chat Completions call and its meter."""
     messages = body["messages"]
     assert isinstance(messages, list)
-    return TransportRequest(CHAT_PATH, body), Meter("http", "full", len(messages))
+    request = TransportRequest(CHAT_PATH, body, deadline=deadline)
+    return request, Meter("http", "full", len(messages))
 
 
 class ChatModel(LanguageModel):
     """An OpenAI Chat Completions model (or any compatible server), over HTTP SSE.
 
     The whole history is sent on every call. Same `Response`, parts and exceptions as
-    the Responses path, so agent code runs unchanged on either.
+    the Responses path, so agent code runs unchanged on either. ``max_duration`` is the
+    provider's default for a call's overall deadline.
     """
 
     provider = "openai"
 
-    def __init__(self, model_id: str, *, http: PayloadOpener) -> None:
+    def __init__(
+        self, model_id: str, *, http: PayloadOpener, max_duration: float | None = None
+    ) -> None:
         self.model_id = model_id
         self._http = http
+        self._max_duration = max_duration
 
-    def stream(self, call: Call | str) -> Stream:
+    def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
         if self._http.closed:
             raise closed_error()
+        limit = call_limit(max_duration, self._max_duration)
         encoded = encode_chat_request(self.model_id, call)
-        return Stream(self._parts(encoded.body, encoded.warnings))
+        return Stream(self._parts(encoded.body, encoded.warnings, limit))
 
-    def _parts(self, body: dict[str, object], warnings: tuple[str, ...]) -> Iterator[StreamPart]:
+    def _parts(
+        self, body: dict[str, object], warnings: tuple[str, ...], max_duration: float | None
+    ) -> Iterator[StreamPart]:
+        deadline = Deadline.start(max_duration)  # when iteration starts: nothing sent before
         if warnings:
             yield Warnings(warnings)
-        request, meter = chat_request(body)
+        request, meter = chat_request(body, deadline)
         payloads = open_stamped(lambda: self._http.open(request), meter)
         yield from run_protocol(payloads, meter, ChatProtocol())
 
-    def warmup(self, call: Call | str) -> WarmupResult:
+    def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """Validate ``call``; send nothing. Chat Completions has no warm-up request.
 
         Like a Responses warm-up over HTTP, the result says ``transport="http"`` and
@@ -60,5 +72,6 @@ class ChatModel(LanguageModel):
         """
         if self._http.closed:
             raise closed_error()
+        call_limit(max_duration, self._max_duration)
         encode_chat_request(self.model_id, call)
         return WarmupResult.skipped()
