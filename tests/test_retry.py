@@ -153,6 +153,13 @@ def test_backoff_doubles_up_to_the_cap(attempt: int, expected: float) -> None:
     assert RetryPolicy().delay(attempt, random=lambda: 0.0) == expected
 
 
+def test_the_doubling_stops_after_64_steps() -> None:
+    """2**64 backoff steps are beyond any cap; the bound keeps the float from overflowing."""
+    policy = RetryPolicy(initial_delay=1.0, max_delay=float("inf"))
+    assert policy.delay(64, random=lambda: 0.0) == policy.delay(10**9, random=lambda: 0.0)
+    assert policy.delay(10**9, random=lambda: 0.0) == 2.0**64
+
+
 @pytest.mark.parametrize(("draw", "factor"), [(0.0, 1.0), (0.5, 0.875), (0.999, 0.75025)])
 def test_jitter_scales_into_three_quarters_to_one(draw: float, factor: float) -> None:
     policy = RetryPolicy(initial_delay=2.0, max_delay=100.0)

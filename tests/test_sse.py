@@ -127,3 +127,10 @@ def test_an_unfinished_line_counts_towards_the_limit_after_a_carriage_return() -
     parser.feed("data: " + "x" * 90)  # no line end yet
     with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
         parser.feed("x" * 20)
+
+
+def test_an_event_growing_line_by_line_is_refused() -> None:
+    parser = SSEParser(max_event_size=100)
+    parser.feed("data: " + "x" * 50)
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
+        parser.feed("\ndata: " + "y" * 50)  # each chunk starts a new line of the event
