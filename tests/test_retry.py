@@ -207,14 +207,15 @@ def test_policy_is_frozen() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"max_retries": -1},
-        {"initial_delay": -0.1},
-        {"max_delay": float("nan")},
-        {"max_retry_after": -1.0},
+        ({"max_retries": -1}, "max_retries must be >= 0, got -1"),
+        ({"initial_delay": -0.1}, "initial_delay must be >= 0, got -0.1"),
+        ({"max_delay": float("nan")}, "max_delay must be >= 0, got nan"),
+        ({"max_retry_after": -1.0}, "max_retry_after must be >= 0, got -1.0"),
     ],
 )
-def test_policy_rejects_negative_settings(kwargs: dict[str, float]) -> None:
-    with pytest.raises(UsageError):
+def test_policy_rejects_negative_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert str(caught.value) == message
