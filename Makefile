@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+MUTATE_STAMP := $(VENV)/.mutate-installed
 
 .PHONY: install demo test lint typecheck pytest serve bench clean
 
@@ -42,6 +43,21 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+$(MUTATE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[mutate]"
+	touch $(MUTATE_STAMP)
+
+# Mutation testing of the pure decision modules with mutmut (not part of `make test`;
+# CONTRIBUTING.md, "Mutation testing"). Modules and tests: [tool.mutmut] in pyproject.toml.
+# Results are cached in mutants/; `make mutate MUTATE_CLEAN=1` starts afresh.
+# MUTATE_JOBS=N sets the workers (default 2).
+MUTATE_JOBS ?= 2
+.PHONY: mutate
+mutate: $(MUTATE_STAMP)
+	$(if $(MUTATE_CLEAN),rm -rf mutants)
+	$(BIN)/mutmut run --max-children $(MUTATE_JOBS) > mutants.log 2>&1 || (tail -n 40 mutants.log; exit 1)
+	$(BIN)/python tools/mutate_report.py
+
 # 10,000 WebSocket turns with a fault every ~100 (not part of `make test`, which runs
 # 500); prints the figures. LLMKIT_SOAK_TURNS / LLMKIT_SOAK_SECONDS override.
 .PHONY: soak
@@ -49,4 +65,4 @@ soak: $(STAMP)
 	LLMKIT_SOAK_TURNS=$${LLMKIT_SOAK_TURNS:-10000} $(BIN)/pytest tests/test_soak.py -s -q
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov mutants mutants.log

@@ -88,6 +88,7 @@ def test_an_explicit_previous_response_id_is_sent_as_is_and_never_mixed() -> Non
     plan = plan_request(explicit, chain)
     assert plan.frame["previous_response_id"] == "resp_mine"
     assert plan.frame["input"] == [USER, CALL, OUTPUT]
+    assert (plan.mode, plan.items_sent, plan.full_input) == ("incremental", 3, (USER, CALL, OUTPUT))
     assert not chain_extends(explicit, chain)
     assert record_chain(explicit, plan, "resp_2", [ANSWER]) is None
 

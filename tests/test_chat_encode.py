@@ -125,12 +125,23 @@ def test_user_parts() -> None:
 
 
 @pytest.mark.parametrize(
-    "part",
-    [llmkit.ImagePart(file_id="file_1"), llmkit.FilePart(url="https://example.invalid/a.pdf")],
+    ("part", "message"),
+    [
+        (
+            llmkit.ImagePart(file_id="file_1"),
+            "Chat Completions takes images by URL (https: or data:), not by file_id",
+        ),
+        (
+            llmkit.FilePart(url="https://example.invalid/a.pdf"),
+            "Chat Completions takes files as data or file_id, not by URL "
+            "(the Responses API accepts file URLs)",
+        ),
+    ],
 )
-def test_content_chat_cannot_carry_is_a_usage_error(part: UserPart) -> None:
-    with pytest.raises(llmkit.UsageError, match="Chat Completions"):
+def test_content_chat_cannot_carry_is_a_usage_error(part: UserPart, message: str) -> None:
+    with pytest.raises(llmkit.UsageError) as caught:
         body(llmkit.Call([llmkit.UserMessage([part])]))
+    assert str(caught.value) == message
 
 
 def test_assistant_refusals_several_texts_and_provider_items() -> None:
@@ -149,7 +160,22 @@ def test_assistant_refusals_several_texts_and_provider_items() -> None:
         "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
         "refusal": "no",
     }
-    assert encoded.warnings and "web_search_call" in encoded.warnings[0]
+    assert encoded.warnings == (
+        "a 'web_search_call' output item was left out of the messages: "
+        "Chat Completions has no input for it",
+    )
+
+
+def test_an_assistant_message_of_text_only_or_refusals_only_is_sent() -> None:
+    text_only = llmkit.AssistantMessage([llmkit.TextPart("hello")])
+    refusals = llmkit.AssistantMessage(
+        [llmkit.TextPart("I can", refusal=True), llmkit.TextPart("not.", refusal=True)]
+    )
+    history: list[llmkit.Message] = [llmkit.UserMessage("q"), text_only, refusals]
+    assert body(llmkit.Call(history))["messages"][1:] == [
+        {"role": "assistant", "content": "hello"},
+        {"role": "assistant", "content": None, "refusal": "I cannot."},
+    ]
 
 
 def test_shared_options_pass_and_chat_options_are_sent() -> None:

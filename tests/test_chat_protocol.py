@@ -266,3 +266,196 @@ def test_the_first_non_empty_id_and_model_win() -> None:
     parts, _ = run(azure_first, chunk({}, "stop", id="chatcmpl-9", model="gpt-x"))
     metadata = llmkit.collect(parts).metadata
     assert (metadata.response_id, metadata.model) == ("chatcmpl-9", "gpt-x")
+
+
+def test_a_tool_delta_with_neither_function_nor_custom_is_harmless() -> None:
+    bare = chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function"}]})
+    protocol = ChatProtocol()
+    assert protocol.receive(bare) == []
+    parts = protocol.receive(tool(0, name="f", args="{}"))
+    assert parts == [
+        llmkit.ToolInputStart("call_a", "call_a", "f"),
+        llmkit.ToolInputDelta("call_a", "{}"),
+    ]
+    parts += protocol.receive(chunk({}, "tool_calls")) + protocol.finish()
+    (call,) = llmkit.collect(parts).tool_calls
+    assert (call.call_id, call.name, call.arguments) == ("call_a", "f", "{}")
+
+
+def test_an_empty_name_waits_for_a_real_one_and_the_first_name_stays() -> None:
+    parts, _ = run(
+        tool(0, "call_a", "", '{"x":'),
+        tool(0, name="f", args="1"),
+        tool(0, name="g", args="}"),  # servers that repeat (or garble) the name later
+        chunk({}, "tool_calls"),
+    )
+    assert parts[0] == llmkit.ToolInputStart("call_a", "call_a", "f")
+    (call,) = llmkit.collect(parts).tool_calls
+    assert (call.name, call.arguments) == ("f", '{"x":1}')
+
+
+def test_a_new_index_without_an_id_is_a_new_call() -> None:
+    parts, _ = run(
+        tool(0, "call_a", "f", "{}"),
+        tool(1, name="g", args="{"),
+        tool(1, args="}"),
+        chunk({}, "tool_calls"),
+    )
+    calls = [(c.call_id, c.name, c.arguments) for c in llmkit.collect(parts).tool_calls]
+    assert calls == [("call_a", "f", "{}"), ("call_1", "g", "{}")]
+
+
+def test_tool_deltas_after_the_finish_reason_never_extend_a_finished_call() -> None:
+    protocol = ChatProtocol()
+    parts = protocol.receive(tool(0, "call_a", "f", "{}"))
+    parts += protocol.receive(chunk({}, "tool_calls"))
+    assert parts[-2:] == [llmkit.ToolInputEnd("call_a"), llmkit.ToolCall("call_a", "f", "{}")]
+    assert protocol.receive(tool(None, args="late")) == []  # no index: "the latest call"
+    assert protocol.receive(tool(0, args="late")) == []  # the same index
+    parts += protocol.receive(b"[DONE]")
+    (call,) = llmkit.collect(parts).tool_calls
+    assert call.arguments == "{}"
+
+
+def test_usage_without_token_counts_counts_zero() -> None:
+    only_total = json.dumps({"id": "chatcmpl-1", "choices": [], "usage": {"total_tokens": 7}})
+    parts, _ = run(chunk({}, "stop"), only_total)
+    assert llmkit.collect(parts).usage == llmkit.Usage(0, 0, 7)
+    only_prompt = json.dumps({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 3}})
+    parts, _ = run(chunk({}, "stop"), only_prompt)
+    assert llmkit.collect(parts).usage == llmkit.Usage(3, 0, 3)
+    only_output = json.dumps({"choices": [], "usage": {"completion_tokens": 2}})
+    parts, _ = run(chunk({}, "stop"), only_output)
+    assert llmkit.collect(parts).usage == llmkit.Usage(0, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (399, llmkit.ResponseFailed),
+        (400, llmkit.BadRequestError),
+        (599, llmkit.InternalServerError),
+        (600, llmkit.ResponseFailed),
+    ],
+)
+def test_only_numeric_codes_400_to_599_are_http_statuses(
+    code: int, error: type[llmkit.APIError]
+) -> None:
+    with pytest.raises(llmkit.APIError) as caught:
+        ChatProtocol().receive(json.dumps({"error": {"message": "m", "code": code}}))
+    assert type(caught.value) is error
+    assert caught.value.code == str(code)
+
+
+def test_reasoning_deltas_are_raw_text_of_part_zero() -> None:
+    protocol = ChatProtocol()
+    assert protocol.receive(chunk({"reasoning_content": "think"})) == [
+        llmkit.ReasoningStart(None),
+        llmkit.ReasoningDelta(None, "think", "text", 0),
+    ]
+
+
+def test_error_payloads_keep_param_type_and_body() -> None:
+    for code, error in ((400, llmkit.BadRequestError), ("invalid_prompt", llmkit.ResponseFailed)):
+        detail = {"message": "m", "code": code, "param": "messages", "type": "invalid_request"}
+        with pytest.raises(error) as caught:
+            ChatProtocol().receive(json.dumps({"error": detail}))
+        assert (caught.value.param, caught.value.error_type) == ("messages", "invalid_request")
+        assert caught.value.body == detail
+
+
+def test_a_fresh_protocol_is_waiting_with_no_ids() -> None:
+    protocol = ChatProtocol()
+    assert protocol.state is State.WAITING and not protocol.done
+    assert protocol.partial().metadata == llmkit.ResponseMetadata()
+    with pytest.raises(llmkit.ResponseFailed) as caught:
+        protocol.receive(json.dumps({"error": {"message": "at once"}}))
+    assert caught.value.partial is not None
+    assert caught.value.partial.metadata == llmkit.ResponseMetadata()
+
+
+def test_the_partial_of_a_failure_keeps_ids_and_the_usage_so_far() -> None:
+    protocol = ChatProtocol()
+    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    protocol.receive(chunk({"content": "so far"}, usage=usage))
+    with pytest.raises(llmkit.ResponseFailed) as caught:
+        protocol.receive(chunk({}, "error"))
+    assert str(caught.value) == "the server ended the response with an error"
+    partial = caught.value.partial
+    assert partial is not None
+    assert partial.usage == llmkit.Usage(3, 1, 4)
+    assert (partial.metadata.response_id, partial.metadata.model) == ("chatcmpl-1", "m")
+
+
+@pytest.mark.parametrize(
+    ("payloads", "where"),
+    [([chunk({"content": "half"})], "the end of the stream"), ([b"[DONE]"], "[DONE]")],
+)
+def test_an_incomplete_stream_says_where_it_ended_and_keeps_the_ids(
+    payloads: list[str | bytes], where: str
+) -> None:
+    protocol = ChatProtocol()
+    protocol.receive(chunk({"content": "x"}))
+    with pytest.raises(llmkit.IncompleteStream) as caught:
+        for payload in payloads:
+            protocol.receive(payload)
+        protocol.finish()
+    assert str(caught.value) == f"the stream reached {where} before a finish_reason"
+    partial = caught.value.partial
+    assert partial is not None and partial.metadata.response_id == "chatcmpl-1"
+    assert partial.metadata.model == "m"
+
+
+def test_the_reasoning_end_carries_the_whole_reasoning_text() -> None:
+    parts, _ = run(
+        chunk({"reasoning_content": "think "}), chunk({"reasoning": "more"}), chunk({}, "stop")
+    )
+    assert llmkit.ReasoningEnd(None, content=("think more",)) in parts
+
+
+def test_a_chunk_with_the_last_text_and_the_finish_reason_keeps_the_text() -> None:
+    protocol = ChatProtocol()
+    assert protocol.receive(chunk({"content": "bye"}, "stop")) == [
+        llmkit.TextStart(None),
+        llmkit.TextDelta(None, "bye"),
+        llmkit.TextEnd(None, "bye"),
+    ]
+
+
+def test_one_delta_with_reasoning_text_refusal_and_two_tool_calls_keeps_them_all() -> None:
+    calls = [
+        {"index": 0, "id": "call_a", "function": {"name": "f", "arguments": "{}"}},
+        {"index": 1, "id": "call_b", "type": "custom", "custom": {"name": "sh", "input": "ls"}},
+    ]
+    delta = {"reasoning_content": "r", "content": "t", "refusal": "n", "tool_calls": calls}
+    parts, _ = run(chunk(delta), chunk({}, "tool_calls"))
+    assert parts[:11] == [
+        llmkit.ReasoningStart(None),
+        llmkit.ReasoningDelta(None, "r", "text", 0),
+        llmkit.ReasoningEnd(None, content=("r",)),
+        llmkit.TextStart(None),
+        llmkit.TextDelta(None, "t"),
+        llmkit.TextEnd(None, "t"),
+        llmkit.TextStart(None, refusal=True),
+        llmkit.TextDelta(None, "n"),
+        llmkit.ToolInputStart("call_a", "call_a", "f"),
+        llmkit.ToolInputDelta("call_a", "{}"),
+        llmkit.ToolInputStart("call_b", "call_b", "sh", "custom"),
+    ]
+
+
+def test_choice_zero_is_found_whatever_its_place_and_every_entry_of_it_counts() -> None:
+    body = {
+        "id": "chatcmpl-1",
+        "choices": [
+            {"index": 1, "delta": {"content": "B"}, "finish_reason": None},
+            {"index": 0, "delta": {"content": "A"}, "finish_reason": None},
+            {"index": 0, "delta": {"content": "a"}, "finish_reason": None},
+        ],
+    }
+    protocol = ChatProtocol()
+    assert protocol.receive(json.dumps(body)) == [
+        llmkit.TextStart(None),
+        llmkit.TextDelta(None, "A"),
+        llmkit.TextDelta(None, "a"),
+    ]

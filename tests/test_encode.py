@@ -212,6 +212,17 @@ def test_assistant_text_parts_group_into_messages_by_item() -> None:
     ]
 
 
+def test_text_of_one_item_on_both_sides_of_another_item_stays_in_order() -> None:
+    message = AssistantMessage(
+        [TextPart("a", id="msg_1"), ToolCall("call_1", "f", "{}"), TextPart("b", id="msg_1")]
+    )
+    assert input_of([message]) == [
+        assistant(out_text("a")),
+        {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+        assistant(out_text("b")),
+    ]
+
+
 def test_a_plain_assistant_string() -> None:
     assert input_of([AssistantMessage("Hello")]) == [assistant(out_text("Hello"))]
 

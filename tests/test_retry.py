@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import os
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -92,6 +94,45 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
     assert parse_retry_after(headers, now=NOW) == expected
 
 
+@pytest.fixture
+def local_time_far_from_utc() -> Iterator[None]:
+    """Run the test with the local time zone at UTC+9:30, then restore the machine's.
+
+    On a machine set to UTC, local time and UTC agree, so a date read in the wrong zone
+    would go unnoticed. A POSIX ``TZ`` string needs no time zone database.
+    """
+    if not hasattr(time, "tzset"):  # pragma: no cover - Windows
+        pytest.skip("time.tzset() is POSIX only")
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "LMK-9:30"
+    time.tzset()
+    try:
+        assert time.timezone == -34_200  # the zone took effect
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.mark.usefixtures("local_time_far_from_utc")
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (http_date(NOW + 30), 30.0),
+        ("Tue, 14 Nov 2023 22:13:40 -0000", 20.0),  # naive: UTC, not local time
+        ("Tue, 14 Nov 2023 23:13:40 +0100", 20.0),  # an explicit offset is kept
+        ("Tue, 14 Nov 2023 17:13:40 EST", 20.0),
+    ],
+)
+def test_an_http_date_is_read_in_utc_whatever_the_local_time_zone(
+    value: str, expected: float
+) -> None:
+    assert parse_retry_after({"retry-after": value}, now=NOW) == expected
+
+
 def test_parse_retry_after_limit_is_configurable() -> None:
     assert parse_retry_after({"retry-after": "90"}, max_retry_after=120.0) == 90.0
     assert parse_retry_after({"retry-after": "90"}, max_retry_after=30.0) is None
@@ -110,6 +151,13 @@ def test_parse_retry_after_uses_the_real_clock_by_default() -> None:
 )
 def test_backoff_doubles_up_to_the_cap(attempt: int, expected: float) -> None:
     assert RetryPolicy().delay(attempt, random=lambda: 0.0) == expected
+
+
+def test_the_doubling_stops_after_64_steps() -> None:
+    """2**64 backoff steps are beyond any cap; the bound keeps the float from overflowing."""
+    policy = RetryPolicy(initial_delay=1.0, max_delay=float("inf"))
+    assert policy.delay(64, random=lambda: 0.0) == policy.delay(10**9, random=lambda: 0.0)
+    assert policy.delay(10**9, random=lambda: 0.0) == 2.0**64
 
 
 @pytest.mark.parametrize(("draw", "factor"), [(0.0, 1.0), (0.5, 0.875), (0.999, 0.75025)])
@@ -137,6 +185,21 @@ def test_default_random_stays_in_the_jitter_band() -> None:
         assert 0.75 * nominal <= RetryPolicy().delay(attempt) <= nominal
 
 
+def test_the_defaults_are_two_retries_half_a_second_doubling_to_eight() -> None:
+    """What a transport built without a policy does (the official SDKs' defaults)."""
+    policy = RetryPolicy()
+    assert (policy.max_retries, policy.initial_delay, policy.max_delay) == (2, 0.5, 8.0)
+    assert policy.max_retry_after == 60.0
+
+
+def test_zero_delays_are_allowed_and_mean_no_wait() -> None:
+    policy = RetryPolicy(initial_delay=0.0, max_delay=0.0, max_retry_after=0.0)
+    assert policy.delay(3, random=lambda: 0.5) == 0.0
+    assert policy.delay(0, {"retry-after": "0"}) == 0.0
+    assert policy.delay(0, {"retry-after": "1"}, lambda: 0.0) == 0.0  # over the limit: backoff
+    assert RetryPolicy(max_retries=0).max_retries == 0
+
+
 def test_policy_is_frozen() -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -144,14 +207,15 @@ def test_policy_is_frozen() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"max_retries": -1},
-        {"initial_delay": -0.1},
-        {"max_delay": float("nan")},
-        {"max_retry_after": -1.0},
+        ({"max_retries": -1}, "max_retries must be >= 0, got -1"),
+        ({"initial_delay": -0.1}, "initial_delay must be >= 0, got -0.1"),
+        ({"max_delay": float("nan")}, "max_delay must be >= 0, got nan"),
+        ({"max_retry_after": -1.0}, "max_retry_after must be >= 0, got -1.0"),
     ],
 )
-def test_policy_rejects_negative_settings(kwargs: dict[str, float]) -> None:
-    with pytest.raises(UsageError):
+def test_policy_rejects_negative_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert str(caught.value) == message

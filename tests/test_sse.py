@@ -93,3 +93,44 @@ def test_many_chunks_of_one_huge_event() -> None:
     chunks = ["data: "] + ["x" * 1000] * 2000 + ["\n\n"]
     (payload,) = parse(chunks)
     assert len(payload) == 2_000_000
+
+
+def test_a_long_stream_of_split_events_is_bounded_per_event_not_in_total() -> None:
+    # 200 events of 60 characters each, every one cut in two: 12,000 characters in all,
+    # far over the limit of 100, but no single event is.
+    chunks = []
+    for n in range(200):
+        event = f"data: {n:054d}\n\n"
+        chunks += [event[:30], event[30:]]
+    payloads = parse(chunks, max_event_size=100)
+    assert payloads == [f"{n:054d}" for n in range(200)]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_an_event_of_exactly_the_limit_passes_and_one_more_character_is_refused(
+    newline: str,
+) -> None:
+    if newline == "\n":  # held before its blank line: the whole 100-character line
+        exact, over = "data: " + "x" * 94, "data: " + "x" * 95
+    else:  # the specification path holds the data itself
+        exact, over = "data: " + "x" * 100 + newline, "data: " + "x" * 101 + newline
+    assert parse([exact, newline * 2], max_event_size=100) == [exact[6:].strip()]
+    parser = SSEParser(max_event_size=100)
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
+        parser.feed(over)
+        parser.feed(newline * 2)
+
+
+def test_an_unfinished_line_counts_towards_the_limit_after_a_carriage_return() -> None:
+    parser = SSEParser(max_event_size=100)
+    assert parser.feed("data: a\r\n\r\n") == ["a"]  # now on the specification path
+    parser.feed("data: " + "x" * 90)  # no line end yet
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
+        parser.feed("x" * 20)
+
+
+def test_an_event_growing_line_by_line_is_refused() -> None:
+    parser = SSEParser(max_event_size=100)
+    parser.feed("data: " + "x" * 50)
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
+        parser.feed("\ndata: " + "y" * 50)  # each chunk starts a new line of the event

@@ -211,7 +211,7 @@ def _assistant_item(
             return _reasoning(part, options, warnings)
         case ProviderItemPart():
             return dict(part.item)
-        case SourcePart() | TextPart():  # pragma: no cover - handled by the caller
+        case SourcePart() | TextPart():  # pragma: no cover, no mutate block (the caller's)
             raise AssertionError("text and sources are grouped into messages by the caller")
         case _:
             assert_never(part)

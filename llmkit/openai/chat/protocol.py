@@ -98,7 +98,7 @@ class ChatProtocol:
         self._calls: list[_Call] = []
         self._by_index: dict[int, _Call] = {}
         self._finish_reason: str | None = None
-        self._tool_calls = 0
+        self._called_tools = False
         self._usage = Usage()
         self._collector = Collector()
 
@@ -265,7 +265,7 @@ class ChatProtocol:
         for call in self._calls:
             if call.name is None:
                 raise ProtocolError(f"tool call {call.call_id!r} ended without a name")
-            self._tool_calls += 1
+            self._called_tools = True
             parts.append(ToolInputEnd(call.call_id))
             parts.append(ToolCall(call.call_id, call.name, "".join(call.arguments), kind=call.kind))
         self._calls.clear()
@@ -287,7 +287,7 @@ class ChatProtocol:
     def _finish(self) -> FinishReason:
         reason = self._finish_reason or ""
         finish = _FINISH_REASONS.get(reason, FinishReason.OTHER)
-        if finish is FinishReason.STOP and self._tool_calls:
+        if finish is FinishReason.STOP and self._called_tools:
             return FinishReason.TOOL_CALLS  # servers that say "stop" after tool calls
         return finish
 
