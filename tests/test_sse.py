@@ -110,10 +110,10 @@ def test_a_long_stream_of_split_events_is_bounded_per_event_not_in_total() -> No
 def test_an_event_of_exactly_the_limit_passes_and_one_more_character_is_refused(
     newline: str,
 ) -> None:
-    if newline == "\n":  # held before its blank line: the whole 100-character line
-        exact, over = "data: " + "x" * 94, "data: " + "x" * 95
-    else:  # the specification path holds the data itself
-        exact, over = "data: " + "x" * 100 + newline, "data: " + "x" * 101 + newline
+    # What is held before the blank line counts, its line ending read as one "\n".
+    ending = "" if newline == "\n" else newline
+    width = 94 - len(ending and "\n")
+    exact, over = "data: " + "x" * width + ending, "data: " + "x" * (width + 1) + ending
     assert parse([exact, newline * 2], max_event_size=100) == [exact[6:].strip()]
     parser = SSEParser(max_event_size=100)
     with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
