@@ -83,7 +83,8 @@ class WebSocketConnection(common.ConnectionFacts):
         super().__init__(url=url, secrets=secrets)
         self._ws = ws
         self._until: float | None = None  # when the current wait ends (monotonic)
-        self._sock_timeout: float | None = None  # the socket's timeout now
+        self._sock_timeout: float | None = ws.gettimeout()  # the socket's timeout now
+        self._raw_recv: Callable[[int], bytes] = ws._recv
         ws.frame_buffer = _LimitedFrameBuffer(self._recv_bounded, True)
 
     @classmethod
@@ -177,9 +178,14 @@ class WebSocketConnection(common.ConnectionFacts):
         return len(data)
 
     def _bound(self, timeout: float | None) -> None:
-        """Start a wait of at most ``timeout`` seconds (None: unbounded)."""
-        self._ws.settimeout(timeout)
-        self._sock_timeout = timeout
+        """Start a wait of at most ``timeout`` seconds (None: unbounded).
+
+        The socket's timeout is set only when it changes: every message of a stream
+        waits as long, and setting it costs a system call.
+        """
+        if timeout != self._sock_timeout:
+            self._ws.settimeout(timeout)
+            self._sock_timeout = timeout
         self._until = None if timeout is None else time.monotonic() + timeout
 
     def _recv_bounded(self, size: int) -> bytes:
@@ -192,8 +198,7 @@ class WebSocketConnection(common.ConnectionFacts):
                     raise websocket.WebSocketTimeoutException("the wait ran out")
                 self._ws.settimeout(remaining)
                 self._sock_timeout = remaining
-        data: bytes = self._ws._recv(size)  # type: ignore[no-untyped-call]
-        return data
+        return self._raw_recv(size)
 
     def recv_text(self, timeout: float | None) -> str:
         """Wait at most ``timeout`` seconds in all for the next complete text message.
