@@ -7,6 +7,8 @@ decisions through `Provider` and `AsyncProvider` over real sockets.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -157,7 +159,7 @@ def test_release_frees_the_slot_and_stamps_its_use() -> None:
     assert (slot.busy, slot.last_used) == (True, 0.0)
     before = time.monotonic()
     slots.release(slot)
-    assert not slot.busy
+    assert slot.busy is False
     assert before <= slot.last_used <= time.monotonic()
 
 
@@ -298,6 +300,74 @@ def test_a_new_connection_resets_the_cool_down_and_is_kept() -> None:
             attempt.protocol.receive(payload)
     assert not gate.active()
     assert slot.connection is link and slot.head_id == "resp_1"
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+def test_an_attempt_sends_the_plan_for_the_slots_chain(warmup: bool) -> None:
+    slot: Slot[Link] = Slot(0, Link(), chain(history(1)))
+    with turn(slot, body(*history(1), USER), warmup=warmup).attempt(Link(), reused=True) as attempt:
+        frame: dict[str, Any] = {"type": "response.create", "model": "m", "input": [USER]}
+        if warmup:
+            frame["generate"] = False
+        frame["previous_response_id"] = "resp_1"
+        assert attempt.plan.frame == frame
+        assert json.loads(attempt.text) == frame
+        meter = attempt.meter
+        assert (meter.transport, meter.input_mode, meter.input_items_sent) == (
+            "websocket",
+            "incremental",
+            1,
+        )
+        assert meter.connection_reused
+        attempt.protocol.receive(ev.completed("resp_2"))
+
+
+@pytest.mark.parametrize(
+    "error", [llmkit.ConnectionClosed("gone", code=1006), asyncio.CancelledError()]
+)
+def test_a_response_that_did_not_complete_drops_the_connection(
+    error: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    link = Link()
+    slot: Slot[Link] = Slot(0, link, chain(history(1)), "resp_1")
+    step = turn(slot)
+    with (
+        caplog.at_level(logging.DEBUG, logger="llmkit"),
+        pytest.raises(type(error)),
+        step.attempt(link, reused=True) as attempt,
+    ):
+        attempt.sent(Frames(received=2))
+        raise error
+    assert link.closed and (slot.connection, slot.chain, slot.head_id) == (None, None, None)
+    assert not step.over
+    messages = [r.getMessage() for r in caplog.records if r.name == "llmkit"]
+    reason = "the response did not complete on this connection"
+    assert messages[:2] == [
+        f"closing WebSocket connection 0: {reason}",
+        f"chain reset on WebSocket connection 0: {reason}",
+    ]
+
+
+def test_closing_the_pool_closes_idle_and_released_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slots, (idle, leased) = pool(2)
+    assert slots.lease(body(USER)) is idle
+    slots.release(idle)
+    assert slots.lease(body(USER)) is leased
+    idle.connection, leased.connection = Link(), Link()
+    with caplog.at_level(logging.DEBUG, logger="llmkit"):
+        slots.close()
+        assert [slot.connection for slot in slots] == [None, None]
+        leased.connection = Link()  # a connect that completed during the close
+        slots.release(leased)
+    assert [slot.connection for slot in slots] == [None, None]
+    messages = [r.getMessage() for r in caplog.records if r.name == "llmkit"]
+    assert messages == [
+        "closing WebSocket connection 0: the provider was closed",
+        "closing WebSocket connection 1: the provider was closed",
+        "closing WebSocket connection 1: the provider was closed",
+    ]
 
 
 def test_a_message_too_big_falls_back_to_http() -> None:
