@@ -184,6 +184,25 @@ def test_a_slot_released_after_close_is_emptied() -> None:
         slots.lease(body(USER))
 
 
+def test_a_connection_opened_during_the_close_is_closed_and_refused() -> None:
+    slots: Slots[Link] = Slots(1, wait_timeout=None)
+    slot = slots.lease(body(USER))
+    assert slot is not None and slots.closed is False
+    kept, late = Link(), Link()
+    slots.admit(slot, kept)
+    assert slot.connection is kept and not kept.closed
+    slots.close()
+    with pytest.raises(llmkit.UsageError):
+        slots.admit(slot, late)
+    assert late.closed and slot.connection is None
+
+
+def test_the_busy_error_names_the_pool_size_and_the_wait() -> None:
+    error = Slots[Link](3, wait_timeout=0.25).busy_error()
+    assert isinstance(error, llmkit.Timeout)
+    assert error.message == "all 3 WebSocket connections stayed busy for 0.25 seconds"
+
+
 # --------------------------------------------------------------------------- an attempt
 
 
