@@ -439,10 +439,11 @@ def finish(response_id: str, tokens: int) -> Finish:
 
 
 def test_a_warmup_result_reports_the_last_finish() -> None:
-    result = turn(Slot(0), warmup=True).warmup_result([finish("r1", 1), finish("r2", 2)])
+    finishes = [finish("r1", 1), finish("r2", 2), finish("r3", 3)]
+    result = turn(Slot(0), warmup=True).warmup_result(finishes)
     assert result == llmkit.WarmupResult(
-        response_id="r2",
-        usage=llmkit.Usage(input_tokens=2, total_tokens=2),
+        response_id="r3",
+        usage=llmkit.Usage(input_tokens=3, total_tokens=3),
         transport="websocket",
     )
 

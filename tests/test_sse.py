@@ -157,3 +157,18 @@ def test_blank_lines_count_from_the_first_character_of_the_body() -> None:
     assert SSEParser(max_event_size=3).feed("\n\n\n") == []
     with pytest.raises(llmkit.ProtocolError, match="exceeded 3"):
         SSEParser(max_event_size=3).feed("\n\n\n\n")
+
+
+def test_a_crlf_split_between_chunks_is_one_line_end() -> None:
+    # Read as two line ends, the \r and the \n would end the event after "a".
+    assert parse(["data: a\r", "\ndata: b\r\n\r\n"]) == ["a\nb"]
+    assert parse(["data: a\r", "\n", "data: b\r", "\n\r", "\n"]) == ["a\nb"]
+
+
+def test_a_run_of_blank_lines_after_an_event_leaves_nothing_held() -> None:
+    # The run is one boundary: nothing of it is held or counted towards the next event.
+    parser = SSEParser(max_event_size=10)
+    assert parser.feed("data: a\n\n\n") == ["a"]
+    assert parser.feed("x" * 10) == []
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 10"):
+        parser.feed("x")

@@ -185,7 +185,7 @@ class CooldownGate:
         with self._lock:
             return self._cooldown.active(time.monotonic())
 
-    def failed(self, cause: str = "") -> float:
+    def failed(self, cause: str) -> float:
         """Record a failed connect (``cause``: why, key-free); returns the seconds of
         HTTP ahead."""
         with self._lock:
