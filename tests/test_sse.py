@@ -134,3 +134,41 @@ def test_an_event_growing_line_by_line_is_refused() -> None:
     parser.feed("data: " + "x" * 50)
     with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
         parser.feed("\ndata: " + "y" * 50)  # each chunk starts a new line of the event
+
+
+def test_the_refusal_says_what_was_counted() -> None:
+    parser = SSEParser(max_event_size=10)
+    with pytest.raises(llmkit.ProtocolError) as caught:
+        parser.feed(": comment\n\n")
+    assert caught.value.message == (
+        "a server-sent event exceeded 10 characters "
+        "(or that much arrived without an event with data)"
+    )
+
+
+def test_comments_and_blank_lines_of_exactly_the_limit_pass_and_one_more_is_refused() -> None:
+    # Blocks without data, cut at blank lines in the same chunk, count towards the limit.
+    assert SSEParser(max_event_size=100).feed(": " + "x" * 96 + "\n\n") == []
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 100"):
+        SSEParser(max_event_size=100).feed(": " + "x" * 97 + "\n\n")
+
+
+def test_blank_lines_count_from_the_first_character_of_the_body() -> None:
+    assert SSEParser(max_event_size=3).feed("\n\n\n") == []
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 3"):
+        SSEParser(max_event_size=3).feed("\n\n\n\n")
+
+
+def test_a_crlf_split_between_chunks_is_one_line_end() -> None:
+    # Read as two line ends, the \r and the \n would end the event after "a".
+    assert parse(["data: a\r", "\ndata: b\r\n\r\n"]) == ["a\nb"]
+    assert parse(["data: a\r", "\n", "data: b\r", "\n\r", "\n"]) == ["a\nb"]
+
+
+def test_a_run_of_blank_lines_after_an_event_leaves_nothing_held() -> None:
+    # The run is one boundary: nothing of it is held or counted towards the next event.
+    parser = SSEParser(max_event_size=10)
+    assert parser.feed("data: a\n\n\n") == ["a"]
+    assert parser.feed("x" * 10) == []
+    with pytest.raises(llmkit.ProtocolError, match="exceeded 10"):
+        parser.feed("x")

@@ -122,9 +122,13 @@ class Slots(Generic[ConnectionT]):
 
     def _pick(self, body: Mapping[str, Any]) -> Slot[ConnectionT] | None:
         idle = [slot for slot in self._slots if not slot.busy]
-        chained = [s for s in idle if s.chain is not None and chain_extends(body, s.chain)]
+        chained = [
+            (len(s.chain.context), s)
+            for s in idle
+            if s.chain is not None and chain_extends(body, s.chain)
+        ]
         if chained:  # the longest matching chain is this conversation's latest turn
-            return max(chained, key=lambda s: len(s.chain.context) if s.chain else 0)
+            return max(chained, key=lambda pair: pair[0])[1]
         explicit = body.get("previous_response_id")
         for slot in idle:
             if explicit is not None and slot.head_id == explicit:
@@ -181,7 +185,7 @@ class CooldownGate:
         with self._lock:
             return self._cooldown.active(time.monotonic())
 
-    def failed(self, cause: str = "") -> float:
+    def failed(self, cause: str) -> float:
         """Record a failed connect (``cause``: why, key-free); returns the seconds of
         HTTP ahead."""
         with self._lock:
