@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 
 import llmkit
-from llmkit.openai import ResponsesProtocol
+from llmkit.openai import ResponsesProtocol, wire
+from llmkit.stream import StreamPart
 
 
 class ValidatedOnly(ResponsesProtocol):
@@ -84,6 +85,25 @@ other = st.sampled_from(
 def test_fast_and_validated_paths_agree(events: list[dict[str, Any]]) -> None:
     payloads = [json.dumps(e) for e in [*START, *events]]
     assert run(ResponsesProtocol(), payloads) == run(ValidatedOnly(), payloads)
+
+
+class FastOnly(ResponsesProtocol):
+    """The protocol whose validated path refuses text events."""
+
+    def _on_text(self, event: wire.TextEvent) -> list[StreamPart]:
+        raise AssertionError(f"{event.type} took the validated path")
+
+
+def test_receive_takes_the_fast_path_for_deltas_of_the_open_part() -> None:
+    protocol = FastOnly()
+    for event in START:
+        protocol.receive(json.dumps(event))
+    opened = {"output_index": 0, "item_id": "msg_1", "content_index": 0}
+    part = {"type": "output_text", "text": ""}
+    protocol.receive(json.dumps({"type": "response.content_part.added", **opened, "part": part}))
+    payload = json.dumps({"type": "response.output_text.delta", **opened, "delta": "a"})
+    assert protocol.receive(payload) == [llmkit.TextDelta("msg_1", "a")]
+    assert protocol.partial().text == "a"
 
 
 def test_the_fast_path_is_taken_for_plain_deltas() -> None:
