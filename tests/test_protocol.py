@@ -1524,6 +1524,15 @@ def test_a_malformed_output_item_is_a_protocol_error() -> None:
         protocol.receive(ev.item_added({"type": "function_call", "name": "f"}))
 
 
+def test_malformed_message_content_is_a_protocol_error() -> None:
+    protocol, _ = feed([ev.created()])
+    item = ev.message_item("msg_1", [{"type": "output_text", "text": 5}])
+    with pytest.raises(ProtocolError) as info:
+        protocol.receive(ev.item_done(item))
+    assert str(info.value) == "malformed message content: text: Input should be a valid string"
+    assert protocol.state is State.BROKEN
+
+
 def test_a_malformed_output_item_breaks_the_stream() -> None:
     protocol, _ = feed([ev.created(), ev.text_delta("msg_1", "Hi")])
     with pytest.raises(ProtocolError) as info:
