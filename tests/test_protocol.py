@@ -1391,6 +1391,7 @@ def test_error_event_without_status_is_response_failed(payload: str) -> None:
     assert error.partial is not None
     assert error.partial.text == "Par"
     assert error.partial.finish_reason is FinishReason.ERROR
+    assert error.partial.usage == Usage()
     assert error.partial.id == "resp_1"
     assert protocol.state is State.DONE
 
