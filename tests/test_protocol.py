@@ -1174,6 +1174,59 @@ def test_an_item_first_seen_in_output_item_added_matches_the_output_by_position(
     ]
 
 
+def test_an_id_first_given_by_the_terminal_output_is_the_items_id() -> None:
+    # output_item.added without an id emits nothing: the final output's id is kept.
+    parts = run(
+        [
+            ev.created(),
+            ev.item_added(ev.message_item(None, [], status="in_progress")),
+            ev.completed(output=[ev.message_item("msg_1", "Hi")]),
+        ]
+    )
+    assert parts == [TextStart("msg_1"), TextDelta("msg_1", "Hi"), TextEnd("msg_1", "Hi"), finish()]
+
+
+def test_an_id_after_an_ended_part_without_one_is_not_adopted() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta(None, "A"),
+            ev.content_part_done(None, ev.output_text("A")),
+            ev.text_delta("msg_1", "B", content_index=1),
+            ev.completed(),
+        ]
+    )
+    assert parts == [
+        TextStart(None),
+        TextDelta(None, "A"),
+        TextEnd(None, "A"),
+        TextStart(None),
+        TextDelta(None, "B"),
+        TextEnd(None, "B"),
+        finish(),
+    ]
+
+
+def test_terminal_output_items_and_unfinished_streamed_items_are_all_closed() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta("msg_1", "Hi"),
+            ev.completed(output=[ev.function_call_item("fc_1", "call_1", "f", "{}")]),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_1"),
+        TextDelta("msg_1", "Hi"),
+        ToolInputStart("fc_1", "call_1", "f"),
+        ToolInputDelta("fc_1", "{}"),
+        ToolInputEnd("fc_1"),
+        ToolCall("call_1", "f", "{}", id="fc_1"),
+        TextEnd("msg_1", "Hi"),
+        finish(FinishReason.TOOL_CALLS),
+    ]
+
+
 def test_final_output_that_omits_a_streamed_item_keeps_the_other_items() -> None:
     parts = run(
         [
@@ -1521,8 +1574,9 @@ def test_bad_payloads_break_the_stream(payload: str) -> None:
 
 def test_a_malformed_output_item_is_a_protocol_error() -> None:
     protocol, _ = feed([ev.created()])
-    with pytest.raises(ProtocolError, match="malformed output item"):
+    with pytest.raises(ProtocolError) as info:
         protocol.receive(ev.item_added({"type": "function_call", "name": "f"}))
+    assert str(info.value) == "malformed output item: call_id: Field required"
 
 
 def test_malformed_message_content_is_a_protocol_error() -> None:
