@@ -196,6 +196,23 @@ def test_refusal_delta_without_added_opens_a_refusal_part() -> None:
     ]
 
 
+def test_refusal_end_carries_the_servers_final_refusal() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.refusal_delta("msg_1", "I can"),
+            ev.refusal_done("msg_1", "I can't."),
+            ev.completed(),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_1", refusal=True),
+        TextDelta("msg_1", "I can"),
+        TextEnd("msg_1", "I can't."),
+        finish(),
+    ]
+
+
 def test_refusal_only_in_the_final_item_is_synthesised() -> None:
     item = ev.message_item("msg_1", [ev.refusal_part("No.")])
     parts = run([ev.created(), ev.item_done(item), ev.completed(output=[item])])
@@ -392,17 +409,50 @@ def test_content_part_events_of_other_kinds_and_repeats_are_ignored() -> None:
     assert not protocol.done
 
 
-def test_content_part_done_without_text_keeps_the_joined_deltas() -> None:
+@pytest.mark.parametrize("text", [None, 5, ["Hi!"]])
+def test_content_part_done_without_text_keeps_the_joined_deltas(text: object) -> None:
     parts = run(
         [
             ev.created(),
             ev.content_part_added("msg_1"),
-            ev.text_delta("msg_1", "Hi"),
-            ev.content_part_done("msg_1", {"type": "output_text", "text": None}),
+            ev.text_delta("msg_1", "H"),
+            ev.text_delta("msg_1", "i"),
+            ev.content_part_done("msg_1", {"type": "output_text", "text": text}),
             ev.completed(),
         ]
     )
-    assert parts == [TextStart("msg_1"), TextDelta("msg_1", "Hi"), TextEnd("msg_1", "Hi"), finish()]
+    assert parts == [
+        TextStart("msg_1"),
+        TextDelta("msg_1", "H"),
+        TextDelta("msg_1", "i"),
+        TextEnd("msg_1", "Hi"),
+        finish(),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("part", "refusal"), [(ev.output_text("Hi"), False), (ev.refusal_part("Hi"), True)]
+)
+def test_a_part_given_only_by_content_part_events_keeps_its_text(
+    part: dict[str, Any], refusal: bool
+) -> None:
+    # No deltas, no output_item.done, and the terminal output omits the message: the
+    # content_part events alone carry the part.
+    empty = {**part, "text" if not refusal else "refusal": ""}
+    parts = run(
+        [
+            ev.created(),
+            ev.content_part_added("msg_1", empty, content_index=1),
+            ev.content_part_done("msg_1", part, content_index=1),
+            ev.completed(),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_1", refusal=refusal),
+        TextDelta("msg_1", "Hi"),
+        TextEnd("msg_1", "Hi"),
+        finish(),
+    ]
 
 
 def test_a_refusal_content_part_done_closes_with_the_refusal() -> None:
@@ -564,15 +614,17 @@ def test_raw_reasoning_text() -> None:
 
 
 def test_reasoning_only_in_the_final_item_is_synthesised_with_id_and_state() -> None:
-    final = ev.reasoning_item("rs_1", ["s"], content=["t"], encrypted_content="gAAA")
+    final = ev.reasoning_item("rs_1", ["s", "s2"], content=["t", "t2"], encrypted_content="gAAA")
     parts = run_partial(
         [ev.created(), ev.item_added(ev.reasoning_item("rs_1")), ev.item_done(final)]
     )
     assert parts == [
         ReasoningStart("rs_1"),
         ReasoningDelta("rs_1", "s", "summary", 0),
+        ReasoningDelta("rs_1", "s2", "summary", 1),
         ReasoningDelta("rs_1", "t", "text", 0),
-        ReasoningEnd("rs_1", ("s",), ("t",), "gAAA"),
+        ReasoningDelta("rs_1", "t2", "text", 1),
+        ReasoningEnd("rs_1", ("s", "s2"), ("t", "t2"), "gAAA"),
     ]
 
 
@@ -1066,6 +1118,115 @@ def test_final_output_items_without_ids_match_by_position() -> None:
     assert parts == [TextStart(None), TextDelta(None, "Hel"), TextEnd(None, "Hello"), finish()]
 
 
+def test_an_item_first_seen_in_a_content_part_event_matches_the_output_by_position() -> None:
+    # Rotating ids, no output_item.done: the message in response.completed is the one
+    # at that position, since content_part events name a message.
+    parts = run(
+        [
+            ev.created(),
+            ev.content_part_added("msg_a"),
+            ev.text_delta("msg_b", "Hi"),
+            ev.completed(output=[ev.message_item("msg_c", "Hi!")]),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_a"),
+        TextDelta("msg_a", "Hi"),
+        TextEnd("msg_a", "Hi!"),
+        finish(),
+    ]
+
+
+def test_an_item_first_seen_in_an_annotation_event_matches_the_output_by_position() -> None:
+    final = ev.message_item("msg_c", [ev.output_text("Hi", [URL])])
+    parts = run(
+        [
+            ev.created(),
+            ev.annotation_added("msg_1", URL),
+            ev.text_delta("msg_b", "Hi"),
+            ev.completed(output=[final]),
+        ]
+    )
+    assert parts == [
+        URL_SOURCE,
+        TextStart("msg_1"),
+        TextDelta("msg_1", "Hi"),
+        TextEnd("msg_1", "Hi"),
+        finish(),
+    ]
+
+
+def test_an_item_first_seen_in_output_item_added_matches_the_output_by_position() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.item_added(ev.function_call_item("fc_a", "call_1", "f", "")),
+            ev.args_delta("fc_b", "{}"),
+            ev.completed(output=[ev.function_call_item("fc_c", "call_1", "f", "{}")]),
+        ]
+    )
+    assert parts == [
+        ToolInputStart("fc_a", "call_1", "f"),
+        ToolInputDelta("fc_a", "{}"),
+        ToolInputEnd("fc_a"),
+        ToolCall("call_1", "f", "{}", id="fc_a"),
+        finish(FinishReason.TOOL_CALLS),
+    ]
+
+
+def test_an_id_first_given_by_the_terminal_output_is_the_items_id() -> None:
+    # output_item.added without an id emits nothing: the final output's id is kept.
+    parts = run(
+        [
+            ev.created(),
+            ev.item_added(ev.message_item(None, [], status="in_progress")),
+            ev.completed(output=[ev.message_item("msg_1", "Hi")]),
+        ]
+    )
+    assert parts == [TextStart("msg_1"), TextDelta("msg_1", "Hi"), TextEnd("msg_1", "Hi"), finish()]
+
+
+def test_an_id_after_an_ended_part_without_one_is_not_adopted() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta(None, "A"),
+            ev.content_part_done(None, ev.output_text("A")),
+            ev.text_delta("msg_1", "B", content_index=1),
+            ev.completed(),
+        ]
+    )
+    assert parts == [
+        TextStart(None),
+        TextDelta(None, "A"),
+        TextEnd(None, "A"),
+        TextStart(None),
+        TextDelta(None, "B"),
+        TextEnd(None, "B"),
+        finish(),
+    ]
+
+
+def test_terminal_output_items_and_unfinished_streamed_items_are_all_closed() -> None:
+    parts = run(
+        [
+            ev.created(),
+            ev.text_delta("msg_1", "Hi"),
+            ev.completed(output=[ev.function_call_item("fc_1", "call_1", "f", "{}")]),
+        ]
+    )
+    assert parts == [
+        TextStart("msg_1"),
+        TextDelta("msg_1", "Hi"),
+        ToolInputStart("fc_1", "call_1", "f"),
+        ToolInputDelta("fc_1", "{}"),
+        ToolInputEnd("fc_1"),
+        ToolCall("call_1", "f", "{}", id="fc_1"),
+        TextEnd("msg_1", "Hi"),
+        finish(FinishReason.TOOL_CALLS),
+    ]
+
+
 def test_final_output_that_omits_a_streamed_item_keeps_the_other_items() -> None:
     parts = run(
         [
@@ -1229,14 +1390,12 @@ def test_response_failed_without_an_error_object() -> None:
         protocol.receive(ev.event("response.failed", response={"id": "resp_1"}))
 
 
-def test_a_cancelled_response_is_a_failure() -> None:
+@pytest.mark.parametrize("status", ["cancelled", "failed"])
+def test_a_cancelled_or_failed_status_is_a_failure(status: str) -> None:
+    # response.done (some backends) says how the response ended only by its status.
     protocol, _ = feed([ev.created()])
-    cancelled = ev.event(
-        "response.completed",
-        response=ev.response_object(status="cancelled", error={"code": "cancelled"}),
-    )
-    with pytest.raises(ResponseFailed, match=r"\(code: cancelled\)") as info:
-        protocol.receive(cancelled)
+    with pytest.raises(ResponseFailed, match=rf"\(code: {status}\)") as info:
+        protocol.receive(ev.response_done(status=status, error={"code": status}))
     assert info.value.partial is not None
     assert info.value.partial.finish_reason is FinishReason.ERROR
 
@@ -1285,6 +1444,7 @@ def test_error_event_without_status_is_response_failed(payload: str) -> None:
     assert error.partial is not None
     assert error.partial.text == "Par"
     assert error.partial.finish_reason is FinishReason.ERROR
+    assert error.partial.usage == Usage()
     assert error.partial.id == "resp_1"
     assert protocol.state is State.DONE
 
@@ -1414,8 +1574,18 @@ def test_bad_payloads_break_the_stream(payload: str) -> None:
 
 def test_a_malformed_output_item_is_a_protocol_error() -> None:
     protocol, _ = feed([ev.created()])
-    with pytest.raises(ProtocolError, match="malformed output item"):
+    with pytest.raises(ProtocolError) as info:
         protocol.receive(ev.item_added({"type": "function_call", "name": "f"}))
+    assert str(info.value) == "malformed output item: call_id: Field required"
+
+
+def test_malformed_message_content_is_a_protocol_error() -> None:
+    protocol, _ = feed([ev.created()])
+    item = ev.message_item("msg_1", [{"type": "output_text", "text": 5}])
+    with pytest.raises(ProtocolError) as info:
+        protocol.receive(ev.item_done(item))
+    assert str(info.value) == "malformed message content: text: Input should be a valid string"
+    assert protocol.state is State.BROKEN
 
 
 def test_a_malformed_output_item_breaks_the_stream() -> None:
@@ -1430,9 +1600,13 @@ def test_a_malformed_output_item_breaks_the_stream() -> None:
 def test_eof_before_a_terminal_event_is_incomplete() -> None:
     protocol, parts = feed([ev.created(), *ev.message_events("msg_1", ["Hel"])[:3]])
     assert not protocol.done
-    with pytest.raises(IncompleteStream, match="before a terminal event") as info:
+    with pytest.raises(IncompleteStream) as info:
         protocol.finish()
     error = info.value
+    assert str(error) == (
+        "the stream ended before a terminal event (response.completed, "
+        "response.incomplete, response.failed or error)"
+    )
     assert error.retryable is True
     assert error.partial is not None
     assert error.partial.text == "Hel"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import llmkit
-from llmkit.openai import ResponsesProtocol
+from llmkit.openai import ResponsesProtocol, wire
+from llmkit.stream import StreamPart
 
 
 class ValidatedOnly(ResponsesProtocol):
@@ -86,6 +88,25 @@ def test_fast_and_validated_paths_agree(events: list[dict[str, Any]]) -> None:
     assert run(ResponsesProtocol(), payloads) == run(ValidatedOnly(), payloads)
 
 
+class FastOnly(ResponsesProtocol):
+    """The protocol whose validated path refuses text events."""
+
+    def _on_text(self, event: wire.TextEvent) -> list[StreamPart]:
+        raise AssertionError(f"{event.type} took the validated path")
+
+
+def test_receive_takes_the_fast_path_for_deltas_of_the_open_part() -> None:
+    protocol = FastOnly()
+    for event in START:
+        protocol.receive(json.dumps(event))
+    opened = {"output_index": 0, "item_id": "msg_1", "content_index": 0}
+    part = {"type": "output_text", "text": ""}
+    protocol.receive(json.dumps({"type": "response.content_part.added", **opened, "part": part}))
+    payload = json.dumps({"type": "response.output_text.delta", **opened, "delta": "a"})
+    assert protocol.receive(payload) == [llmkit.TextDelta("msg_1", "a")]
+    assert protocol.partial().text == "a"
+
+
 def test_the_fast_path_is_taken_for_plain_deltas() -> None:
     protocol = ResponsesProtocol()
     delta = {"type": "response.output_text.delta", "output_index": 0, "content_index": 0}
@@ -93,3 +114,38 @@ def test_the_fast_path_is_taken_for_plain_deltas() -> None:
         protocol.receive(json.dumps(event))
     taken = protocol._text_delta({**delta, "item_id": "msg_1", "delta": " b "})
     assert taken == llmkit.TextDelta("msg_1", " b ")
+
+
+OPEN = [
+    *START,
+    {
+        "type": "response.content_part.added",
+        "output_index": 0,
+        "item_id": "msg_1",
+        "content_index": 0,
+        "part": {"type": "output_text", "text": ""},
+    },
+]
+DELTA = {"type": "response.output_text.delta", "output_index": 0, "content_index": 0}
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [*OPEN, {**DELTA, "item_id": 5, "delta": "a"}],
+        [*OPEN, {**DELTA, "item_id": "msg_1", "text": 5, "delta": "a"}],
+        [*OPEN, {**DELTA, "item_id": "msg_1", "refusal": 5, "delta": "a"}],
+        [*OPEN, {**DELTA, "item_id": "msg_1", "content_index": [], "delta": "a"}],
+        [*OPEN, {**DELTA, "item_id": "msg_1", "output_index": [], "delta": "a"}],
+        # Without output_index the item id is the key: no id is not the item of id "m".
+        [
+            START[0],
+            {"type": "response.output_text.delta", "delta": "a"},
+            {"type": "response.output_text.delta", "item_id": "m", "delta": "b"},
+        ],
+    ],
+    ids=["item_id", "text", "refusal", "content_index", "output_index", "key"],
+)
+def test_the_paths_agree_on_deltas_the_fast_path_must_refuse(events: list[dict[str, Any]]) -> None:
+    payloads = [json.dumps(e) for e in events]
+    assert run(ResponsesProtocol(), payloads) == run(ValidatedOnly(), payloads)

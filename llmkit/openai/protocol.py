@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, assert_never
+from typing import Any, Literal, NoReturn, assert_never
 
 from pydantic import ValidationError
 
@@ -220,12 +220,14 @@ class ResponsesProtocol:
                 | wire.UnknownEvent()
             ):
                 return []
-        return []  # pragma: no cover - every arm above returns or raises
+            case _:
+                assert_never(event)
 
     # ----------------------------------------------------------------- items
 
-    def _item(self, item_id: str | None, output_index: int | None, kind: str = "") -> _Item:
+    def _item(self, item_id: str | None, output_index: int | None, kind: str) -> _Item:
         # output_index is the stable key: some proxies rotate item_id on every event.
+        # The first event that names an item fixes its kind (all events of an item agree).
         key: int | str | None = output_index if output_index is not None else item_id
         item = self._items.get(key)
         if item is None:
@@ -235,7 +237,6 @@ class ResponsesProtocol:
             # Every part of an item carries one id: an id learned after parts went out
             # without one would split the item in two in the fold (its text twice).
             item.id = item_id
-        item.kind = item.kind or kind
         return item
 
     def _on_item(self, event: wire.ItemEvent) -> list[StreamPart]:
@@ -354,7 +355,7 @@ class ResponsesProtocol:
             return []
         item.open_text = None
         item.streamed_text.add(index)
-        chunks = item.text_chunks.pop(index, [])
+        chunks = item.text_chunks.pop(index)  # _open_text set it with open_text
         if final is None:
             return [TextEnd(item.id, "".join(chunks))]
         if not chunks and final:
@@ -477,8 +478,10 @@ class ResponsesProtocol:
         return self._item(parsed.id, index, parsed.type)
 
     def _close_open(self, item: _Item) -> list[StreamPart]:
-        """Close an item the server never finished, with what arrived."""
-        item.finished = True
+        """Close an item the server never finished, with what arrived.
+
+        Runs once per item, at the terminal event: nothing reads the item afterwards.
+        """
         if item.kind == "reasoning" and item.started:
             return [ReasoningEnd(item.id)]
         return self._close_text(item)
@@ -525,7 +528,7 @@ class ResponsesProtocol:
             **common,
         )
 
-    def _fail(self, error: APIError) -> None:
+    def _fail(self, error: APIError) -> NoReturn:
         self._collector.add(Finish(FinishReason.ERROR, Usage(), self._metadata()))
         self.state = State.DONE
         error.partial = self.partial()
