@@ -179,36 +179,22 @@ def test_refusal_is_kept_out_of_the_text() -> None:
     assert response.refusal == "I can't help."
 
 
-def test_refusal_delta_without_added_opens_a_refusal_part() -> None:
+@pytest.mark.parametrize(("delta", "final"), [("No.", "No."), ("I can", "I can't.")])
+def test_refusal_delta_without_added_opens_a_refusal_part_ending_with_the_servers_text(
+    delta: str, final: str
+) -> None:
     parts = run(
         [
             ev.created(),
-            ev.refusal_delta("msg_1", "No."),
-            ev.refusal_done("msg_1", "No."),
+            ev.refusal_delta("msg_1", delta),
+            ev.refusal_done("msg_1", final),
             ev.completed(),
         ]
     )
     assert parts == [
         TextStart("msg_1", refusal=True),
-        TextDelta("msg_1", "No."),
-        TextEnd("msg_1", "No."),
-        finish(),
-    ]
-
-
-def test_refusal_end_carries_the_servers_final_refusal() -> None:
-    parts = run(
-        [
-            ev.created(),
-            ev.refusal_delta("msg_1", "I can"),
-            ev.refusal_done("msg_1", "I can't."),
-            ev.completed(),
-        ]
-    )
-    assert parts == [
-        TextStart("msg_1", refusal=True),
-        TextDelta("msg_1", "I can"),
-        TextEnd("msg_1", "I can't."),
+        TextDelta("msg_1", delta),
+        TextEnd("msg_1", final),
         finish(),
     ]
 
