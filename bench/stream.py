@@ -7,6 +7,7 @@ time and this process's CPU time; the figures are medians over the rounds, per e
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,5 +146,7 @@ def _profile(consumer: Consumer, model: str, outcome: StreamResults, out_dir: st
     slug = consumer.name.lower().replace(" ", "_")
     path = f"{out_dir}/profile_{slug}.txt"
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(profiler.output_text(unicode=False, color=False))
+        # Paths relative to the checkout: a results file names no machine's folders.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+        handle.write(profiler.output_text(unicode=False, color=False).replace(root, ""))
     outcome.profile_files[consumer.name] = path
