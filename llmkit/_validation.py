@@ -128,25 +128,18 @@ def _message(
 
 
 def checked_tools(tools: Any, kinds: tuple[type, ...]) -> tuple[Any, ...]:
-    """``Call(tools=...)``: declarations of ``kinds`` only; a Python function is refused
-    with the two ways to use it (a call cannot run it).
+    """``Call(tools=...)``: declarations of ``kinds`` only (`checked_sequence`); a Python
+    function is refused with the two ways to use it (a call cannot run it).
 
     Raises:
         UsageError: not a sequence, or an item that is not one of ``kinds``.
     """
-    if not is_sequence(tools):
-        raise UsageError(
-            f"Call.tools is a {type(tools).__name__}; expected a sequence of {_names(kinds)}"
-        )
-    value = tuple(tools)
-    for index, item in enumerate(value):
-        if not isinstance(item, kinds):
-            help_text = _function_tool_help(item) or (
-                f"is a {type(item).__name__}; expected a FunctionTool(name, description, "
-                "parameters) or a ProviderTool(spec)"
-            )
+    value = tuple(tools) if is_sequence(tools) else tools
+    for index, item in enumerate(value if isinstance(value, tuple) else ()):
+        help_text = None if isinstance(item, kinds) else _function_tool_help(item)
+        if help_text is not None:
             raise UsageError(f"Call.tools[{index}] {help_text}")
-    return value
+    return checked_sequence("Call.tools", value, kinds)
 
 
 def _function_tool_help(item: Any) -> str | None:

@@ -12,8 +12,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any, Protocol
 
-from llmkit._closing import closed_error
-from llmkit._deadline import Deadline, call_limit
+from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import AsyncLanguageModel
 from llmkit.openai._aio import aopen_stamped, arun_protocol
@@ -23,7 +22,7 @@ from llmkit.openai._loop import EventProtocol, Meter
 from llmkit.openai.chat._encode import encode_chat_request
 from llmkit.openai.chat.model import chat_request
 from llmkit.openai.chat.protocol import ChatProtocol
-from llmkit.openai.model import http_request
+from llmkit.openai.model import http_request, start_call
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import AsyncStream, StreamPart, Warnings
 from llmkit.transports.base import AsyncPayloadStream, TransportRequest
@@ -52,15 +51,6 @@ async def _http_parts(
     async with aclosing(arun_protocol(payloads, meter, protocol)) as parts:
         async for part in parts:
             yield part
-
-
-def _deadlined(
-    make: Callable[..., tuple[TransportRequest, Meter]], *args: Any
-) -> tuple[TransportRequest, Meter]:
-    """``make(*args[:-1], deadline)``, the call's deadline started from ``args[-1]`` (its
-    ``max_duration``) now: `_http_parts` prepares when the iteration starts."""
-    *leading, max_duration = args
-    return make(*leading, Deadline.start(max_duration))
 
 
 def _stream(warnings: tuple[str, ...], turn: Parts) -> AsyncStream:
@@ -95,13 +85,15 @@ class AsyncResponsesModel(AsyncLanguageModel):
         self._max_duration = max_duration
 
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> AsyncStream:
-        if self._http.closed:
-            raise closed_error()
-        limit = call_limit(max_duration, self._max_duration)
+        limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
-            prepare = functools.partial(_deadlined, http_request, encoded.body, None, limit)
-            turn = _http_parts(self._http, prepare, ResponsesProtocol())
+            # The deadline starts when `_http_parts` prepares: when iteration starts.
+            turn = _http_parts(
+                self._http,
+                lambda: http_request(encoded.body, None, Deadline.start(limit)),
+                ResponsesProtocol(),
+            )
         else:
             turn = self._websocket.stream(encoded.body, self._http_turn, limit)
         return _stream(encoded.warnings, turn)
@@ -114,9 +106,7 @@ class AsyncResponsesModel(AsyncLanguageModel):
 
     async def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """As `ResponsesModel.warmup`: ``generate: false`` over WebSocket, else a no-op."""
-        if self._http.closed:
-            raise closed_error()
-        limit = call_limit(max_duration, self._max_duration)
+        limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
             return WarmupResult.skipped()
@@ -136,18 +126,17 @@ class AsyncChatModel(AsyncLanguageModel):
         self._max_duration = max_duration
 
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> AsyncStream:
-        if self._http.closed:
-            raise closed_error()
-        limit = call_limit(max_duration, self._max_duration)
+        limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_chat_request(self.model_id, call)
-        prepare = functools.partial(_deadlined, chat_request, encoded.body, limit)
-        turn = _http_parts(self._http, prepare, ChatProtocol())
+        turn = _http_parts(
+            self._http,
+            lambda: chat_request(encoded.body, Deadline.start(limit)),
+            ChatProtocol(),
+        )
         return _stream(encoded.warnings, turn)
 
     async def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """As `ChatModel.warmup`: validates ``call`` and sends nothing."""
-        if self._http.closed:
-            raise closed_error()
-        call_limit(max_duration, self._max_duration)
+        start_call(self._http, max_duration, self._max_duration)
         encode_chat_request(self.model_id, call)
         return WarmupResult.skipped()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from llmkit._closing import closed_error
+from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError, Timeout, TransportError
 from llmkit.messages import WarmupResult
 from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, record_chain
@@ -273,8 +274,15 @@ class Turn(Generic[ConnectionT]):
             self.slot.drop("connection found closed before sending")
         return probed
 
-    def connect_failed(self, exc: LLMKitError) -> bool:
-        """Whether a failed connect sends this turn over HTTP (else the shell raises)."""
+    def connect_failed(self, exc: LLMKitError, deadline: Deadline | None = None) -> bool:
+        """Whether a failed connect sends this turn over HTTP (else the shell raises).
+
+        Raises:
+            Timeout: the call's ``deadline`` ran out (`Deadline.error`): that cut the
+                connect short, so WebSocket is not to blame and there is no time for HTTP.
+        """
+        if deadline is not None and deadline.expired():
+            raise deadline.error() from exc
         failure = Failure("connect", exc)
         if decide(failure, resends_left=0) is not Action.FALLBACK_HTTP:
             return False

@@ -184,9 +184,7 @@ class WebSocketSession:
         try:
             connection = self._connect(deadline)
         except LLMKitError as exc:
-            if deadline is not None and deadline.expired():
-                raise deadline.error() from exc  # the call's time is up, not WebSocket's
-            if not turn.connect_failed(exc):
+            if not turn.connect_failed(exc, deadline):
                 raise
             return None
         self._pool.admit(turn.slot, connection)

@@ -20,7 +20,7 @@ from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Stream, StreamPart, Warnings
 from llmkit.transports.base import PayloadStream, TransportRequest
 
-__all__ = ["PayloadOpener", "ResponsesModel", "http_request"]
+__all__ = ["PayloadOpener", "ResponsesModel", "http_request", "start_call"]
 
 RESPONSES_PATH = "/responses"
 
@@ -32,6 +32,23 @@ def http_request(
     meter = Meter("http", "full", len(body["input"]), fallback_reason=fallback_reason)
     request = TransportRequest(RESPONSES_PATH, {**body, "stream": True}, deadline=deadline)
     return request, meter
+
+
+class _Closable(Protocol):
+    @property
+    def closed(self) -> bool: ...
+
+
+def start_call(http: _Closable, max_duration: float | None, default: float | None) -> float | None:
+    """What every model does first on a call: refuse it once the provider closed (its
+    HTTP transport says so), then settle its ``max_duration`` (its own, else ``default``).
+
+    Raises:
+        UsageError: the provider is closed, or ``max_duration`` is not seconds > 0.
+    """
+    if http.closed:
+        raise closed_error()
+    return call_limit(max_duration, default)
 
 
 class PayloadOpener(Protocol):
@@ -67,9 +84,7 @@ class ResponsesModel(LanguageModel):
         self._max_duration = max_duration
 
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
-        if self._http.closed:
-            raise closed_error()
-        limit = call_limit(max_duration, self._max_duration)
+        limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
         return Stream(self._parts(encoded.body, encoded.warnings, limit))
 
@@ -99,9 +114,7 @@ class ResponsesModel(LanguageModel):
         input tokens. Over HTTP, or while WebSocket is unavailable, nothing is sent and
         the result says ``transport="http"``: a warm-up never becomes a billed generation.
         """
-        if self._http.closed:
-            raise closed_error()
-        limit = call_limit(max_duration, self._max_duration)
+        limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
         if self._websocket is None:
             return WarmupResult.skipped()

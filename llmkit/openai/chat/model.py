@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from llmkit._closing import closed_error
-from llmkit._deadline import Deadline, call_limit
+from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._loop import Meter, open_stamped, run_protocol
 from llmkit.openai.chat._encode import encode_chat_request
 from llmkit.openai.chat.protocol import ChatProtocol
-from llmkit.openai.model import PayloadOpener
+from llmkit.openai.model import PayloadOpener, start_call
 from llmkit.stream import Stream, StreamPart, Warnings
 from llmkit.transports.base import TransportRequest
 
@@ -48,9 +47,7 @@ class ChatModel(LanguageModel):
         self._max_duration = max_duration
 
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
-        if self._http.closed:
-            raise closed_error()
-        limit = call_limit(max_duration, self._max_duration)
+        limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_chat_request(self.model_id, call)
         return Stream(self._parts(encoded.body, encoded.warnings, limit))
 
@@ -70,8 +67,6 @@ class ChatModel(LanguageModel):
         Like a Responses warm-up over HTTP, the result says ``transport="http"`` and
         nothing is billed.
         """
-        if self._http.closed:
-            raise closed_error()
-        call_limit(max_duration, self._max_duration)
+        start_call(self._http, max_duration, self._max_duration)
         encode_chat_request(self.model_id, call)
         return WarmupResult.skipped()
