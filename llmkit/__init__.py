@@ -10,8 +10,6 @@ with llmkit.Provider(use_responses_api=True) as provider:
 ```
 """
 
-from llmkit._async_provider import AsyncProvider
-from llmkit._provider import Provider
 from llmkit._version import __version__
 from llmkit.exceptions import (
     APIError,
@@ -57,6 +55,8 @@ from llmkit.messages import (
     WarmupResult,
 )
 from llmkit.model import AsyncLanguageModel, LanguageModel
+from llmkit.openai.async_provider import AsyncProvider
+from llmkit.openai.provider import Provider
 from llmkit.stream import (
     AsyncStream,
     Finish,

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TextIO
 
-from llmkit._provider import Provider
 from llmkit.exceptions import LLMKitError
+from llmkit.openai.provider import Provider
 from llmkit.stream import StreamPart, TextDelta
 from llmkit.tool_loop import ToolLoop, ToolLoopResult, ToolLoopStep, tool
 

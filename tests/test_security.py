@@ -34,8 +34,8 @@ from loop import API_KEY, TRANSPORTS, provider
 from portal import PortalProvider
 
 import llmkit
-from llmkit._provider import ProviderBase
 from llmkit.exceptions import FRAGMENT
+from llmkit.openai.provider import ProviderBase
 from llmkit.testing import ResponsesServer
 from llmkit.transports._sse import SSEParser
 from llmkit.transports.async_websocket import AsyncWebSocketConnection

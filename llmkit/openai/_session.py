@@ -4,7 +4,7 @@ No sockets and no waiting here: which pooled connection a call gets (`Slots`), w
 connection may be reused, what to send (``_chain``), what a failure means
 (``_recovery``), what the connection's cache holds afterwards, and when WebSocket is
 cooling down. The shells, `llmkit.openai._websocket` (threads, websocket-client) and
-`llmkit.openai._aio_websocket` (asyncio, websockets), do the I/O between these steps,
+`llmkit.openai._async_websocket` (asyncio, websockets), do the I/O between these steps,
 so both keep the same rules (each one a bug of the Go original, PEERS.md (b)):
 
 * One response in flight per connection: a slot is leased for one turn and released
@@ -23,19 +23,19 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from llmkit._closing import closed_error
+from llmkit._core.run import Meter
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError, Timeout, TransportError
 from llmkit.messages import WarmupResult
 from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, record_chain
 from llmkit.openai._encode import render_output
-from llmkit.openai._loop import Meter
 from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Finish
-from llmkit.transports.base import json_text
+from llmkit.transports.base import ConnectionBase, FrameCount, json_text
 
 __all__ = ["COOLING_DOWN", "Attempt", "CooldownGate", "Slot", "Slots", "Turn"]
 
@@ -45,24 +45,7 @@ JSON = dict[str, Any]
 COOLING_DOWN = "WebSocket is cooling down after a failed connect"
 
 
-class Connection(Protocol):
-    """What the decisions need of a connection, sync or async."""
-
-    @property
-    def age(self) -> float: ...
-
-    def close(self) -> None:
-        """Close at once, awaiting nothing (also from a cancelled task)."""
-        ...
-
-
-class FrameCount(Protocol):
-    """A payload stream that counts the frames it received."""
-
-    received: int
-
-
-ConnectionT = TypeVar("ConnectionT", bound=Connection)
+ConnectionT = TypeVar("ConnectionT", bound=ConnectionBase)
 FramesT = TypeVar("FramesT", bound=FrameCount)
 
 

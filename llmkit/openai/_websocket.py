@@ -12,40 +12,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from llmkit._core.run import run_protocol
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
-from llmkit.openai._loop import run_protocol
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
 from llmkit.stream import Finish, StreamPart
-from llmkit.transports.base import PayloadStream
+from llmkit.transports.base import Connection, ConnectionOpener
 
-__all__ = ["Connection", "FramePayloads", "WebSocketSession"]
+__all__ = ["WebSocketSession"]
 
 JSON = dict[str, Any]
 HTTPTurn = Callable[[JSON, str, Deadline | None], Iterator[StreamPart]]
-
-
-class Connection(Protocol):
-    """What the session needs of a connection (`WebSocketConnection` in production)."""
-
-    @property
-    def age(self) -> float: ...
-
-    def send_text(self, text: str) -> int: ...
-
-    def probe(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class FramePayloads(PayloadStream, Protocol):
-    """A payload stream that counts the frames it received."""
-
-    received: int
 
 
 class _Pool:
@@ -93,10 +74,7 @@ class WebSocketSession:
     """All WebSocket state of one provider: the pool, its chains and the cool-down.
 
     Args:
-        connect: Opens a new connection within the call's deadline (raises
-            `ConnectError`, `Timeout` or an `APIStatusError` for a refused upgrade).
-        payloads: Makes the payload stream of one response on a connection, given the
-            size of the frame sent and the call's deadline.
+        transport: Opens the connections (`WebSocketTransport` in production).
         max_connections: Pool size; calls beyond it wait for a free connection.
         max_age: Seconds after which a connection is replaced before sending.
         wait_timeout: Longest wait for a free connection.
@@ -106,15 +84,13 @@ class WebSocketSession:
     def __init__(
         self,
         *,
-        connect: Callable[[Deadline | None], Connection],
-        payloads: Callable[[Connection, int, Deadline | None], FramePayloads],
+        transport: ConnectionOpener,
         max_connections: int,
         max_age: float,
         wait_timeout: float | None,
         cooldown: Cooldown,
     ) -> None:
-        self._connect = connect
-        self._payloads = payloads
+        self._transport = transport
         self._pool = _Pool(max_connections, wait_timeout)
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
@@ -168,7 +144,7 @@ class WebSocketSession:
                 return  # turn.failure says why: the turn goes over HTTP
             with turn.attempt(connection, reused=reused is not None) as attempt:
                 size = connection.send_text(attempt.text)
-                payloads = attempt.sent(self._payloads(connection, size, deadline))
+                payloads = attempt.sent(connection.payloads(size, deadline))
                 # run_protocol returns only after completed/incomplete; else it raises.
                 yield from run_protocol(payloads, attempt.meter, attempt.protocol)
 
@@ -182,7 +158,7 @@ class WebSocketSession:
     def _open(self, turn: Turn[Connection], deadline: Deadline | None) -> Connection | None:
         self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
         try:
-            connection = self._connect(deadline)
+            connection = self._transport.connect(deadline)
         except LLMKitError as exc:
             if not turn.connect_failed(exc, deadline):
                 raise

@@ -7,20 +7,20 @@ which falls back to an HTTP turn only when a request never reached the model.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
-from llmkit._closing import closed_error
-from llmkit._deadline import Deadline, call_limit
+from llmkit._core.calls import start_call
+from llmkit._core.run import Meter, http_parts
+from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._encode import encode_request
-from llmkit.openai._loop import Meter, open_stamped, run_protocol
 from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Stream, StreamPart, Warnings
-from llmkit.transports.base import PayloadStream, TransportRequest
+from llmkit.transports.base import PayloadOpener, TransportRequest
 
-__all__ = ["PayloadOpener", "ResponsesModel", "http_request", "start_call"]
+__all__ = ["ResponsesModel", "http_request"]
 
 RESPONSES_PATH = "/responses"
 
@@ -32,32 +32,6 @@ def http_request(
     meter = Meter("http", "full", len(body["input"]), fallback_reason=fallback_reason)
     request = TransportRequest(RESPONSES_PATH, {**body, "stream": True}, deadline=deadline)
     return request, meter
-
-
-class _Closable(Protocol):
-    @property
-    def closed(self) -> bool: ...
-
-
-def start_call(http: _Closable, max_duration: float | None, default: float | None) -> float | None:
-    """What every model does first on a call: refuse it once the provider closed (its
-    HTTP transport says so), then settle its ``max_duration`` (its own, else ``default``).
-
-    Raises:
-        UsageError: the provider is closed, or ``max_duration`` is not seconds > 0.
-    """
-    if http.closed:
-        raise closed_error()
-    return call_limit(max_duration, default)
-
-
-class PayloadOpener(Protocol):
-    """What the model needs of a transport: open one request's payload stream."""
-
-    closed: bool
-    """Whether the provider closed it: its models then refuse every call."""
-
-    def open(self, request: TransportRequest) -> PayloadStream: ...
 
 
 class ResponsesModel(LanguageModel):
@@ -103,8 +77,7 @@ class ResponsesModel(LanguageModel):
         self, body: dict[str, Any], fallback_reason: str | None, deadline: Deadline | None
     ) -> Iterator[StreamPart]:
         request, meter = http_request(body, fallback_reason, deadline)
-        payloads = open_stamped(lambda: self._http.open(request), meter)
-        yield from run_protocol(payloads, meter, ResponsesProtocol())
+        yield from http_parts(self._http, request, meter, ResponsesProtocol())
 
     def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """Warm the server up for ``call`` without generating (WebSocket mode only).

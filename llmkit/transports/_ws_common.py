@@ -9,11 +9,12 @@ shared with the HTTP transports.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from llmkit._deadline import Deadline
+from llmkit._deadline import Deadline, cap
 from llmkit.exceptions import (
     APIStatusError,
     ConnectError,
@@ -32,6 +33,7 @@ __all__ = [
     "REDIRECT_STATUSES",
     "ConnectErrors",
     "ConnectionFacts",
+    "Endpoint",
     "FrameStream",
     "broken",
     "cause",
@@ -51,6 +53,9 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 class ConnectionFacts:
     """What both connection classes know about themselves: where, since when, secrets."""
 
+    idle_timeout: float | None = None
+    """Longest wait for each frame of a response (the transport's read timeout)."""
+
     def __init__(self, *, url: str, secrets: Sequence[str]) -> None:
         self.url = url
         self._secrets = tuple(secrets)
@@ -65,6 +70,52 @@ class ConnectionFacts:
     def age(self) -> float:
         """Seconds since the connection opened."""
         return time.monotonic() - self.opened_at
+
+
+class Endpoint:
+    """What both WebSocket transports are built from: one endpoint and its settings.
+
+    Args:
+        url: The ``ws://`` or ``wss://`` URL (`websocket_url` of the base URL).
+        headers: Sent with every handshake (the key among them).
+        connect_timeout: Longest connect and handshake, in seconds (None: no limit).
+        read_timeout: Longest wait for each frame of a response (None: no limit).
+        secrets: What to redact from anything shown (the key, credential headers).
+        ssl_context: Verifies a ``wss://`` server (None: the library's default).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        connect_timeout: float | None,
+        read_timeout: float | None,
+        secrets: Sequence[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.url = url
+        self._headers = headers
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._secrets = tuple(secrets)
+        self._ssl_context = ssl_context
+
+    def connect_args(self, deadline: Deadline | None) -> dict[str, Any]:
+        """The keyword arguments of a connection's ``connect``, within ``deadline``."""
+        return {
+            "headers": self._headers,
+            "timeout": cap(deadline, self._connect_timeout),
+            "secrets": self._secrets,
+            "ssl_context": self._ssl_context,
+        }
+
+    def opened(self, connection: ConnectionFacts) -> None:
+        """Give a new connection the endpoint's read timeout."""
+        connection.idle_timeout = self._read_timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={redact(self.url, self._secrets)!r})"
 
 
 class SecretHolder(Protocol):

@@ -36,12 +36,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
+from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError, Timeout, redact
 from llmkit.transports import _ws_common as common
 from llmkit.transports._tls import http11_only
 from llmkit.transports.base import MAX_EVENT_SIZE
 
-__all__ = ["AsyncWebSocketConnection", "AsyncWebSocketPayloadStream"]
+__all__ = [
+    "AsyncWebSocketConnection",
+    "AsyncWebSocketPayloadStream",
+    "AsyncWebSocketTransport",
+]
 
 
 class _RedirectRefused(Exception):
@@ -231,6 +236,12 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             # first leaks the socket (ResourceWarning). What was written is on its way.
             transport.abort()
 
+    def payloads(self, bytes_sent: int, deadline: Deadline | None) -> AsyncWebSocketPayloadStream:
+        """As `WebSocketConnection.payloads`."""
+        return AsyncWebSocketPayloadStream(
+            self, bytes_sent=bytes_sent, idle_timeout=self.idle_timeout, deadline=deadline
+        )
+
     def __repr__(self) -> str:
         url = redact(self.url, self._secrets)
         return f"AsyncWebSocketConnection(url={url!r}, connected={self.connected})"
@@ -264,3 +275,13 @@ class AsyncWebSocketPayloadStream(common.FrameStream):
 
     async def aclose(self) -> None:
         """Nothing to release: the connection belongs to its lease."""
+
+
+class AsyncWebSocketTransport(common.Endpoint):
+    """`WebSocketTransport` for asyncio."""
+
+    async def connect(self, deadline: Deadline | None) -> AsyncWebSocketConnection:
+        """Open a connection within ``deadline`` (see `AsyncWebSocketConnection.connect`)."""
+        connection = await AsyncWebSocketConnection.connect(self.url, **self.connect_args(deadline))
+        self.opened(connection)
+        return connection

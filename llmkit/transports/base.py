@@ -1,9 +1,11 @@
-"""The seam between models and transports.
+"""The seam between models and transports: every protocol the two meet, declared once.
 
-A transport takes a `TransportRequest` and returns a `PayloadStream`: the JSON text of
-each server event, in order, and nothing else. It never parses events; the protocol
-decides when a response is over. The arrows point one way: transports do not import
-``llmkit.openai``.
+An HTTP transport (`PayloadOpener`) takes a `TransportRequest` and returns a
+`PayloadStream`: the JSON text of each server event, in order, and nothing else. A
+WebSocket transport (`ConnectionOpener`) opens a `Connection`; a frame sent on it is
+answered by a `FramePayloads` stream of the same kind. Each has an asyncio twin. No
+transport parses events: the protocol decides when a response is over. The arrows
+point one way: transports import no provider package and no protocol.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ from llmkit._deadline import Deadline
 
 __all__ = [
     "MAX_EVENT_SIZE",
+    "AsyncConnection",
+    "AsyncConnectionOpener",
+    "AsyncFramePayloads",
+    "AsyncPayloadOpener",
     "AsyncPayloadStream",
+    "Connection",
+    "ConnectionBase",
+    "ConnectionOpener",
+    "FrameCount",
+    "FramePayloads",
+    "PayloadOpener",
     "PayloadFacts",
     "PayloadStream",
     "TransportRequest",
@@ -71,6 +83,96 @@ class AsyncPayloadStream(PayloadFacts, Protocol):
     def __aiter__(self) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None: ...
+
+
+class PayloadOpener(Protocol):
+    """An HTTP transport, as a model sees it: open one request's payload stream."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the provider closed it: its models then refuse every call."""
+        ...
+
+    def open(self, request: TransportRequest) -> PayloadStream: ...
+
+
+class AsyncPayloadOpener(Protocol):
+    """`PayloadOpener` for asyncio."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the provider closed it: its models then refuse every call."""
+        ...
+
+    async def open(self, request: TransportRequest) -> AsyncPayloadStream: ...
+
+
+class FrameCount(Protocol):
+    """A payload stream that counts the frames it received."""
+
+    received: int
+
+
+class FramePayloads(PayloadStream, FrameCount, Protocol):
+    """The payloads of one response on a WebSocket connection."""
+
+
+class AsyncFramePayloads(AsyncPayloadStream, FrameCount, Protocol):
+    """`FramePayloads` for asyncio."""
+
+
+class ConnectionBase(Protocol):
+    """What the pure WebSocket decisions need of a connection, sync or async."""
+
+    @property
+    def age(self) -> float:
+        """Seconds since it was opened."""
+        ...
+
+    def close(self) -> None:
+        """Close at once, awaiting nothing (also from a cancelled task)."""
+        ...
+
+
+class Connection(ConnectionBase, Protocol):
+    """An open WebSocket connection: send a frame, then read its response's payloads."""
+
+    def send_text(self, text: str) -> int:
+        """Send one text frame; returns its size in bytes."""
+        ...
+
+    def payloads(self, bytes_sent: int, deadline: Deadline | None) -> FramePayloads:
+        """The payloads answering the frame just sent (``bytes_sent`` long)."""
+        ...
+
+    def probe(self) -> bool:
+        """Whether the connection is still open, checked without blocking."""
+        ...
+
+
+class AsyncConnection(ConnectionBase, Protocol):
+    """`Connection` for asyncio."""
+
+    async def send_text(self, text: str) -> int: ...
+
+    def payloads(self, bytes_sent: int, deadline: Deadline | None) -> AsyncFramePayloads: ...
+
+    async def probe(self) -> bool: ...
+
+
+class ConnectionOpener(Protocol):
+    """A WebSocket transport: opens connections within a call's deadline.
+
+    Raises `ConnectError`, `Timeout`, or an `APIStatusError` for a refused upgrade.
+    """
+
+    def connect(self, deadline: Deadline | None) -> Connection: ...
+
+
+class AsyncConnectionOpener(Protocol):
+    """`ConnectionOpener` for asyncio."""
+
+    async def connect(self, deadline: Deadline | None) -> AsyncConnection: ...
 
 
 def join_url(base_url: str, path: str) -> str:

@@ -38,7 +38,7 @@ from llmkit.transports import _ws_common as common
 from llmkit.transports._tls import http11_only
 from llmkit.transports.base import MAX_EVENT_SIZE
 
-__all__ = ["WebSocketConnection", "WebSocketPayloadStream"]
+__all__ = ["WebSocketConnection", "WebSocketPayloadStream", "WebSocketTransport"]
 
 _PROBE_READ_TIMEOUT = 0.5
 # A socket read's timeout is shortened to what is left of the wait only once that is
@@ -288,6 +288,13 @@ class WebSocketConnection(common.ConnectionFacts):
                 self._ws.send_close()
         self._ws.shutdown()  # type: ignore[no-untyped-call]
 
+    def payloads(self, bytes_sent: int, deadline: Deadline | None) -> WebSocketPayloadStream:
+        """The frames answering the frame just sent (``bytes_sent`` long), each waited
+        for at most `idle_timeout`, all of them within ``deadline``."""
+        return WebSocketPayloadStream(
+            self, bytes_sent=bytes_sent, idle_timeout=self.idle_timeout, deadline=deadline
+        )
+
     def __repr__(self) -> str:
         url = redact(self.url, self._secrets)
         return f"WebSocketConnection(url={url!r}, connected={self.connected})"
@@ -326,3 +333,15 @@ def _within(deadline: Deadline, recv: Callable[[float | None], str], idle: float
         if deadline.expired():
             raise deadline.error() from exc
         raise
+
+
+class WebSocketTransport(common.Endpoint):
+    """Opens WebSocket connections to one endpoint: `HTTPTransport`'s twin for
+    WebSocket mode (same arguments as `Endpoint`). Each connection then carries
+    responses one after another: `Connection.send_text`, `Connection.payloads`."""
+
+    def connect(self, deadline: Deadline | None) -> WebSocketConnection:
+        """Open a connection within ``deadline`` (see `WebSocketConnection.connect`)."""
+        connection = WebSocketConnection.connect(self.url, **self.connect_args(deadline))
+        self.opened(connection)
+        return connection

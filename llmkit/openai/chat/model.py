@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from llmkit._core.calls import start_call
+from llmkit._core.run import Meter, http_parts
 from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
-from llmkit.openai._loop import Meter, open_stamped, run_protocol
 from llmkit.openai.chat._encode import encode_chat_request
 from llmkit.openai.chat.protocol import ChatProtocol
-from llmkit.openai.model import PayloadOpener, start_call
 from llmkit.stream import Stream, StreamPart, Warnings
-from llmkit.transports.base import TransportRequest
+from llmkit.transports.base import PayloadOpener, TransportRequest
 
 __all__ = ["ChatModel", "chat_request"]
 
@@ -58,8 +58,7 @@ class ChatModel(LanguageModel):
         if warnings:
             yield Warnings(warnings)
         request, meter = chat_request(body, deadline)
-        payloads = open_stamped(lambda: self._http.open(request), meter)
-        yield from run_protocol(payloads, meter, ChatProtocol())
+        yield from http_parts(self._http, request, meter, ChatProtocol())
 
     def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """Validate ``call``; send nothing. Chat Completions has no warm-up request.

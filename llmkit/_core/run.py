@@ -15,9 +15,17 @@ from typing import Literal, Protocol
 from llmkit.exceptions import LLMKitError, redact_error
 from llmkit.messages import Response, ResponseMetadata
 from llmkit.stream import Finish, StreamPart, Warnings
-from llmkit.transports.base import PayloadFacts, PayloadStream
+from llmkit.transports.base import PayloadFacts, PayloadOpener, PayloadStream, TransportRequest
 
-__all__ = ["EventProtocol", "Meter", "ProtocolRun", "open_stamped", "run_protocol", "stamp_unsent"]
+__all__ = [
+    "EventProtocol",
+    "Meter",
+    "ProtocolRun",
+    "http_parts",
+    "open_stamped",
+    "run_protocol",
+    "stamp_unsent",
+]
 
 
 class EventProtocol(Protocol):
@@ -134,6 +142,14 @@ def run_protocol(
         raise
     finally:
         payloads.close()
+
+
+def http_parts(
+    http: PayloadOpener, request: TransportRequest, meter: Meter, protocol: EventProtocol
+) -> Iterator[StreamPart]:
+    """One request over an HTTP transport: open its payload stream, run ``protocol``."""
+    payloads = open_stamped(lambda: http.open(request), meter)
+    yield from run_protocol(payloads, meter, protocol)
 
 
 def _stamp(part: StreamPart, meter: Meter, payloads: PayloadFacts) -> StreamPart:

@@ -10,43 +10,24 @@ awaits the connects, sends and frames. Cancellation is a failure like any other:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Any
 
 from llmkit._closing import bind_loop
+from llmkit._core.async_run import arun_protocol
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
-from llmkit.openai._aio import arun_protocol
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
 from llmkit.stream import Finish, StreamPart
-from llmkit.transports.base import AsyncPayloadStream
+from llmkit.transports.base import AsyncConnection, AsyncConnectionOpener
 
-__all__ = ["AsyncConnection", "AsyncWebSocketSession"]
+__all__ = ["AsyncWebSocketSession"]
 
 JSON = dict[str, Any]
 AsyncHTTPTurn = Callable[[JSON, str, Deadline | None], AsyncGenerator[StreamPart, None]]
-
-
-class AsyncConnection(Protocol):
-    """What the session needs of a connection (`AsyncWebSocketConnection`)."""
-
-    @property
-    def age(self) -> float: ...
-
-    async def send_text(self, text: str) -> int: ...
-
-    async def probe(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class AsyncFramePayloads(AsyncPayloadStream, Protocol):
-    """An async payload stream that counts the frames it received."""
-
-    received: int
 
 
 class _AsyncPool:
@@ -102,21 +83,19 @@ class _AsyncPool:
 class AsyncWebSocketSession:
     """All WebSocket state of one `AsyncProvider`: the pool, its chains and the cool-down.
 
-    Args: as `WebSocketSession`, with ``connect`` a coroutine function.
+    Args: as `WebSocketSession`, with an async ``transport``.
     """
 
     def __init__(
         self,
         *,
-        connect: Callable[[Deadline | None], Awaitable[AsyncConnection]],
-        payloads: Callable[[AsyncConnection, int, Deadline | None], AsyncFramePayloads],
+        transport: AsyncConnectionOpener,
         max_connections: int,
         max_age: float,
         wait_timeout: float | None,
         cooldown: Cooldown,
     ) -> None:
-        self._connect = connect
-        self._payloads = payloads
+        self._transport = transport
         self._pool = _AsyncPool(max_connections, wait_timeout)
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
@@ -186,7 +165,7 @@ class AsyncWebSocketSession:
                 return  # turn.failure says why: the turn goes over HTTP
             with turn.attempt(connection, reused=reused) as attempt:
                 size = await connection.send_text(attempt.text)
-                payloads = attempt.sent(self._payloads(connection, size, deadline))
+                payloads = attempt.sent(connection.payloads(size, deadline))
                 parts = arun_protocol(payloads, attempt.meter, attempt.protocol)
                 async with aclosing(parts):
                     async for part in parts:
@@ -204,7 +183,7 @@ class AsyncWebSocketSession:
     ) -> AsyncConnection | None:
         self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
         try:
-            connection = await self._connect(deadline)
+            connection = await self._transport.connect(deadline)
         except LLMKitError as exc:
             if not turn.connect_failed(exc, deadline):
                 raise

@@ -7,13 +7,16 @@ on an error) is `ProtocolRun`'s; this loop only awaits payloads and hands parts 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 
+from llmkit._core.run import EventProtocol, Meter, ProtocolRun, stamp_unsent
 from llmkit.exceptions import LLMKitError
-from llmkit.openai._loop import EventProtocol, Meter, ProtocolRun, stamp_unsent
-from llmkit.stream import StreamPart
-from llmkit.transports.base import AsyncPayloadStream
+from llmkit.stream import AsyncStream, StreamPart, Warnings
+from llmkit.transports.base import AsyncPayloadOpener, AsyncPayloadStream, TransportRequest
 
-__all__ = ["aopen_stamped", "arun_protocol"]
+__all__ = ["Parts", "aopen_stamped", "arun_protocol", "http_parts", "stream_of"]
+
+Parts = AsyncGenerator[StreamPart, None]
 
 
 async def aopen_stamped(
@@ -49,3 +52,28 @@ async def arun_protocol(
         raise
     finally:
         await payloads.aclose()
+
+
+async def http_parts(
+    http: AsyncPayloadOpener,
+    prepare: Callable[[], tuple[TransportRequest, Meter]],
+    protocol: EventProtocol,
+) -> Parts:
+    request, meter = prepare()  # when iteration starts: the meter times from here
+    payloads = await aopen_stamped(lambda: http.open(request), meter)
+    async with aclosing(arun_protocol(payloads, meter, protocol)) as parts:
+        async for part in parts:
+            yield part
+
+
+def stream_of(warnings: tuple[str, ...], turn: Parts) -> AsyncStream:
+    """The stream of ``turn``, after a `Warnings` part when there are warnings (only
+    then is there another generator for every part to pass through)."""
+    return AsyncStream(_with_warnings(warnings, turn) if warnings else turn)
+
+
+async def _with_warnings(warnings: tuple[str, ...], turn: Parts) -> Parts:
+    yield Warnings(warnings)
+    async with aclosing(turn) as parts:
+        async for part in parts:
+            yield part

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, TypedDict, TypeVar
+from typing import ClassVar, Generic, TypedDict, TypeVar
 
 import httpx
 
 from llmkit._closing import Closing, closed_error
-from llmkit._deadline import Deadline, cap, check_durations
+from llmkit._deadline import check_durations
 from llmkit._headers import check_api_key, check_headers, key_from_environment
 from llmkit._logs import protect
 from llmkit._version import __version__
@@ -24,9 +23,9 @@ from llmkit.openai.model import ResponsesModel
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports._tls import Verify, tls_contexts
 from llmkit.transports.base import websocket_url
-from llmkit.transports.http import HTTPTransport
+from llmkit.transports.factory import HTTPSettings, Transports, WebSocketSettings
 
-__all__ = ["Provider", "ProviderBase", "WebSocketWiring", "Wiring"]
+__all__ = ["Provider", "ProviderBase", "SessionSettings", "WebSocketWiring", "Wiring"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _CREDENTIAL_HEADERS = frozenset(
@@ -145,9 +144,10 @@ class ProviderBase(Generic[ClientT, ModelT]):
             verify, http_client, self.base_url, websocket=websocket
         )
         protect(self, secrets)  # from httpcore's and websocket-client's debug logs too
+        connect_timeout, read_timeout, pool_timeout = _timeouts(timeout)
         self._open(
             Wiring(
-                http=_HTTPSettings(
+                http=HTTPSettings(
                     base_url=self.base_url,
                     headers=request_headers,
                     timeout=timeout,
@@ -157,14 +157,20 @@ class ProviderBase(Generic[ClientT, ModelT]):
                 ),
                 http_client=http_client,
                 websocket=WebSocketWiring(
-                    url=websocket_url(self.base_url),
-                    headers=request_headers,
-                    secrets=secrets,
-                    ssl_context=websocket_tls,
-                    timeout=timeout,
-                    max_connections=ws_max_connections,
-                    max_age=ws_max_age,
-                    cooldown=Cooldown(initial=ws_cooldown, maximum=ws_cooldown_max),
+                    endpoint=WebSocketSettings(
+                        url=websocket_url(self.base_url),
+                        headers=request_headers,
+                        connect_timeout=connect_timeout,
+                        read_timeout=read_timeout,
+                        secrets=secrets,
+                        ssl_context=websocket_tls,
+                    ),
+                    session=SessionSettings(
+                        max_connections=ws_max_connections,
+                        max_age=ws_max_age,
+                        wait_timeout=pool_timeout,
+                        cooldown=Cooldown(initial=ws_cooldown, maximum=ws_cooldown_max),
+                    ),
                 )
                 if websocket
                 else None,
@@ -173,6 +179,10 @@ class ProviderBase(Generic[ClientT, ModelT]):
 
     _closed = False
     """Set by ``close``/``aclose``: the provider and its models refuse every call."""
+
+    transports: ClassVar[Transports] = Transports()
+    """Builds every transport of the provider; replace it (in a subclass) to test a
+    provider over other transports."""
 
     def _open(self, wiring: Wiring[ClientT]) -> None:
         raise NotImplementedError  # pragma: no cover - each provider builds its transports
@@ -200,54 +210,48 @@ class ProviderBase(Generic[ClientT, ModelT]):
         )
 
 
-class _HTTPSettings(TypedDict):
-    """The HTTP transport's settings, sync or async."""
+class SessionSettings(TypedDict):
+    """The arguments of a WebSocket session, sync or async, besides its transport."""
 
-    base_url: str
-    headers: Mapping[str, str]
-    timeout: float | httpx.Timeout
-    retry: RetryPolicy
-    secrets: list[str]
-    verify: ssl.SSLContext | bool
+    max_connections: int
+    max_age: float
+    wait_timeout: float | None
+    cooldown: Cooldown
 
 
 @dataclass(frozen=True, slots=True)
 class WebSocketWiring:
-    """What a WebSocket session is built from, sync or async."""
+    """What WebSocket mode is built from: the transport's endpoint and the session's rules."""
 
-    url: str
-    headers: Mapping[str, str]
-    secrets: list[str]
-    ssl_context: ssl.SSLContext | None
-    timeout: float | httpx.Timeout
-    max_connections: int
-    max_age: float
-    cooldown: Cooldown
-
-    def timeouts(self) -> tuple[float | None, float | None, float | None]:
-        """Connect, read (between two events) and pool (waiting for a connection)."""
-        if isinstance(self.timeout, httpx.Timeout):
-            return self.timeout.connect, self.timeout.read, self.timeout.pool
-        return self.timeout, self.timeout, self.timeout
+    endpoint: WebSocketSettings
+    session: SessionSettings
 
 
 @dataclass(frozen=True, slots=True)
 class Wiring(Generic[ClientT]):
     """The transports' settings, derived once from a provider's arguments."""
 
-    http: _HTTPSettings
+    http: HTTPSettings
     http_client: ClientT | None
     websocket: WebSocketWiring | None
+
+
+def _timeouts(timeout: float | httpx.Timeout) -> tuple[float | None, float | None, float | None]:
+    """Connect, read (between two events) and pool (waiting for a connection)."""
+    if isinstance(timeout, httpx.Timeout):
+        return timeout.connect, timeout.read, timeout.pool
+    return timeout, timeout, timeout
 
 
 class Provider(ProviderBase[httpx.Client, LanguageModel], Closing):
     __doc__ = ProviderBase.__doc__
 
     def _open(self, wiring: Wiring[httpx.Client]) -> None:
-        self._http = HTTPTransport(**wiring.http, client=wiring.http_client)
+        self._http = self.transports.http(wiring.http, wiring.http_client)
         self._websocket: WebSocketSession | None = None
         if wiring.websocket is not None:
-            self._websocket = _websocket_session(wiring.websocket)
+            transport = self.transports.websocket(wiring.websocket.endpoint)
+            self._websocket = WebSocketSession(transport=transport, **wiring.websocket.session)
 
     def _model(self, model_id: str) -> LanguageModel:
         if not self.use_responses_api:
@@ -266,36 +270,3 @@ class Provider(ProviderBase[httpx.Client, LanguageModel], Closing):
         self._http.close()
         if self._websocket is not None:
             self._websocket.close()
-
-
-def _websocket_session(wiring: WebSocketWiring) -> WebSocketSession:
-    # websocket-client is imported only when WebSocket mode is asked for.
-    from llmkit.transports.websocket import WebSocketConnection, WebSocketPayloadStream
-
-    connect_timeout, read_timeout, pool_timeout = wiring.timeouts()
-
-    def connect(deadline: Deadline | None) -> WebSocketConnection:
-        timeout = cap(deadline, connect_timeout)
-        return WebSocketConnection.connect(
-            wiring.url,
-            headers=wiring.headers,
-            timeout=timeout,
-            secrets=wiring.secrets,
-            ssl_context=wiring.ssl_context,
-        )
-
-    def payloads(
-        connection: WebSocketConnection, size: int, deadline: Deadline | None
-    ) -> WebSocketPayloadStream:
-        return WebSocketPayloadStream(
-            connection, bytes_sent=size, idle_timeout=read_timeout, deadline=deadline
-        )
-
-    return WebSocketSession(
-        connect=connect,
-        payloads=payloads,  # type: ignore[arg-type]
-        max_connections=wiring.max_connections,
-        max_age=wiring.max_age,
-        wait_timeout=pool_timeout,
-        cooldown=wiring.cooldown,
-    )

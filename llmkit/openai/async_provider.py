@@ -10,12 +10,11 @@ from __future__ import annotations
 import httpx
 
 from llmkit._closing import AsyncClosing, bind_loop
-from llmkit._deadline import Deadline, cap
-from llmkit._provider import ProviderBase, WebSocketWiring, Wiring
 from llmkit.model import AsyncLanguageModel
-from llmkit.openai._aio_models import AsyncChatModel, AsyncResponsesModel
-from llmkit.openai._aio_websocket import AsyncWebSocketSession
-from llmkit.transports.async_http import AsyncHTTPTransport
+from llmkit.openai._async_websocket import AsyncWebSocketSession
+from llmkit.openai.async_model import AsyncResponsesModel
+from llmkit.openai.chat.async_model import AsyncChatModel
+from llmkit.openai.provider import ProviderBase, Wiring
 
 __all__ = ["AsyncProvider"]
 
@@ -34,10 +33,11 @@ class AsyncProvider(ProviderBase[httpx.AsyncClient, AsyncLanguageModel], AsyncCl
     """
 
     def _open(self, wiring: Wiring[httpx.AsyncClient]) -> None:
-        self._http = AsyncHTTPTransport(**wiring.http, client=wiring.http_client)
+        self._http = self.transports.async_http(wiring.http, wiring.http_client)
         self._websocket: AsyncWebSocketSession | None = None
         if wiring.websocket is not None:
-            self._websocket = _websocket_session(wiring.websocket)
+            transport = self.transports.async_websocket(wiring.websocket.endpoint)
+            self._websocket = AsyncWebSocketSession(transport=transport, **wiring.websocket.session)
 
     def _model(self, model_id: str) -> AsyncLanguageModel:
         if not self.use_responses_api:
@@ -60,39 +60,3 @@ class AsyncProvider(ProviderBase[httpx.AsyncClient, AsyncLanguageModel], AsyncCl
         if self._websocket is not None:
             self._websocket.close()
         await self._http.aclose()
-
-
-def _websocket_session(wiring: WebSocketWiring) -> AsyncWebSocketSession:
-    # websockets is imported only when WebSocket mode is asked for.
-    from llmkit.transports.async_websocket import (
-        AsyncWebSocketConnection,
-        AsyncWebSocketPayloadStream,
-    )
-
-    connect_timeout, read_timeout, pool_timeout = wiring.timeouts()
-
-    async def connect(deadline: Deadline | None) -> AsyncWebSocketConnection:
-        timeout = cap(deadline, connect_timeout)
-        return await AsyncWebSocketConnection.connect(
-            wiring.url,
-            headers=wiring.headers,
-            timeout=timeout,
-            secrets=wiring.secrets,
-            ssl_context=wiring.ssl_context,
-        )
-
-    def payloads(
-        connection: AsyncWebSocketConnection, size: int, deadline: Deadline | None
-    ) -> AsyncWebSocketPayloadStream:
-        return AsyncWebSocketPayloadStream(
-            connection, bytes_sent=size, idle_timeout=read_timeout, deadline=deadline
-        )
-
-    return AsyncWebSocketSession(
-        connect=connect,
-        payloads=payloads,  # type: ignore[arg-type]
-        max_connections=wiring.max_connections,
-        max_age=wiring.max_age,
-        wait_timeout=pool_timeout,
-        cooldown=wiring.cooldown,
-    )
