@@ -1,8 +1,7 @@
 """The OpenAI provider: Responses and Chat Completions wire models, protocols, options."""
 
-from llmkit.openai.chat.options import ChatOptions
 from llmkit.openai.chat.protocol import ChatProtocol
-from llmkit.openai.options import ResponsesOptions
+from llmkit.openai.options import ChatOptions, ResponsesOptions
 from llmkit.openai.protocol import ResponsesProtocol
 
 __all__ = ["ChatOptions", "ChatProtocol", "ResponsesOptions", "ResponsesProtocol"]

@@ -14,10 +14,8 @@ messages and calls are left out: with ``store=false`` the server has not kept th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, assert_never
 
-from llmkit.exceptions import UsageError
 from llmkit.messages import (
     AssistantMessage,
     AssistantPart,
@@ -39,6 +37,7 @@ from llmkit.messages import (
     UserPart,
     as_call,
 )
+from llmkit.openai._common import EncodedRequest, tool_choice_name
 from llmkit.openai.options import ResponsesOptions, responses_options
 
 __all__ = [
@@ -50,14 +49,6 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedRequest:
-    """A request body plus the warnings encoding produced."""
-
-    body: JSON
-    warnings: tuple[str, ...] = ()
 
 
 def encode_request(model: str, call: Call | str) -> EncodedRequest:
@@ -263,22 +254,6 @@ def _tool(tool: Tool) -> JSON:
 def _tool_choice(choice: str, tools: Sequence[Tool]) -> str | JSON:
     name = tool_choice_name(choice, tools)
     return choice if name is None else {"type": "function", "name": name}
-
-
-def tool_choice_name(choice: str, tools: Sequence[Tool]) -> str | None:
-    """The function a ``tool_choice`` forces, or None for ``auto``/``none``/``required``.
-
-    Raises:
-        UsageError: ``choice`` is none of those and names no given function tool.
-    """
-    if choice in ("auto", "none", "required"):
-        return None
-    names = {tool.name for tool in tools if isinstance(tool, FunctionTool)}
-    if choice not in names:
-        raise UsageError(
-            f"tool_choice {choice!r} is neither 'auto', 'none', 'required' nor a tool name"
-        )
-    return choice
 
 
 def _options(options: ResponsesOptions) -> JSON:

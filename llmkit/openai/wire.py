@@ -14,13 +14,13 @@ newer and provider-specific events). Families whose payloads llmkit does not int
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmkit._validation import describe_validation_error
 from llmkit.exceptions import ProtocolError
+from llmkit.openai._common import load_json
 
 __all__ = [
     "AnnotationAddedEvent",
@@ -532,20 +532,6 @@ def parse_event(payload: str | bytes) -> ServerEvent:
             or is a known event whose fields are malformed.
     """
     return event_from_json(load_json(payload))
-
-
-def load_json(payload: str | bytes) -> Any:
-    """Decode one payload.
-
-    Raises:
-        ProtocolError: not JSON, not UTF-8, or nested too deeply to decode.
-    """
-    try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"event payload is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise ProtocolError("event payload is nested too deeply") from exc
 
 
 def event_from_json(data: Any) -> ServerEvent:

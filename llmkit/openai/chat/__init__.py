@@ -1,6 +1,6 @@
 """The OpenAI Chat Completions API: chunk models, protocol, encoder and options."""
 
-from llmkit.openai.chat.options import ChatOptions
 from llmkit.openai.chat.protocol import ChatProtocol
+from llmkit.openai.options import ChatOptions
 
 __all__ = ["ChatOptions", "ChatProtocol"]

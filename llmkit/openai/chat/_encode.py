@@ -32,8 +32,8 @@ from llmkit.messages import (
     UserPart,
     as_call,
 )
-from llmkit.openai._encode import EncodedRequest, tool_choice_name
-from llmkit.openai.chat.options import ChatOptions, chat_options
+from llmkit.openai._common import EncodedRequest, tool_choice_name
+from llmkit.openai.options import ChatOptions, chat_options
 
 __all__ = ["encode_chat_request", "encode_messages"]
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmkit._validation import describe_validation_error
 from llmkit.exceptions import ProtocolError
-from llmkit.openai.wire import load_json
+from llmkit.openai._common import load_json
 
 __all__ = [
     "ChatChoice",
