@@ -116,7 +116,9 @@ Notes on the outcomes that differ by path:
 * A WebSocket has no end of stream except a close: a stream cut before its terminal
   event, on a connection that stays open, ends in the idle `Timeout`, never in a finish.
 * ``previous_response_not_found`` and ``websocket_connection_limit_reached`` mean the
-  server did not run the request: WebSocket mode reconnects and resends in full, once.
+  server did not run the request: WebSocket mode resends in full, once (on the same
+  connection after ``previous_response_not_found``, a healthy socket; on a new one
+  after the limit).
 """
 
 from __future__ import annotations

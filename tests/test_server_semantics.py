@@ -290,6 +290,28 @@ def test_ws_only_the_most_recent_response_is_cached(server: ResponsesServer) -> 
     assert events[-1]["error"]["code"] == "previous_response_not_found"
 
 
+def test_ws_a_missing_previous_response_leaves_the_socket_open(server: ResponsesServer) -> None:
+    # The error is request-scoped (PROTOCOL.md §3.1, §6.2): the same socket takes the
+    # full input next, as a client recovering from the miss sends it.
+    with connect(server.ws_url, open_timeout=5) as ws:
+        first = turn(ws, {"model": "m", "input": "a", "store": False})[-1]["response"]
+        turn(ws, {"model": "m", "input": "b", "store": False})
+        missed = turn(
+            ws, {"model": "m", "input": "c", "store": False, "previous_response_id": first["id"]}
+        )
+        assert missed[-1]["error"]["code"] == "previous_response_not_found"
+        history = [
+            {"role": "user", "content": "a"},
+            *first["output"],
+            {"role": "user", "content": "c"},
+        ]
+        resent = turn(ws, {"model": "m", "input": history, "store": False})
+    assert resent[-1]["type"] == "response.completed"
+    assert text_of(resent).startswith("Echo: c [user=2 assistant=1")
+    assert server.stats.connections_opened == 1
+    assert [r.connection_id for r in server.stats.requests] == [1, 1, 1, 1]
+
+
 def test_second_create_while_busy_is_an_error(server: ResponsesServer) -> None:
     server.token_delay = 0.02
     with connect(server.ws_url, open_timeout=5) as ws:

@@ -150,6 +150,34 @@ def test_a_failure_while_sending_reconnects_and_sends_once(
     assert server.stats.generations == 1
 
 
+@pytest.mark.parametrize("transport", WEBSOCKET)
+def test_a_missing_chain_head_is_resent_in_full_on_the_same_connection(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    # previous_response_not_found is about the request: the socket stays (PROTOCOL.md §3.1).
+    with provider(server, transport) as p:
+        model = p.language_model("scripted")
+        first = model.generate(llmkit.Call("first"))
+        server.faults.error_next(code="previous_response_not_found", message="gone", status=400)
+        history: list[llmkit.Message] = [
+            llmkit.UserMessage("first"),
+            first.message,
+            llmkit.UserMessage("next"),
+        ]
+        response = model.generate(llmkit.Call(history))
+    assert response.text.startswith("Echo: next [user=2 assistant=1 ")
+    assert response.metadata.input_mode == "full"
+    assert response.metadata.connection_reused
+    assert server.stats.connections_opened == 1
+    missed, resent = server.stats.requests[1:]
+    assert missed.status == "previous_response_not_found"
+    assert (missed.previous_response_id, missed.input_items) == (first.id, 1)
+    assert (resent.previous_response_id, resent.input_items) == (None, 3)
+    assert missed.connection_id == resent.connection_id == connection_of(server, first)
+    assert server.stats.generations == 2
+    assert server.stats.context_violations == 0
+
+
 # --------------------------------------------------------------------------- which connection
 
 

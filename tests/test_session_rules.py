@@ -8,6 +8,7 @@ decisions through `Provider` and `AsyncProvider` over real sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -253,6 +254,46 @@ def test_a_new_turn_has_one_resend_and_no_failure() -> None:
         attempt.sent(Frames(received=1))
         fail(not_found)  # the resend is used up
     assert (step.failure, step.over) == (None, False)
+
+
+def test_a_missing_chain_head_keeps_the_connection_and_resends_the_full_input_on_it() -> None:
+    # previous_response_not_found is about the request, not the socket (PROTOCOL.md §3.1)
+    link = Link()
+    slot = Slot(0, link, chain(history(1)), "resp_1")
+    step = turn(slot, body(*history(1), USER))
+    not_found = llmkit.BadRequestError("gone", status_code=400, code="previous_response_not_found")
+    with step.attempt(link, reused=True) as attempt:
+        assert attempt.plan.mode == "incremental"
+        attempt.sent(Frames(received=1))
+        fail(not_found)
+    assert not step.over and not link.closed
+    assert (slot.connection, slot.chain, slot.head_id) == (link, None, None)
+    assert step.reusable() is link
+    with step.attempt(link, reused=True) as attempt:
+        assert attempt.plan.mode == "full"
+        assert attempt.plan.frame["input"] == [*history(1), USER]
+        assert "previous_response_id" not in attempt.plan.frame
+        assert attempt.meter.connection_reused
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        llmkit.BadRequestError("limit", status_code=400, code="websocket_connection_limit_reached"),
+        llmkit.ConnectionClosed("idle", code=1001),
+        llmkit.ConnectionClosed("gone", code=1006),
+        llmkit.BadRequestError("bad", status_code=400, code="invalid_value"),
+    ],
+)
+def test_every_other_failure_closes_the_connection(error: llmkit.LLMKitError) -> None:
+    link = Link()
+    slot = Slot(0, link, chain(history(1)), "resp_1")
+    step = turn(slot, body(*history(1), USER))
+    with contextlib.suppress(llmkit.LLMKitError), step.attempt(link, reused=True) as attempt:
+        attempt.sent(Frames(received=1))
+        fail(error)
+    assert link.closed
+    assert (slot.connection, slot.chain, slot.head_id) == (None, None, None)
 
 
 @pytest.mark.parametrize("extra", [0.0, 0.5])

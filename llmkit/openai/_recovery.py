@@ -35,7 +35,15 @@ _UPGRADE_STATUSES_TO_RAISE = frozenset({401, 429})
 
 
 class Action(Enum):
-    """What to do about a failed WebSocket turn."""
+    """What to do about a failed WebSocket turn.
+
+    `RESEND_FULL` and `RECONNECT` both send the full input again; they differ in the
+    connection. ``previous_response_not_found`` is request-scoped (PROTOCOL.md §3.1
+    "Recovery after a miss", §6.2): the server answered on a healthy socket and is idle
+    again, so the turn is resent on the same connection with its chain forgotten. Every
+    other failure says nothing good about the socket, so it is closed and the resend
+    goes out on a new connection.
+    """
 
     RAISE = "raise"
     RESEND_FULL = "resend_full"  # same connection, chain dropped, full input

@@ -65,9 +65,13 @@ class Slot(Generic[ConnectionT]):
         if self.connection is not None:
             logger.debug("closing WebSocket connection %d: %s", self.number, reason)
             self.connection.close()
+        self.connection = None
+        self.forget_chain(reason)
+
+    def forget_chain(self, reason: str) -> None:
+        """Forget what the cache holds, keeping the connection."""
         if self.chain is not None:
             logger.debug("chain reset on WebSocket connection %d: %s", self.number, reason)
-        self.connection = None
         self.chain = None
         self.head_id = None
 
@@ -222,6 +226,10 @@ class Turn(Generic[ConnectionT]):
     `alive`), or a new connection (`connect_failed` when that fails); then, inside
     ``with turn.attempt(...)``, send and stream. When the turn must go over HTTP
     instead, `failure` is set and `fallback_reason` says why.
+
+    A failed attempt closes its connection, except after ``previous_response_not_found``
+    (`Action.RESEND_FULL`): that error is about the request and the socket is healthy,
+    so only the chain is forgotten and the resend goes out on the same connection.
     """
 
     def __init__(
@@ -285,6 +293,13 @@ class Turn(Generic[ConnectionT]):
         from: `decide` says whether it is raised, or swallowed to send the turn again
         (at most once, before any event) or to fall back to HTTP (`failure` is set).
         Either way `over` says whether the shell's loop is done.
+
+        The one failure that keeps the connection is ``previous_response_not_found``
+        (`Action.RESEND_FULL`): an error about this request, not the socket (PROTOCOL.md
+        §3.1, "Recovery after a miss"), after which the server is idle again. The chain
+        is forgotten and the shell's next attempt reuses the connection (probed first)
+        to send the full input. An abandoned or cancelled stream, and every other
+        error, close it.
         """
         if not reused:
             self.slot.connection = connection
@@ -296,7 +311,6 @@ class Turn(Generic[ConnectionT]):
         try:
             yield attempt
         except LLMKitError as exc:
-            self.slot.drop("the response did not complete on this connection")
             if not self._recover(attempt, exc):
                 raise
         except BaseException:  # an abandoned or cancelled stream
@@ -313,16 +327,28 @@ class Turn(Generic[ConnectionT]):
         self.slot.chain = record_chain(self.body, attempt.plan, response.id, output)
 
     def _recover(self, attempt: Attempt, exc: LLMKitError) -> bool:
-        """Whether ``exc`` is dealt with (resend, or HTTP instead) rather than raised."""
+        """Settle the slot after ``exc``; whether it is dealt with (resend, or HTTP
+        instead) rather than raised.
+
+        Only `Action.RESEND_FULL` keeps the connection: the server answered with a
+        request-scoped error (``previous_response_not_found``) and is idle again, so the
+        socket is healthy and only the chain it named is gone. Every other failure
+        leaves the connection in an unknown state, and it is closed.
+        """
         failure = attempt.failure(exc)
         action = decide(failure, resends_left=self._resends_left)
+        if action is Action.RESEND_FULL:
+            self.slot.forget_chain("the server no longer has the chain's head")
+        else:
+            self.slot.drop("the response did not complete on this connection")
         if action is Action.RAISE:
             return False
         if action is Action.FALLBACK_HTTP:
             self.failure = failure
             self.over = True
         else:
-            logger.debug("resending with full input after: %s", exc.message)
+            where = "on the same connection" if action is Action.RESEND_FULL else "reconnecting"
+            logger.debug("resending with full input (%s) after: %s", where, exc.message)
             self._resends_left -= 1
         return True
 
