@@ -7,7 +7,8 @@ as it is, so a newline ends the header and whatever follows becomes a header of 
 problem is a `UsageError` that says which argument or header is wrong and how, never
 what the value is.
 
-Pure functions, no I/O: the sync and async providers and the HTTP transport share them.
+Pure functions, no I/O: the sync and async providers and the HTTP transport share them,
+and `CREDENTIAL_HEADERS`, the one list of headers whose values are redacted.
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ from collections.abc import Mapping
 
 from llmkit.exceptions import UsageError
 
-__all__ = ["API_KEY_ENV", "check_api_key", "check_headers", "key_from_environment"]
+__all__ = [
+    "API_KEY_ENV",
+    "CREDENTIAL_HEADERS",
+    "check_api_key",
+    "check_headers",
+    "key_from_environment",
+]
 
 API_KEY_ENV = "OPENAI_API_KEY"
+
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "api-key", "x-api-key", "openai-api-key"}
+)
+"""Header names (lower case) whose values are credentials: the provider and the HTTP
+transports redact them from anything shown (Azure's ``api-key``, a gateway's token)."""
 
 # RFC 9110 section 5.6.2: token = 1*tchar.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

@@ -7,6 +7,7 @@ import pytest
 from loop import API_KEY, TRANSPORTS, provider
 
 import llmkit
+from llmkit._headers import CREDENTIAL_HEADERS
 from llmkit.testing import ResponsesServer
 
 
@@ -113,7 +114,7 @@ def _eventually_closed(server: ResponsesServer) -> bool:
     return False
 
 
-@pytest.mark.parametrize("header", ["api-key", "Authorization", "X-Api-Key"])
+@pytest.mark.parametrize("header", [name.title() for name in sorted(CREDENTIAL_HEADERS)])
 def test_credentials_in_headers_are_redacted_like_the_api_key(
     server: ResponsesServer, header: str
 ) -> None:

@@ -35,6 +35,7 @@ from test_transport_http import (
     status,
 )
 
+from llmkit._headers import CREDENTIAL_HEADERS
 from llmkit.exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -443,6 +444,17 @@ def test_secret_in_request_headers_and_send_errors_is_redacted(run: Run) -> None
     assert_no_secret(run(Server(status(400, text=f"bad {SECRET}")), request).raised(APIStatusError))
     failed = run(Server(fail(httpx.ConnectError(f"proxy {SECRET}"))), secrets=[SECRET])
     assert_no_secret(failed.raised(ConnectError))
+
+
+@pytest.mark.parametrize("name", sorted(CREDENTIAL_HEADERS))
+def test_a_credential_header_of_each_name_is_redacted_from_errors(run: Run, name: str) -> None:
+    server = Server(status(400, text=f"bad credential {SECRET}"))
+    seen = run(server, headers={name.title(): SECRET})
+    exc = seen.raised(APIStatusError)
+    assert_no_secret(exc)
+    assert exc.message == "bad credential [REDACTED]"
+    request = TransportRequest("/responses", {}, {name: SECRET})
+    assert_no_secret(run(Server(status(400, text=f"bad {SECRET}")), request).raised(APIStatusError))
 
 
 def test_repr_shows_only_the_redacted_base_url(run: Run) -> None:

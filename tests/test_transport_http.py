@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llmkit._headers import CREDENTIAL_HEADERS
 from llmkit.exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -671,6 +672,19 @@ def test_secret_in_request_headers_is_redacted() -> None:
     with pytest.raises(BadRequestError) as info:
         transport.open(TransportRequest("/responses", {}, {"x-api-key": SECRET}))
     assert_no_secret(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(CREDENTIAL_HEADERS))
+@pytest.mark.parametrize("where", ["transport", "request"])
+def test_a_credential_header_of_each_name_is_redacted_from_errors(name: str, where: str) -> None:
+    headers = {name.title(): SECRET}
+    server = Server(status(400, text=f"bad credential {SECRET}"))
+    transport, _ = make(server, headers=headers) if where == "transport" else make(server)
+    request = REQUEST if where == "transport" else TransportRequest("/responses", {}, headers)
+    with pytest.raises(BadRequestError) as info:
+        transport.open(request)
+    assert_no_secret(info.value)
+    assert info.value.message == "bad credential [REDACTED]"
 
 
 def test_secret_hidden_by_json_escaping_is_redacted_in_the_message() -> None:

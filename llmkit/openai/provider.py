@@ -11,7 +11,12 @@ import httpx
 
 from llmkit._closing import Closing, closed_error
 from llmkit._deadline import check_durations
-from llmkit._headers import check_api_key, check_headers, key_from_environment
+from llmkit._headers import (
+    CREDENTIAL_HEADERS,
+    check_api_key,
+    check_headers,
+    key_from_environment,
+)
 from llmkit._logs import protect
 from llmkit._version import __version__
 from llmkit.exceptions import UsageError, redact
@@ -28,11 +33,6 @@ from llmkit.transports.factory import HTTPSettings, Transports, WebSocketSetting
 __all__ = ["Provider", "ProviderBase", "SessionSettings", "WebSocketWiring", "Wiring"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "api-key", "x-api-key", "proxy-authorization", "openai-api-key"}
-)
-
-
 ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 ModelT = TypeVar("ModelT", LanguageModel, AsyncLanguageModel)
 
@@ -135,9 +135,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         # Credentials passed as headers (Azure's api-key, a gateway's token) are redacted too.
         secrets = [self._api_key] if self._api_key else []
         secrets += [
-            value
-            for name, value in headers.items()
-            if name.lower() in _CREDENTIAL_HEADERS and value
+            value for name, value in headers.items() if name.lower() in CREDENTIAL_HEADERS and value
         ]
         self._secrets = tuple(secrets)
         http_tls, websocket_tls = tls_contexts(

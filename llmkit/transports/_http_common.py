@@ -28,7 +28,7 @@ import httpx
 
 from llmkit._closing import closed_error
 from llmkit._deadline import Deadline
-from llmkit._headers import check_headers
+from llmkit._headers import CREDENTIAL_HEADERS, check_headers
 from llmkit.exceptions import (
     APIStatusError,
     ConnectError,
@@ -88,17 +88,15 @@ READ_ERRORS = (httpx.TransportError, httpx.DecodingError, httpx.StreamError)
 # RetryPolicy is frozen, so every transport can share one default instance.
 DEFAULT_RETRY = RetryPolicy()
 
-# Headers whose values are credentials; their values are redacted from every message.
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
-
 _ClientT = TypeVar("_ClientT", httpx.Client, httpx.AsyncClient)
 
 
 def _header_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
-    """Collect credential values from ``headers``, with and without their auth scheme."""
+    """Collect credential values (`CREDENTIAL_HEADERS`) from ``headers``, with and without
+    their auth scheme."""
     found: list[str] = []
     for name, value in headers.items():
-        if name.lower() in _SECRET_HEADERS:
+        if name.lower() in CREDENTIAL_HEADERS:
             found.append(value)
             found.append(value.partition(" ")[2])  # "Bearer sk-..." -> "sk-..."
     return tuple(found)
