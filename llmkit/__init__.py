@@ -10,6 +10,8 @@ with llmkit.Provider(use_responses_api=True) as provider:
 ```
 """
 
+from typing import TYPE_CHECKING, Any
+
 from llmkit._version import __version__
 from llmkit.exceptions import (
     APIError,
@@ -47,12 +49,12 @@ from llmkit.messages import (
     SystemMessage,
     TextPart,
     ToolCall,
-    ToolCallPart,
     ToolMessage,
     ToolResult,
     Usage,
     UserMessage,
     WarmupResult,
+    deprecated_alias as _deprecated_alias,
 )
 from llmkit.model import AsyncLanguageModel, LanguageModel
 from llmkit.openai.async_provider import AsyncProvider
@@ -131,7 +133,6 @@ __all__ = [
     "TextStart",
     "Timeout",
     "ToolCall",
-    "ToolCallPart",
     "ToolInputDelta",
     "ToolInputEnd",
     "ToolInputStart",
@@ -157,3 +158,11 @@ for _name in __all__:
     if hasattr(_obj, "__module__") and isinstance(_obj, type):
         _obj.__module__ = "llmkit"
 del _name, _obj
+
+if TYPE_CHECKING:
+    # Deprecated: `ToolCall` under its old name, with a DeprecationWarning at run time.
+    from llmkit.messages import ToolCallPart as ToolCallPart
+else:
+
+    def __getattr__(name: str) -> Any:
+        return _deprecated_alias(__name__, name)

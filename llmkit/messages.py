@@ -7,10 +7,11 @@ The one exception is `ProviderItemPart`, which carries a provider's raw output i
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from llmkit._validation import (
     PROVIDERS,
@@ -42,7 +43,6 @@ __all__ = [
     "TextPart",
     "Tool",
     "ToolCall",
-    "ToolCallPart",
     "ToolChoice",
     "ToolMessage",
     "ToolResult",
@@ -141,8 +141,37 @@ class ToolCall:
     type: Literal["tool_call"] = field(default="tool_call", init=False)
 
 
-ToolCallPart: TypeAlias = ToolCall
-"""The content-part name of `ToolCall`: the two are one class."""
+if TYPE_CHECKING:
+    ToolCallPart: TypeAlias = ToolCall
+    """Deprecated second name of `ToolCall` (a `DeprecationWarning` on use)."""
+else:
+
+    def __getattr__(name: str) -> Any:
+        return deprecated_alias(__name__, name)
+
+
+_DEPRECATED_ALIASES = {"ToolCallPart": ToolCall}
+
+
+def deprecated_alias(module: str, name: str) -> Any:
+    """What a deprecated name of ``module`` (a module ``__getattr__``) stands for.
+
+    ``ToolCallPart`` was a second name of `ToolCall`; it stays importable for one more
+    release, with a `DeprecationWarning`.
+
+    Raises:
+        AttributeError: ``name`` is no deprecated alias either.
+    """
+    target = _DEPRECATED_ALIASES.get(name)
+    if target is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{name} is deprecated and will be removed in the next release; "
+        f"use {target.__name__}, the same class",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return target
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 import llmkit
+import llmkit.messages
 import llmkit.openai
 
 # Every name API.md promises at the top level (a subset of __all__).
@@ -24,7 +25,6 @@ PROMISED = [
     "ToolCall",
     "TextPart",
     "ReasoningPart",
-    "ToolCallPart",
     "SourcePart",
     "FinishReason",
     "Usage",
@@ -91,8 +91,27 @@ def test_version() -> None:
 
 
 def test_aliases() -> None:
-    assert llmkit.ToolCallPart is llmkit.ToolCall
     assert llmkit.FinishReason("tool_calls") is llmkit.FinishReason.TOOL_CALLS
+
+
+def test_tool_call_part_is_a_deprecated_name_of_tool_call() -> None:
+    with pytest.warns(DeprecationWarning, match="ToolCallPart is deprecated.*use ToolCall"):
+        from llmkit import ToolCallPart
+    assert ToolCallPart is llmkit.ToolCall
+    with pytest.warns(DeprecationWarning, match="ToolCallPart is deprecated") as caught:
+        assert llmkit.messages.ToolCallPart is llmkit.ToolCall
+    assert caught[0].filename == __file__  # the warning points at the caller
+    with pytest.warns(DeprecationWarning, match="ToolCallPart is deprecated"):
+        assert llmkit.ToolCallPart is llmkit.ToolCall
+    assert "ToolCallPart" not in llmkit.__all__
+    assert "ToolCallPart" not in llmkit.messages.__all__
+
+
+def test_an_unknown_name_is_still_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="module 'llmkit' has no attribute 'ToolCallParts'"):
+        llmkit.ToolCallParts  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(AttributeError, match=r"module 'llmkit\.messages' has no attribute 'X'"):
+        llmkit.messages.X  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_openai_all_resolves() -> None:

@@ -30,7 +30,6 @@ from llmkit.messages import (
     SystemMessage,
     TextPart,
     ToolCall,
-    ToolCallPart,
     ToolMessage,
     ToolResult,
     Usage,
@@ -196,7 +195,6 @@ def test_part_defaults_and_types() -> None:
     assert FilePart(data="QUJD", filename="a.pdf").type == "file"
     assert FunctionTool(name="f").parameters == {"type": "object", "properties": {}}
     assert (FunctionTool(name="f").description, FunctionTool(name="f").strict) == (None, None)
-    assert ToolCallPart is ToolCall
     assert CALL.kind == "function"
     assert [p.type for p in EVERY_RESPONSE.content] == [
         "reasoning",
