@@ -20,10 +20,10 @@ from typing import Any, Protocol
 from llmkit.testing import _chat as chat
 from llmkit.testing._engine import (
     ChatProduction,
-    ChatTurn,
+    ChatExchange,
     Engine,
     Production,
-    Turn,
+    Exchange,
     replay_outcome,
     validate,
 )
@@ -301,7 +301,7 @@ class _Http:
         if error is not None:
             await self.refuse(record, error)
             return
-        assert isinstance(begun, Turn)
+        assert isinstance(begun, Exchange)
         await self.respond(begun, engine.produce(begun), stream=body.get("stream") is True)
 
     async def create_chat(self) -> None:
@@ -334,7 +334,7 @@ class _Http:
         await self.send_event(event(error))
         await self.send({"type": "http.response.body", "body": b""})
 
-    async def respond(self, turn: Turn, prod: Production, *, stream: bool) -> None:
+    async def respond(self, turn: Exchange, prod: Production, *, stream: bool) -> None:
         engine = self.core.engine
         if prod.error is not None:
             shape = prod.error.shape
@@ -359,7 +359,7 @@ class _Http:
             return
         await self.stream(turn.record, payloads, prod.faults, commit)
 
-    async def respond_chat(self, turn: ChatTurn, prod: ChatProduction, *, stream: bool) -> None:
+    async def respond_chat(self, turn: ChatExchange, prod: ChatProduction, *, stream: bool) -> None:
         engine = self.core.engine
         if prod.error is not None:
             shape = prod.error.shape

@@ -146,7 +146,7 @@ def not_found(response_id: str) -> ApiError:
 
 
 @dataclass(slots=True)
-class Turn:
+class Exchange:
     """One accepted `response.create`: the conversation it continues and its new items."""
 
     request: Item
@@ -170,7 +170,7 @@ class Production:
 
 
 @dataclass(frozen=True, slots=True)
-class ChatTurn:
+class ChatExchange:
     """One accepted chat request: its conversation items and the request the model reads."""
 
     body: Item
@@ -191,7 +191,7 @@ class ChatProduction:
     error: ErrorFault | None = None
 
 
-def _check_conversation(turn: Turn, store: ResponseStore) -> ApiError | None:
+def _check_conversation(turn: Exchange, store: ResponseStore) -> ApiError | None:
     """Errors the real service gives for an inconsistent conversation."""
     calls: set[Any] = set()
     prefix_len = len(turn.conversation) - len(turn.new_items)
@@ -262,7 +262,7 @@ class Engine:
 
     def begin(
         self, body: Item, record: int, conn: int | None, head: StoredResponse | None
-    ) -> Turn | ApiError:
+    ) -> Exchange | ApiError:
         """Resolve `previous_response_id` (connection head first, then the store)."""
         previous: StoredResponse | None = None
         wanted = body.get("previous_response_id")
@@ -276,7 +276,7 @@ class Engine:
         new_items = m.normalize_input(body.get("input", []))
         prefix = list(previous.conversation) if previous is not None else []
         violations = m.count_violations(prefix, new_items)
-        turn = Turn(
+        turn = Exchange(
             request={k: v for k, v in body.items() if k not in ("type", "generate", "stream")},
             previous=previous,
             new_items=new_items,
@@ -293,7 +293,7 @@ class Engine:
         self.stats.count(conn, violations=violations)
         return turn
 
-    def produce(self, turn: Turn) -> Production:
+    def produce(self, turn: Exchange) -> Production:
         """Take the armed faults and build what the client will receive."""
         faults = self.faults.take_response_faults(warmup=not turn.generate)
         if faults.error is not None:
@@ -323,15 +323,15 @@ class Engine:
         specs = m.plan(turn.request, turn.conversation, turn.violations)
         return Production(faults, rendered=render_generation(meta, specs, acct))
 
-    def begin_chat(self, body: Item, record: int) -> ChatTurn:
+    def begin_chat(self, body: Item, record: int) -> ChatExchange:
         """A validated chat request: the whole history is in `messages` (no chaining)."""
         items = chat.to_items(body["messages"])
         violations = m.count_violations([], items)
         self.stats.update(record, violations=violations)
         self.stats.count(None, violations=violations)
-        return ChatTurn(body, chat.to_request(body), items, violations, record)
+        return ChatExchange(body, chat.to_request(body), items, violations, record)
 
-    def produce_chat(self, turn: ChatTurn) -> ChatProduction:
+    def produce_chat(self, turn: ChatExchange) -> ChatProduction:
         """Take the armed faults and build the chunks (or the error) the client receives."""
         faults = self.faults.take_response_faults(warmup=False)
         if faults.error is not None:
@@ -350,7 +350,7 @@ class Engine:
         rendered = chat.render_chat(meta, specs, tokens, chat.budget(turn.body))
         return ChatProduction(faults, framing, rendered=rendered)
 
-    def finish_chat(self, turn: ChatTurn, status: str, completion: Item | None) -> None:
+    def finish_chat(self, turn: ChatExchange, status: str, completion: Item | None) -> None:
         """Record a chat outcome (a replayed completion also gives the id)."""
         changes: dict[str, Any] = {"status": status}
         if completion is not None and isinstance(completion.get("id"), str):
@@ -358,7 +358,7 @@ class Engine:
         self.stats.update(turn.record, **changes)
 
     def finish(
-        self, turn: Turn, status: str, response: dict[str, Any] | None
+        self, turn: Exchange, status: str, response: dict[str, Any] | None
     ) -> StoredResponse | None:
         """Record the outcome; store a completed or incomplete response and return it."""
         response_id = response.get("id") if response is not None else None

@@ -27,7 +27,7 @@ from llmkit.testing._app import (
     request_id,
     unauthorized,
 )
-from llmkit.testing._engine import Turn, replay_outcome, validate
+from llmkit.testing._engine import Exchange, replay_outcome, validate
 from llmkit.testing._events import ApiError, dumps
 from llmkit.testing._sse import SseBlock
 from llmkit.testing._state import StoredResponse
@@ -281,7 +281,7 @@ class Connection:
         self.task = asyncio.create_task(self.respond(begun))
         return False
 
-    async def respond(self, turn: Turn) -> None:
+    async def respond(self, turn: Exchange) -> None:
         try:
             await self._respond(turn)
         except asyncio.CancelledError:  # the connection ended under the response
@@ -292,7 +292,7 @@ class Connection:
         finally:
             self.active = False
 
-    async def _respond(self, turn: Turn) -> None:
+    async def _respond(self, turn: Exchange) -> None:
         engine = self.core.engine
         prod = engine.produce(turn)
         previous_id = turn.previous.id if turn.previous is not None else None
