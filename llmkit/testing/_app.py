@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 from llmkit.testing import _chat as chat
 from llmkit.testing._engine import (
-    ChatProduction,
     ChatExchange,
+    ChatProduction,
     Engine,
-    Production,
     Exchange,
+    Production,
     replay_outcome,
     validate,
 )
