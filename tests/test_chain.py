@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from llmkit.openai._chain import Chain, chain_extends, plan_request, record_chain
+from llmkit.openai._chain import Chain, Continuation, continuation, plan_request, record_chain
 
 USER = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
 CALL = {"type": "function_call", "call_id": "c1", "name": "add", "arguments": "{}"}
@@ -30,6 +30,11 @@ def chain_after(first: dict[str, Any], output: list[dict[str, Any]]) -> Chain:
     return chain
 
 
+def plan_on(body: dict[str, Any], chain: Chain) -> Any:
+    """The plan for ``body`` on a connection whose cache head is ``chain``."""
+    return plan_request(body, continuation(body, chain))
+
+
 def test_first_turn_sends_the_full_input_without_an_id() -> None:
     plan = plan_request(body(USER), None)
     assert plan.mode == "full"
@@ -39,7 +44,8 @@ def test_first_turn_sends_the_full_input_without_an_id() -> None:
 
 def test_a_continuation_sends_only_the_suffix_with_the_previous_id() -> None:
     chain = chain_after(body(USER), [CALL])
-    plan = plan_request(body(USER, CALL, OUTPUT), chain)
+    assert continuation(body(USER, CALL, OUTPUT), chain) == Continuation(chain, (OUTPUT,))
+    plan = plan_on(body(USER, CALL, OUTPUT), chain)
     assert plan.mode == "incremental"
     assert plan.frame["previous_response_id"] == "resp_1"
     assert plan.frame["input"] == [OUTPUT]
@@ -52,7 +58,7 @@ def test_after_a_warmup_the_same_input_is_an_empty_delta() -> None:
     warm = plan_request(first, None, warmup=True)
     assert warm.frame["generate"] is False
     chain = record_chain(first, warm, "resp_warm", [])
-    plan = plan_request(first, chain)
+    plan = plan_on(first, chain)
     assert plan.frame["input"] == []
     assert plan.frame["previous_response_id"] == "resp_warm"
     assert "generate" not in plan.frame
@@ -75,8 +81,8 @@ def test_anything_but_a_pure_extension_sends_the_full_input(
 ) -> None:
     chain = chain_after(body(USER), [CALL])
     new = body(*items, **settings)
-    assert not chain_extends(new, chain)
-    plan = plan_request(new, chain)
+    assert continuation(new, chain) is None
+    plan = plan_on(new, chain)
     assert plan.mode == "full"
     assert "previous_response_id" not in plan.frame
     assert plan.frame["input"] == list(items)
@@ -85,11 +91,11 @@ def test_anything_but_a_pure_extension_sends_the_full_input(
 def test_an_explicit_previous_response_id_is_sent_as_is_and_never_mixed() -> None:
     chain = chain_after(body(USER), [CALL])
     explicit = body(USER, CALL, OUTPUT, previous_response_id="resp_mine")
-    plan = plan_request(explicit, chain)
+    plan = plan_request(explicit, Continuation(chain, (OUTPUT,)))  # never mixed with a chain
     assert plan.frame["previous_response_id"] == "resp_mine"
     assert plan.frame["input"] == [USER, CALL, OUTPUT]
     assert (plan.mode, plan.items_sent, plan.full_input) == ("incremental", 3, (USER, CALL, OUTPUT))
-    assert not chain_extends(explicit, chain)
+    assert continuation(explicit, chain) is None
     assert record_chain(explicit, plan, "resp_2", [ANSWER]) is None
 
 
@@ -100,7 +106,7 @@ def test_no_chain_without_a_response_id() -> None:
 
 def test_transport_fields_do_not_break_a_chain() -> None:
     chain = chain_after(body(USER, stream=True), [CALL])
-    assert chain_extends(body(USER, CALL, OUTPUT), chain)
+    assert continuation(body(USER, CALL, OUTPUT), chain) == Continuation(chain, (OUTPUT,))
 
 
 ITEMS = st.sampled_from([USER, CALL, OUTPUT, ANSWER])
@@ -120,7 +126,7 @@ def test_a_delta_always_means_exactly_the_full_input(
 ) -> None:
     chain = chain_after(body(*first), output)
     new = body(*second, model="m" if same_model else "n")
-    plan = plan_request(new, chain)
+    plan = plan_on(new, chain)
     if plan.mode == "incremental":
         assert (*chain.context, *plan.frame["input"]) == tuple(second)
         assert same_model

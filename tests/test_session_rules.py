@@ -74,6 +74,18 @@ def pool(size: int) -> tuple[Slots[Link], list[Slot[Link]]]:
     return slots, [slot for slot in leased if slot is not None]
 
 
+def leased(payload: dict[str, Any], link: Link, context: list[dict[str, Any]]) -> Slot[Link]:
+    """The slot a pool leases for ``payload`` when its one idle connection, ``link``,
+    holds the chain of ``context`` (response ``resp_1``)."""
+    slots: Slots[Link] = Slots(1, wait_timeout=None)
+    slot = slots.lease(body(USER))
+    assert slot is not None
+    slot.connection, slot.chain, slot.head_id = link, chain(context), "resp_1"
+    slots.release(slot)
+    assert slots.lease(payload) is slot
+    return slot
+
+
 def fail(error: llmkit.LLMKitError) -> None:
     """Raise ``error`` (inside an attempt, which may swallow it)."""
     raise error
@@ -259,7 +271,7 @@ def test_a_new_turn_has_one_resend_and_no_failure() -> None:
 def test_a_missing_chain_head_keeps_the_connection_and_resends_the_full_input_on_it() -> None:
     # previous_response_not_found is about the request, not the socket (PROTOCOL.md §3.1)
     link = Link()
-    slot = Slot(0, link, chain(history(1)), "resp_1")
+    slot = leased(body(*history(1), USER), link, history(1))
     step = turn(slot, body(*history(1), USER))
     not_found = llmkit.BadRequestError("gone", status_code=400, code="previous_response_not_found")
     with step.attempt(link, reused=True) as attempt:
@@ -362,9 +374,34 @@ def test_a_new_connection_resets_the_cool_down_and_is_kept() -> None:
     assert slot.connection is link and slot.head_id == "resp_1"
 
 
+class Compared(dict[str, Any]):
+    """An input item that counts how often it was compared."""
+
+    count = 0
+
+    def __eq__(self, other: object) -> bool:
+        Compared.count += 1
+        return dict.__eq__(self, other)
+
+    __hash__ = dict.__hash__
+
+
+def test_the_suffix_found_by_the_lease_is_the_one_sent() -> None:
+    # Matching a request to a chain compares the whole history: once per turn, not twice.
+    context = history(2)
+    payload = body(*(Compared(item) for item in context), USER)
+    Compared.count = 0
+    slot = leased(payload, Link(), context)
+    assert Compared.count == len(context)
+    with turn(slot, payload).attempt(Link(), reused=True) as attempt:
+        assert Compared.count == len(context)
+        assert attempt.plan.frame["input"] == [USER]
+        assert attempt.plan.frame["previous_response_id"] == "resp_1"
+
+
 @pytest.mark.parametrize("warmup", [False, True])
 def test_an_attempt_sends_the_plan_for_the_slots_chain(warmup: bool) -> None:
-    slot: Slot[Link] = Slot(0, Link(), chain(history(1)))
+    slot = leased(body(*history(1), USER), Link(), history(1))
     with turn(slot, body(*history(1), USER), warmup=warmup).attempt(Link(), reused=True) as attempt:
         frame: dict[str, Any] = {"type": "response.create", "model": "m", "input": [USER]}
         if warmup:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Chain", "Plan", "chain_extends", "plan_request", "record_chain"]
+__all__ = ["Chain", "Continuation", "Plan", "continuation", "plan_request", "record_chain"]
 
 JSON = dict[str, Any]
 # Fields that describe this one request's delivery, not the conversation.
@@ -39,6 +39,15 @@ class Chain:
 
 
 @dataclass(frozen=True, slots=True)
+class Continuation:
+    """A request that provably continues ``chain``: only ``suffix`` is new (`continuation`)."""
+
+    chain: Chain
+    suffix: tuple[JSON, ...]
+    """The items of the request's input after ``chain.context``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """How to send one request on a connection."""
 
@@ -54,11 +63,15 @@ def _settings(body: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in _NOT_COMPARED}
 
 
-def plan_request(body: Mapping[str, Any], chain: Chain | None, *, warmup: bool = False) -> Plan:
-    """Decide what to send for ``body`` on a connection whose cache head is ``chain``.
+def plan_request(
+    body: Mapping[str, Any], continued: Continuation | None, *, warmup: bool = False
+) -> Plan:
+    """Decide what to send for ``body`` on a connection, given how it continues the
+    connection's cache head (``continued``, from `continuation`; None: it does not).
 
-    An explicit ``previous_response_id`` in ``body`` (a caller's own chaining) is sent as
-    it is and never mixed with ``chain``.
+    The suffix is found once, when the connection is chosen for ``body`` (`continuation`),
+    and reused here. An explicit ``previous_response_id`` in ``body`` (a caller's own
+    chaining) is sent as it is and never mixed with a chain.
     """
     full_input = tuple(body["input"])
     frame: JSON = {"type": "response.create", **_settings(body), "input": list(full_input)}
@@ -68,30 +81,22 @@ def plan_request(body: Mapping[str, Any], chain: Chain | None, *, warmup: bool =
     if explicit is not None:
         frame["previous_response_id"] = explicit
         return Plan(frame, full_input, "incremental", len(full_input))
-    suffix = _suffix(body, full_input, chain)
-    if chain is None or suffix is None:
+    if continued is None:
         return Plan(frame, full_input, "full", len(full_input))
-    frame["previous_response_id"] = chain.response_id
-    frame["input"] = list(suffix)
-    return Plan(frame, full_input, "incremental", len(suffix))
+    frame["previous_response_id"] = continued.chain.response_id
+    frame["input"] = list(continued.suffix)
+    return Plan(frame, full_input, "incremental", len(continued.suffix))
 
 
-def chain_extends(body: Mapping[str, Any], chain: Chain) -> bool:
-    """Whether ``body`` continues the conversation whose cache head is ``chain``."""
-    if body.get("previous_response_id") is not None:
-        return False
-    return _suffix(body, body["input"], chain) is not None
-
-
-def _suffix(
-    body: Mapping[str, Any], full_input: Sequence[JSON], chain: Chain | None
-) -> tuple[JSON, ...] | None:
-    if chain is None or _settings(body) != chain.settings:
+def continuation(body: Mapping[str, Any], chain: Chain) -> Continuation | None:
+    """How ``body`` continues the conversation whose cache head is ``chain``; None when
+    it does not provably continue it, or names its own ``previous_response_id``."""
+    if body.get("previous_response_id") is not None or _settings(body) != chain.settings:
         return None
-    prefix = chain.context
+    full_input, prefix = body["input"], chain.context
     if len(full_input) < len(prefix) or tuple(full_input[: len(prefix)]) != prefix:
         return None
-    return tuple(full_input[len(prefix) :])
+    return Continuation(chain, tuple(full_input[len(prefix) :]))
 
 
 def record_chain(

@@ -30,7 +30,14 @@ from llmkit._core.run import Meter
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError, Timeout, TransportError
 from llmkit.messages import WarmupResult
-from llmkit.openai._chain import Chain, Plan, chain_extends, plan_request, record_chain
+from llmkit.openai._chain import (
+    Chain,
+    Continuation,
+    Plan,
+    continuation,
+    plan_request,
+    record_chain,
+)
 from llmkit.openai._encode import render_output
 from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
 from llmkit.openai.protocol import ResponsesProtocol
@@ -59,6 +66,9 @@ class Slot(Generic[ConnectionT]):
     head_id: str | None = None
     busy: bool = False
     last_used: float = 0.0
+    continuation: Continuation | None = None
+    """How the leased turn's request continues ``chain``, as `Slots.lease` found it
+    (None: it does not); forgotten with the chain."""
 
     def drop(self, reason: str) -> None:
         """Close the connection and forget its cache (fail closed)."""
@@ -74,6 +84,7 @@ class Slot(Generic[ConnectionT]):
             logger.debug("chain reset on WebSocket connection %d: %s", self.number, reason)
         self.chain = None
         self.head_id = None
+        self.continuation = None
 
 
 class Slots(Generic[ConnectionT]):
@@ -103,32 +114,37 @@ class Slots(Generic[ConnectionT]):
             UsageError: the session is closed.
         """
         self.refuse_if_closed()
-        slot = self._pick(body)
+        slot, continued = self._pick(body)
         if slot is not None:
             slot.busy = True
+            slot.continuation = continued  # the plan reuses it: the suffix is found once
         return slot
 
-    def _pick(self, body: Mapping[str, Any]) -> Slot[ConnectionT] | None:
+    def _pick(
+        self, body: Mapping[str, Any]
+    ) -> tuple[Slot[ConnectionT] | None, Continuation | None]:
         idle = [slot for slot in self._slots if not slot.busy]
         chained = [
-            (len(s.chain.context), s)
+            (found, s)
             for s in idle
-            if s.chain is not None and chain_extends(body, s.chain)
+            if s.chain is not None and (found := continuation(body, s.chain)) is not None
         ]
         if chained:  # the longest matching chain is this conversation's latest turn
-            return max(chained, key=lambda pair: pair[0])[1]
+            found, slot = max(chained, key=lambda pair: len(pair[0].chain.context))
+            return slot, found
         explicit = body.get("previous_response_id")
         for slot in idle:
             if explicit is not None and slot.head_id == explicit:
-                return slot
+                return slot, None
         if len(self._slots) < self.size:
             self._slots.append(Slot(len(self._slots)))
-            return self._slots[-1]
-        return min(idle, key=lambda s: s.last_used) if idle else None
+            return self._slots[-1], None
+        return (min(idle, key=lambda s: s.last_used) if idle else None), None
 
     def release(self, slot: Slot[ConnectionT]) -> None:
         """Return a leased slot (its connection closed if the session closed meanwhile)."""
         slot.busy = False
+        slot.continuation = None
         slot.last_used = time.monotonic()
         if self.closed:
             slot.drop("the provider was closed")
@@ -305,7 +321,7 @@ class Turn(Generic[ConnectionT]):
             self.slot.connection = connection
             self._gate.succeeded()
             logger.debug("opened WebSocket connection %d", self.slot.number)
-        plan = plan_request(self.body, self.slot.chain, warmup=self.warmup)
+        plan = plan_request(self.body, self.slot.continuation, warmup=self.warmup)
         meter = Meter("websocket", plan.mode, plan.items_sent, connection_reused=reused)
         attempt = Attempt(plan, json_text(plan.frame), meter)
         try:
