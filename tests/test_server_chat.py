@@ -17,7 +17,12 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from llmkit.testing import ResponsesServer, _chat as chat, _models as m
+from llmkit.testing import (
+    ResponsesServer,
+    _chat as chat,
+    _chat_request as chat_request,
+    _models as m,
+)
 from llmkit.testing._events import ApiError
 from llmkit.testing._sse import SseBlock, parse_sse
 
@@ -353,7 +358,7 @@ def test_invalid_requests_get_the_real_400(
     assert server.stats.generations == 0
 
 
-@pytest.mark.parametrize("name", chat.RESPONSES_ONLY)
+@pytest.mark.parametrize("name", chat_request.RESPONSES_ONLY)
 def test_responses_only_parameters_are_unrecognized(server: ResponsesServer, name: str) -> None:
     r = post(server, {**_msgs(USER), name: None})
     assert r.status_code == 400
@@ -404,7 +409,7 @@ def test_echo_answer_counts_the_whole_history(server: ResponsesServer) -> None:
     assert choice["finish_reason"] == "stop" and choice["logprobs"] is None
     text = "Echo: second [user=2 assistant=1 tool_outputs=0 items=4]"
     assert choice["message"] == {"role": "assistant", "content": text, "refusal": None}
-    items = chat.to_items(messages)
+    items = chat_request.to_items(messages)
     assert body["usage"] == chat.usage_object(
         m.input_tokens(items, None), len(m.split_tokens(text)), 0
     )
@@ -830,7 +835,7 @@ def test_to_items_and_to_request() -> None:
         {"role": "tool", "tool_call_id": "ct", "content": [{"type": "text", "text": "hit"}]},
         {"role": "assistant", "content": "done"},
     ]
-    assert chat.to_items(messages) == [
+    assert chat_request.to_items(messages) == [
         {"type": "message", "role": "system", "content": "s"},
         {"type": "function_call", "call_id": "call_1", "name": "add", "arguments": "{}"},
         {"type": "custom_tool_call", "call_id": "ct", "name": "grep", "input": "q"},
@@ -845,7 +850,7 @@ def test_to_items_and_to_request() -> None:
         "tool_choice": {"type": "custom", "custom": {"name": "g"}},
         "reasoning_effort": "high",
     }
-    assert chat.to_request(body) == {
+    assert chat_request.to_request(body) == {
         "model": "m",
         "tools": [
             {
@@ -861,12 +866,20 @@ def test_to_items_and_to_request() -> None:
         "tool_choice": {"type": "custom", "name": "g"},
         "reasoning": {"effort": "high"},
     }
-    assert chat.to_request({"model": "m", "tool_choice": "required"})["tool_choice"] == "required"
+    assert (
+        chat_request.to_request({"model": "m", "tool_choice": "required"})["tool_choice"]
+        == "required"
+    )
     bad_choice = {"type": "function", "function": "add"}
-    assert chat.to_request({"model": "m", "tool_choice": bad_choice})["tool_choice"] == bad_choice
-    assert chat.budget({"max_tokens": 5, "max_completion_tokens": 7}) == 7
-    assert chat.budget({"max_tokens": 5}) == 5 and chat.budget({}) is None
-    assert chat.message_count(None) == 0 and chat.message_count({"messages": "x"}) == 0
+    assert (
+        chat_request.to_request({"model": "m", "tool_choice": bad_choice})["tool_choice"]
+        == bad_choice
+    )
+    assert chat_request.budget({"max_tokens": 5, "max_completion_tokens": 7}) == 7
+    assert chat_request.budget({"max_tokens": 5}) == 5 and chat_request.budget({}) is None
+    assert (
+        chat_request.message_count(None) == 0 and chat_request.message_count({"messages": "x"}) == 0
+    )
 
 
 def test_meta_echoes_the_service_tier_and_usage_option() -> None:

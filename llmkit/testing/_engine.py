@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmkit.testing import _chat as chat, _models as m
+from llmkit.testing import _chat as chat, _chat_request as chat_request, _models as m
 from llmkit.testing._events import (
     Accounting,
     ApiError,
@@ -253,7 +253,7 @@ class Engine:
                 transport=transport,
                 connection_id=conn,
                 bytes_received=size,
-                input_items=chat.message_count(body) if is_chat else input_count(body),
+                input_items=chat_request.message_count(body) if is_chat else input_count(body),
                 previous_response_id=previous if isinstance(previous, str) else None,
                 generate=generate is not False,
                 endpoint=endpoint,
@@ -325,11 +325,11 @@ class Engine:
 
     def begin_chat(self, body: Item, record: int) -> ChatExchange:
         """A validated chat request: the whole history is in `messages` (no chaining)."""
-        items = chat.to_items(body["messages"])
+        items = chat_request.to_items(body["messages"])
         violations = m.count_violations([], items)
         self.stats.update(record, violations=violations)
         self.stats.count(None, violations=violations)
-        return ChatExchange(body, chat.to_request(body), items, violations, record)
+        return ChatExchange(body, chat_request.to_request(body), items, violations, record)
 
     def produce_chat(self, turn: ChatExchange) -> ChatProduction:
         """Take the armed faults and build the chunks (or the error) the client receives."""
@@ -347,7 +347,7 @@ class Engine:
             return ChatProduction(faults, framing, rendered=failure)
         specs = m.plan(turn.request, turn.items, turn.violations)
         tokens = m.input_tokens(turn.items, None)
-        rendered = chat.render_chat(meta, specs, tokens, chat.budget(turn.body))
+        rendered = chat.render_chat(meta, specs, tokens, chat_request.budget(turn.body))
         return ChatProduction(faults, framing, rendered=rendered)
 
     def finish_chat(self, turn: ChatExchange, status: str, completion: Item | None) -> None:

@@ -21,7 +21,8 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
-from llmkit.testing._app import ABORT_EXTENSION, ResponsesApp, ServerCore
+from llmkit.testing._app import ResponsesApp
+from llmkit.testing._core import ABORT_EXTENSION, ServerCore
 from llmkit.testing._state import Faults, ServerStats, read_replay_source
 
 _START_TIMEOUT = 10.0

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from llmkit.testing._app import (
+from llmkit.testing._core import (
     ABORT_EXTENSION,
     BATCH_BYTES,
     RESPONSES_PATH,
