@@ -58,6 +58,7 @@ def test_after_a_warmup_the_same_input_is_an_empty_delta() -> None:
     warm = plan_request(first, None, warmup=True)
     assert warm.frame["generate"] is False
     chain = record_chain(first, warm, "resp_warm", [])
+    assert chain is not None
     plan = plan_on(first, chain)
     assert plan.frame["input"] == []
     assert plan.frame["previous_response_id"] == "resp_warm"
