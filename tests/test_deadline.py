@@ -19,7 +19,7 @@ from portal import PortalProvider
 import llmkit
 from llmkit._deadline import Deadline, cap
 from llmkit.testing import ResponsesServer
-from llmkit.transports import _http_common as common
+from llmkit.transports import _http_send, _http_stream
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.async_http import AsyncHTTPTransport
 from llmkit.transports.base import TransportRequest
@@ -270,11 +270,13 @@ def test_the_deadline_arithmetic() -> None:
     assert gone.remaining() < 0
     with pytest.raises(llmkit.Timeout, match="max_duration"):
         gone.cap(5)
-    assert "max_duration" in str(common.silence(2.0, gone))
-    assert "no event for 2 seconds" in str(common.silence(2.0, deadline))
-    assert "max_duration" in str(common.read_error(httpx.ReadError("x"), gone))
+    assert "max_duration" in str(_http_stream.silence(2.0, gone))
+    assert "no event for 2 seconds" in str(_http_stream.silence(2.0, deadline))
+    assert "max_duration" in str(_http_stream.read_error(httpx.ReadError("x"), gone))
     with pytest.raises(llmkit.Timeout, match="max_duration") as caught:
-        common.SendAttempts(RetryPolicy(), (), deadline=gone).send_failed(httpx.ConnectError("x"))
+        _http_send.SendAttempts(RetryPolicy(), (), deadline=gone).send_failed(
+            httpx.ConnectError("x")
+        )
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
 
 

@@ -1,8 +1,9 @@
 """Tier 2: `AsyncHTTPTransport` over `httpx.MockTransport`, held to `HTTPTransport`'s contract.
 
-The two transports share every decision (`llmkit.transports._http_common`), so most cases
-here are one body run over both flavours: `run_sync` and `run_async` send the same request
-to the same scripted `Server` and return the same `Seen` observations, the async one
+The two transports share every decision (`llmkit.transports._http_request`, `_http_send`,
+`_http_stream`), so most cases here are one body run over both flavours: `run_sync` and
+`run_async` send the same request to the same scripted `Server` and return the same
+`Seen` observations, the async one
 under `asyncio.run` with an async handler and an async fake sleep. The replies and
 helpers are `test_transport_http`'s, whose sync-only cases are not repeated; the last
 section covers what only the async shell has (``aclose``, cancellation, ``async with``).

@@ -6,9 +6,9 @@ and retryable statuses are retried with backoff only before a single event was r
 every httpx exception is mapped to the llmkit tree with ``raise ... from exc``.
 
 It is the same code too. This module is only the asyncio I/O shell: each decision is made
-by `llmkit.transports._http_common` (``common.`` below), shared with the blocking shell,
-and what remains here is the awaiting (send, read, close, sleep). A rule is therefore
-changed in one place and holds for both flavours.
+by `llmkit.transports._http_request`, `_http_send` and `_http_stream`, shared with the
+blocking shell, and what remains here is the awaiting (send, read, close, sleep). A rule
+is therefore changed in one place and holds for both flavours.
 
 Cancellation is an ordinary exit: every await that holds a response is inside a
 ``finally`` (or ``aclosing``) that closes it, in `AsyncHTTPTransport.open` and in the
@@ -27,7 +27,30 @@ import httpx
 
 from llmkit._closing import AsyncClosing, bind_loop
 from llmkit._deadline import Deadline
-from llmkit.transports import _http_common as common
+from llmkit.transports._http_request import (
+    HTTPSettings,
+    PreparedRequest,
+    pick_client,
+    refuse_if_closed,
+)
+from llmkit.transports._http_send import (
+    DEFAULT_RETRY,
+    ERROR_BODY_LIMIT,
+    Answer,
+    BodyPrefix,
+    Redirect,
+    SendAttempts,
+)
+from llmkit.transports._http_stream import (
+    READ_ERRORS,
+    SNIPPET_BYTES,
+    ResponseStream,
+    SSEDecoder,
+    content_type_error_from,
+    is_event_stream,
+    read_error,
+    silence,
+)
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
 
@@ -39,7 +62,7 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
     Read errors are swallowed, keeping what arrived: the status is what gets reported.
     """
-    body = common.BodyPrefix(limit)
+    body = BodyPrefix(limit)
     async with contextlib.aclosing(response):
         with contextlib.suppress(httpx.RequestError):
             async for chunk in response.aiter_bytes():
@@ -50,9 +73,9 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
 async def _require_event_stream(response: httpx.Response, secrets: Sequence[str]) -> None:
     """Raise `ProtocolError`, quoting the start of the body, unless ``response`` is SSE."""
-    if not common.is_event_stream(response):
-        snippet = await _read_bounded(response, common.SNIPPET_BYTES)
-        raise common.content_type_error_from(response, snippet, secrets)
+    if not is_event_stream(response):
+        snippet = await _read_bounded(response, SNIPPET_BYTES)
+        raise content_type_error_from(response, snippet, secrets)
 
 
 async def _before(chunks: AsyncIterator[bytes], deadline: Deadline) -> AsyncIterator[bytes]:
@@ -71,7 +94,7 @@ async def _before(chunks: AsyncIterator[bytes], deadline: Deadline) -> AsyncIter
         yield chunk
 
 
-class AsyncHTTPPayloadStream(common.ResponseStream, AsyncClosing):
+class AsyncHTTPPayloadStream(ResponseStream, AsyncClosing):
     """The ``data`` of each server-sent event of one response, as text, for ``async for``.
 
     Events with empty data are skipped; a literal ``[DONE]`` is passed on. Iterate once.
@@ -87,7 +110,7 @@ class AsyncHTTPPayloadStream(common.ResponseStream, AsyncClosing):
         return self._events()
 
     async def _events(self) -> AsyncIterator[str]:
-        decoder = common.SSEDecoder()
+        decoder = SSEDecoder()
         decode, parse = decoder.decode, decoder.parse
         idle, limit = self.limits()
         clock = time.monotonic
@@ -105,11 +128,11 @@ class AsyncHTTPPayloadStream(common.ResponseStream, AsyncClosing):
                         yield data
                     quiet_until = min(clock() + idle, limit)
                 elif clock() > quiet_until:
-                    raise common.silence(idle, deadline)
+                    raise silence(idle, deadline)
             for data in decoder.end():
                 yield data
-        except common.READ_ERRORS as exc:
-            raise common.read_error(exc, deadline) from exc
+        except READ_ERRORS as exc:
+            raise read_error(exc, deadline) from exc
         finally:
             await self._response.aclose()
 
@@ -135,17 +158,17 @@ class AsyncHTTPTransport(AsyncClosing):
         base_url: str,
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = 60.0,
-        retry: RetryPolicy = common.DEFAULT_RETRY,
+        retry: RetryPolicy = DEFAULT_RETRY,
         secrets: Sequence[str] = (),
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self._client, self._owns_client = common.pick_client(
+        self._client, self._owns_client = pick_client(
             client, transport, httpx.AsyncClient, verify=verify
         )
-        self._settings = common.HTTPSettings(base_url, headers, timeout, retry, secrets)
+        self._settings = HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
         self.closed = False
         """Whether `aclose` was called: every later `open` is refused."""
@@ -159,7 +182,7 @@ class AsyncHTTPTransport(AsyncClosing):
         must iterate or close, or an `APIStatusError`, `ConnectError`, `Timeout`,
         `ProtocolError` or `UsageError`.
         """
-        common.refuse_if_closed(self.closed, self._client)
+        refuse_if_closed(self.closed, self._client)
         self.loop = bind_loop(self.loop)
         prepared = self._settings.prepare(request)
         response = await self._send_with_retries(prepared)
@@ -172,10 +195,10 @@ class AsyncHTTPTransport(AsyncClosing):
             deadline=prepared.deadline,
         )
 
-    async def _send_with_retries(self, prepared: common.PreparedRequest) -> httpx.Response:
+    async def _send_with_retries(self, prepared: PreparedRequest) -> httpx.Response:
         """POST until a 2xx answer, a final error, or the retries run out; follow
-        same-origin 307/308 redirects (`common.SendAttempts`)."""
-        attempts = common.SendAttempts(
+        same-origin 307/308 redirects (`SendAttempts`)."""
+        attempts = SendAttempts(
             self._settings.retry, prepared.secrets, url=prepared.url, deadline=prepared.deadline
         )
         while True:
@@ -188,13 +211,13 @@ class AsyncHTTPTransport(AsyncClosing):
                 await self._sleep(attempts.pause(attempts.send_failed(exc)))
                 continue
             answer = attempts.answered(response)
-            if answer is common.Answer.USE:
+            if answer is Answer.USE:
                 return response
-            if answer is common.Answer.FAIL:
-                body = await _read_bounded(response, common.ERROR_BODY_LIMIT)
+            if answer is Answer.FAIL:
+                body = await _read_bounded(response, ERROR_BODY_LIMIT)
                 raise attempts.failure(response, body)
             await response.aclose()
-            if isinstance(answer, common.Redirect):
+            if isinstance(answer, Redirect):
                 prepared = prepared._replace(url=answer.url)
             else:
                 await self._sleep(attempts.pause(answer))

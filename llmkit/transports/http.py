@@ -14,8 +14,10 @@ seen echoing the API key that was rejected.
 
 This module is only the blocking I/O shell: it sends, reads, closes and sleeps. Every
 decision above (what to retry and when, how an error body reads, how bytes become
-events) is made by `llmkit.transports._http_common` (``common.`` below), which the
-asyncio shell `llmkit.transports.async_http` shares, so the two cannot drift apart.
+events) is made by `llmkit.transports._http_request` (preparing the request),
+`llmkit.transports._http_send` (the retrying send) and `llmkit.transports._http_stream`
+(the payload stream), which the asyncio shell `llmkit.transports.async_http` shares, so
+the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -31,7 +33,30 @@ import httpx
 
 from llmkit._closing import Closing
 from llmkit._deadline import Deadline
-from llmkit.transports import _http_common as common
+from llmkit.transports._http_request import (
+    HTTPSettings,
+    PreparedRequest,
+    pick_client,
+    refuse_if_closed,
+)
+from llmkit.transports._http_send import (
+    DEFAULT_RETRY,
+    ERROR_BODY_LIMIT,
+    Answer,
+    BodyPrefix,
+    Redirect,
+    SendAttempts,
+)
+from llmkit.transports._http_stream import (
+    READ_ERRORS,
+    SNIPPET_BYTES,
+    ResponseStream,
+    SSEDecoder,
+    content_type_error_from,
+    is_event_stream,
+    read_error,
+    silence,
+)
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
 
@@ -44,7 +69,7 @@ def _read_bounded(response: httpx.Response, limit: int) -> bytes:
     A body that breaks off half-way still leaves the status to report, so read errors
     are swallowed here and the bytes that did arrive are kept.
     """
-    body = common.BodyPrefix(limit)
+    body = BodyPrefix(limit)
     with contextlib.closing(response), contextlib.suppress(httpx.RequestError):
         for chunk in response.iter_bytes():
             if body.add(chunk):
@@ -54,9 +79,9 @@ def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
 def _require_event_stream(response: httpx.Response, secrets: Sequence[str]) -> None:
     """Raise `ProtocolError`, quoting the start of the body, unless ``response`` is SSE."""
-    if not common.is_event_stream(response):
-        snippet = _read_bounded(response, common.SNIPPET_BYTES)
-        raise common.content_type_error_from(response, snippet, secrets)
+    if not is_event_stream(response):
+        snippet = _read_bounded(response, SNIPPET_BYTES)
+        raise content_type_error_from(response, snippet, secrets)
 
 
 def _shut_down(sock: socket.socket) -> None:
@@ -71,7 +96,7 @@ def _watchdog(response: httpx.Response, deadline: Deadline | None) -> threading.
 
     httpx fixes a read's timeout when the request is sent, so a read that starts late
     could outlast the deadline; shutting the socket down wakes it (the read fails and
-    `common.read_error` reports the deadline). Without a socket to reach (a custom
+    `read_error` reports the deadline). Without a socket to reach (a custom
     transport), the per-chunk check and the capped timeouts remain.
     """
     if deadline is None:
@@ -86,7 +111,7 @@ def _watchdog(response: httpx.Response, deadline: Deadline | None) -> threading.
     return timer
 
 
-class HTTPPayloadStream(common.ResponseStream, Closing):
+class HTTPPayloadStream(ResponseStream, Closing):
     """The ``data`` of each server-sent event of one response, as text.
 
     Events with empty data (comments, keep-alive blocks) are skipped; a literal
@@ -106,7 +131,7 @@ class HTTPPayloadStream(common.ResponseStream, Closing):
             ConnectionClosed: The connection broke before the body ended.
             ProtocolError: The body is not a decodable event stream.
         """
-        decoder = common.SSEDecoder()
+        decoder = SSEDecoder()
         decode, parse = decoder.decode, decoder.parse
         idle, limit = self.limits()
         clock = time.monotonic
@@ -120,12 +145,12 @@ class HTTPPayloadStream(common.ResponseStream, Closing):
                     yield from payloads
                     quiet_until = min(clock() + idle, limit)
                 elif clock() > quiet_until:
-                    raise common.silence(idle, self._deadline)
+                    raise silence(idle, self._deadline)
             yield from decoder.end()
             if self._deadline is not None and self._deadline.expired():
                 raise self._deadline.error()  # the watchdog ended the body
-        except common.READ_ERRORS as exc:
-            raise common.read_error(exc, self._deadline) from exc
+        except READ_ERRORS as exc:
+            raise read_error(exc, self._deadline) from exc
         finally:
             if watchdog is not None:
                 watchdog.cancel()
@@ -166,17 +191,17 @@ class HTTPTransport(Closing):
         base_url: str,
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = 60.0,
-        retry: RetryPolicy = common.DEFAULT_RETRY,
+        retry: RetryPolicy = DEFAULT_RETRY,
         secrets: Sequence[str] = (),
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self._client, self._owns_client = common.pick_client(
+        self._client, self._owns_client = pick_client(
             client, transport, httpx.Client, verify=verify
         )
-        self._settings = common.HTTPSettings(base_url, headers, timeout, retry, secrets)
+        self._settings = HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
         self.closed = False
         """Whether `close` was called: every later `open` is refused."""
@@ -196,7 +221,7 @@ class HTTPTransport(Closing):
             ProtocolError: A 2xx answer that is not ``text/event-stream``.
             UsageError: The transport was closed.
         """
-        common.refuse_if_closed(self.closed, self._client)
+        refuse_if_closed(self.closed, self._client)
         prepared = self._settings.prepare(request)
         response = self._send_with_retries(prepared)
         _require_event_stream(response, prepared.secrets)
@@ -208,10 +233,10 @@ class HTTPTransport(Closing):
             deadline=prepared.deadline,
         )
 
-    def _send_with_retries(self, prepared: common.PreparedRequest) -> httpx.Response:
+    def _send_with_retries(self, prepared: PreparedRequest) -> httpx.Response:
         """POST until a 2xx answer, a final error, or the retries run out; follow
-        same-origin 307/308 redirects (`common.SendAttempts`)."""
-        attempts = common.SendAttempts(
+        same-origin 307/308 redirects (`SendAttempts`)."""
+        attempts = SendAttempts(
             self._settings.retry, prepared.secrets, url=prepared.url, deadline=prepared.deadline
         )
         while True:
@@ -224,13 +249,13 @@ class HTTPTransport(Closing):
                 self._sleep(attempts.pause(attempts.send_failed(exc)))
                 continue
             answer = attempts.answered(response)
-            if answer is common.Answer.USE:
+            if answer is Answer.USE:
                 return response
-            if answer is common.Answer.FAIL:
-                body = _read_bounded(response, common.ERROR_BODY_LIMIT)
+            if answer is Answer.FAIL:
+                body = _read_bounded(response, ERROR_BODY_LIMIT)
                 raise attempts.failure(response, body)
             response.close()
-            if isinstance(answer, common.Redirect):
+            if isinstance(answer, Redirect):
                 prepared = prepared._replace(url=answer.url)
             else:
                 self._sleep(attempts.pause(answer))
