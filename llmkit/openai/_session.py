@@ -144,7 +144,6 @@ class Slots(Generic[ConnectionT]):
     def release(self, slot: Slot[ConnectionT]) -> None:
         """Return a leased slot (its connection closed if the session closed meanwhile)."""
         slot.busy = False
-        slot.continuation = None
         slot.last_used = time.monotonic()
         if self.closed:
             slot.drop("the provider was closed")
