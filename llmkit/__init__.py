@@ -12,6 +12,7 @@ with llmkit.Provider(use_responses_api=True) as provider:
 
 from typing import TYPE_CHECKING, Any
 
+from llmkit._deprecated import renamed as _renamed
 from llmkit._version import __version__
 from llmkit.exceptions import (
     APIError,
@@ -33,6 +34,7 @@ from llmkit.exceptions import (
     UsageError,
 )
 from llmkit.messages import (
+    OLD_NAMES as _OLD_NAMES,
     AssistantMessage,
     Call,
     FilePart,
@@ -54,7 +56,6 @@ from llmkit.messages import (
     Usage,
     UserMessage,
     WarmupResult,
-    deprecated_alias as _deprecated_alias,
 )
 from llmkit.model import AsyncLanguageModel, LanguageModel
 from llmkit.openai.async_provider import AsyncProvider
@@ -165,4 +166,4 @@ if TYPE_CHECKING:
 else:
 
     def __getattr__(name: str) -> Any:
-        return _deprecated_alias(__name__, name)
+        return _renamed(__name__, name, _OLD_NAMES)

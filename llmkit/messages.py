@@ -7,12 +7,12 @@ The one exception is `ProviderItemPart`, which carries a provider's raw output i
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
+from llmkit._deprecated import renamed
 from llmkit._validation import (
     PROVIDERS,
     checked_prompt,
@@ -141,37 +141,17 @@ class ToolCall:
     type: Literal["tool_call"] = field(default="tool_call", init=False)
 
 
+OLD_NAMES = {"ToolCallPart": ToolCall}
+"""Names kept for one more release (a `DeprecationWarning` on use): ``ToolCallPart`` was
+a second name of `ToolCall`."""
+
 if TYPE_CHECKING:
     ToolCallPart: TypeAlias = ToolCall
-    """Deprecated second name of `ToolCall` (a `DeprecationWarning` on use)."""
+    """Deprecated second name of `ToolCall`."""
 else:
 
     def __getattr__(name: str) -> Any:
-        return deprecated_alias(__name__, name)
-
-
-_DEPRECATED_ALIASES = {"ToolCallPart": ToolCall}
-
-
-def deprecated_alias(module: str, name: str) -> Any:
-    """What a deprecated name of ``module`` (a module ``__getattr__``) stands for.
-
-    ``ToolCallPart`` was a second name of `ToolCall`; it stays importable for one more
-    release, with a `DeprecationWarning`.
-
-    Raises:
-        AttributeError: ``name`` is no deprecated alias either.
-    """
-    target = _DEPRECATED_ALIASES.get(name)
-    if target is None:
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{name} is deprecated and will be removed in the next release; "
-        f"use {target.__name__}, the same class",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return target
+        return renamed(__name__, name, OLD_NAMES)
 
 
 @dataclass(frozen=True, slots=True)

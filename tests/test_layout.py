@@ -27,6 +27,7 @@ DOMAIN = (
     "llmkit.tool_loop",
     "llmkit._closing",
     "llmkit._deadline",
+    "llmkit._deprecated",
     "llmkit._headers",
     "llmkit._logs",
     "llmkit._validation",
