@@ -268,16 +268,25 @@ def test_a_new_turn_has_one_resend_and_no_failure() -> None:
     assert (step.failure, step.over) == (None, False)
 
 
-def test_a_missing_chain_head_keeps_the_connection_and_resends_the_full_input_on_it() -> None:
+def test_a_missing_chain_head_keeps_the_connection_and_resends_the_full_input_on_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # previous_response_not_found is about the request, not the socket (PROTOCOL.md §3.1)
     link = Link()
     slot = leased(body(*history(1), USER), link, history(1))
     step = turn(slot, body(*history(1), USER))
     not_found = llmkit.BadRequestError("gone", status_code=400, code="previous_response_not_found")
-    with step.attempt(link, reused=True) as attempt:
+    with (
+        caplog.at_level(logging.DEBUG, logger="llmkit"),
+        step.attempt(link, reused=True) as attempt,
+    ):
         assert attempt.plan.mode == "incremental"
         attempt.sent(Frames(received=1))
         fail(not_found)
+    assert [r.getMessage() for r in caplog.records if r.name == "llmkit"] == [
+        "chain reset on WebSocket connection 0: the server no longer has the chain's head",
+        "resending with full input (on the same connection) after: gone",
+    ]
     assert not step.over and not link.closed
     assert (slot.connection, slot.chain, slot.head_id) == (link, None, None)
     assert step.reusable() is link
@@ -289,23 +298,38 @@ def test_a_missing_chain_head_keeps_the_connection_and_resends_the_full_input_on
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error", "resent"),
     [
-        llmkit.BadRequestError("limit", status_code=400, code="websocket_connection_limit_reached"),
-        llmkit.ConnectionClosed("idle", code=1001),
-        llmkit.ConnectionClosed("gone", code=1006),
-        llmkit.BadRequestError("bad", status_code=400, code="invalid_value"),
+        (
+            llmkit.BadRequestError(
+                "limit", status_code=400, code="websocket_connection_limit_reached"
+            ),
+            True,
+        ),
+        (llmkit.ConnectionClosed("idle", code=1001), False),
+        (llmkit.ConnectionClosed("gone", code=1006), False),
+        (llmkit.BadRequestError("bad", status_code=400, code="invalid_value"), False),
     ],
 )
-def test_every_other_failure_closes_the_connection(error: llmkit.LLMKitError) -> None:
+def test_every_other_failure_closes_the_connection(
+    error: llmkit.LLMKitError, resent: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     link = Link()
     slot = Slot(0, link, chain(history(1)), "resp_1")
     step = turn(slot, body(*history(1), USER))
-    with contextlib.suppress(llmkit.LLMKitError), step.attempt(link, reused=True) as attempt:
+    with (
+        caplog.at_level(logging.DEBUG, logger="llmkit"),
+        contextlib.suppress(llmkit.LLMKitError),
+        step.attempt(link, reused=True) as attempt,
+    ):
         attempt.sent(Frames(received=1))
         fail(error)
     assert link.closed
     assert (slot.connection, slot.chain, slot.head_id) == (None, None, None)
+    resends = [m for r in caplog.records if (m := r.getMessage()).startswith("resending")]
+    assert resends == (
+        [f"resending with full input (reconnecting) after: {error.message}"] * resent
+    )
 
 
 @pytest.mark.parametrize("extra", [0.0, 0.5])
