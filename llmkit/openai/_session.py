@@ -232,10 +232,10 @@ class Turn(Generic[ConnectionT]):
         warmup: bool,
         max_age: float,
         gate: CooldownGate,
-        collector: Collector,
+        collector: Collector | None = None,
     ) -> None:
         self.slot = slot
-        self.collector = collector
+        self.collector = Collector() if collector is None else collector
         """The call's `Collector`: every attempt's protocol folds into it."""
         self.body = body
         self.warmup = warmup
@@ -311,7 +311,7 @@ class Turn(Generic[ConnectionT]):
             self.over = True
 
     def _record(self, attempt: Attempt) -> None:
-        response = self.collector.build()  # the call's one fold, finished by this attempt
+        response = attempt.protocol.partial()  # the call's collector, with this attempt's ids
         self.slot.head_id = response.id
         output = render_output(response.message, store=bool(self.body.get("store", False)))
         self.slot.chain = record_chain(self.body, attempt.plan, response.id, output)

@@ -22,6 +22,10 @@ Items are keyed by ``output_index`` (some proxies rotate ``item_id``), and every
 an item carries one id: the first one the stream gave it. An id that arrives only after
 parts went out without one (deltas with no ``item_id``, the id in ``output_item.done``)
 is not adopted, since the fold matches parts by id and would split the item in two.
+
+Each part is folded once, into the protocol's `Collector` (`ProtocolBase`), which also
+gives a text part ending without a final text what arrived: the protocol keeps only
+per-item state. Wire values map to llmkit values in ``_mapping``.
 """
 
 from __future__ import annotations
@@ -293,11 +297,8 @@ class ResponsesProtocol(ProtocolBase):
         return [TextStart(item.id, refusal=refusal, phase=item.phase)]
 
     def _close_text(self, item: _Item, final: str | None = None) -> list[StreamPart]:
-        """End the open text part, with ``final`` or else the text that arrived.
-
-        The part was opened by an earlier payload (parts are folded when `receive`
-        returns), so the collector holds its text so far.
-        """
+        """End the open text part with ``final``, else the text that arrived: it was
+        opened by an earlier payload, so the collector holds that text."""
         index = item.open_text
         if index is None:
             return []
