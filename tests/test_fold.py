@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import events as ev
 import pytest
@@ -129,7 +130,7 @@ def test_a_text_part_that_ends_without_its_text_gets_what_arrived_from_the_fold(
 
 
 def test_the_chat_protocol_folds_each_part_once_as_it_makes_it() -> None:
-    chunks = [
+    chunks: list[dict[str, Any]] = [
         {"delta": {"reasoning_content": "think"}},
         {"delta": {"reasoning_content": "ing", "content": "Hi"}},
         {"delta": {"content": " there"}, "finish_reason": "stop"},
