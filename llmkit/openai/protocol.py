@@ -25,7 +25,7 @@ is not adopted, since the fold matches parts by id and would split the item in t
 
 Each part is folded once, into the protocol's `Collector` (`ProtocolBase`), which also
 gives a text part ending without a final text what arrived: the protocol keeps only
-per-item state. Wire values map to llmkit values in ``_mapping``.
+per-item state. Wire values map to llmkit values in ``_protocol``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from llmkit._core.protocol import ProtocolBase, State
 from llmkit.exceptions import IncompleteStream, ProtocolError
 from llmkit.messages import ProviderItemPart, ToolCall, Usage
 from llmkit.openai import wire
-from llmkit.openai._mapping import (
+from llmkit.openai._protocol import (
     NO_TERMINAL_EVENT,
     error_from_event,
     failure,
