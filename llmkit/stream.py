@@ -3,6 +3,14 @@
 A protocol turns provider events into the parts below; `Collector` folds parts into a
 `Response`. `generate()` is that fold over `stream()`, so the two never disagree.
 
+Who folds: each part of a response is folded once, into one `Collector` per call. A
+model creates it and gives it to every protocol of the call (a WebSocket attempt, its
+HTTP fallback): the protocol folds its parts as it makes them, the loop that drives it
+(``llmkit._core.run``) folds the call's `Warnings` first and each `Finish` once stamped,
+as it hands it on. `Stream` and `AsyncStream` only read that collector (``finished``,
+``response``); one made from bare parts folds them itself. `give_partial` is the one
+place an exception's ``partial`` is set, always from a collector.
+
 Every part of an output item carries that item's ``id``. End parts carry the item's
 final value as the server stated it (``TextEnd.text``, ``ReasoningEnd.summary``), which
 the fold prefers over the joined deltas: a server's final word wins.
@@ -268,6 +276,26 @@ class Collector:
         """`add` for a `TextDelta`, without the dispatch (the hot path of every stream)."""
         self._text_slot(part.id).chunks.append(part.delta)
 
+    def open_text(self, item_id: str | None) -> str | None:
+        """The text so far of item ``item_id``'s open text part; None when no delta of
+        it arrived (or none is open). A protocol that must end the part with the text
+        that arrived reads it here rather than keeping the chunks a second time."""
+        index = self._open_text.get(item_id)
+        if index is None:
+            return None
+        slot = self._slots[index]
+        assert isinstance(slot, _OpenText)
+        return "".join(slot.chunks) if slot.chunks else None
+
+    def open_reasoning(self, item_id: str | None) -> ReasoningPart | None:
+        """Item ``item_id``'s open reasoning so far; None when none is open."""
+        index = self._open_reasoning.get(item_id)
+        if index is None:
+            return None
+        slot = self._slots[index]
+        assert isinstance(slot, _OpenReasoning)
+        return slot.part()
+
     def _text_slot(self, item_id: str | None) -> _OpenText:
         index = self._open_text.get(item_id)
         if index is None:  # a delta without a start: open one rather than lose text
@@ -286,15 +314,19 @@ class Collector:
         assert isinstance(slot, _OpenReasoning)
         return slot
 
-    def build(self, *, metadata: ResponseMetadata | None = None) -> Response:
-        """The response as folded so far."""
+    def build(
+        self, *, metadata: ResponseMetadata | None = None, finish: Finish | None = None
+    ) -> Response:
+        """The response as folded so far; ``metadata`` replaces the `Finish`'s, and
+        ``finish`` stands for a `Finish` not folded (the one of a failed response)."""
         content: list[AssistantPart] = []
         for slot in self._slots:
             if isinstance(slot, _OpenText | _OpenReasoning):
                 content.append(slot.part())
             else:
                 content.append(slot)
-        finish = self._finish
+        if finish is None:
+            finish = self._finish
         if finish is None:
             return Response(
                 content=tuple(content),
@@ -311,6 +343,21 @@ class Collector:
         )
 
 
+def give_partial(
+    exc: LLMKitError,
+    collector: Collector,
+    metadata: ResponseMetadata | None = None,
+    finish: Finish | None = None,
+) -> None:
+    """Give ``exc`` the response ``collector`` folded so far: the one place an
+    exception's ``partial`` is set (protocols, the protocol loop, the streams).
+
+    ``metadata`` and ``finish`` are as for `Collector.build`: the protocol's ids (stamped
+    by the loop), and the `Finish` of a response that failed.
+    """
+    exc.partial = collector.build(metadata=metadata, finish=finish)
+
+
 def collect(parts: Iterable[StreamPart]) -> Response:
     """Fold stream parts into a `Response`."""
     collector = Collector()
@@ -320,26 +367,24 @@ def collect(parts: Iterable[StreamPart]) -> Response:
 
 
 class _Folded:
-    """What `Stream` and `AsyncStream` share: the fold, and what an ending does to it."""
+    """What `Stream` and `AsyncStream` share: the collector, and what an ending does.
 
-    __slots__ = ("_collector", "_done")
+    Given the ``collector`` its producer folds into (a model's stream), the stream only
+    reads it; without one it folds the parts it hands out itself.
+    """
 
-    def __init__(self) -> None:
-        self._collector = Collector()
+    __slots__ = ("_collector", "_done", "_folds")
+
+    def __init__(self, collector: Collector | None) -> None:
+        self._folds = collector is None
+        self._collector = Collector() if collector is None else collector
         self._done = False
-
-    def _fold(self, part: StreamPart) -> StreamPart:
-        if type(part) is TextDelta:
-            self._collector.add_text_delta(part)
-        else:
-            self._collector.add(part)
-        return part
 
     def _ended(self, exc: BaseException) -> None:
         """The producer stopped with ``exc``; an `LLMKitError` gets the partial response."""
         self._done = True
         if isinstance(exc, LLMKitError) and exc.partial is None:
-            exc.partial = self._collector.build()
+            give_partial(exc, self._collector)
 
     @property
     def finished(self) -> bool:
@@ -360,12 +405,15 @@ class Stream(_Folded, Closing):
     Leaving early (``break``, an exception, ``close()``) is always safe: the producer is
     closed, which releases its connection. An exception raised from the iteration
     carries ``partial``, the response folded from the parts that arrived before it.
+
+    ``collector``: the one its producer folds every part into (then the stream folds
+    nothing itself); without it the stream folds the parts it hands out.
     """
 
     __slots__ = ("_parts",)
 
-    def __init__(self, parts: Iterator[StreamPart]) -> None:
-        super().__init__()
+    def __init__(self, parts: Iterator[StreamPart], collector: Collector | None = None) -> None:
+        super().__init__(collector)
         self._parts = parts
 
     def __iter__(self) -> Iterator[StreamPart]:
@@ -380,7 +428,9 @@ class Stream(_Folded, Closing):
             self._ended(exc)
             self.close()
             raise
-        return self._fold(part)
+        if self._folds:
+            self._collector.add(part)
+        return part
 
     def close(self) -> None:
         """Stop the stream and release what it holds. Safe to call more than once."""
@@ -401,12 +451,15 @@ class AsyncStream(_Folded, AsyncClosing):
     Leaving early (``break``, an exception, cancellation, ``aclose()``) is safe: the
     producer is closed, which releases its connection. Close it (``async with``) when
     you leave early: an async generator is not closed by leaving its loop.
+    ``collector``: as for `Stream`.
     """
 
     __slots__ = ("_parts",)
 
-    def __init__(self, parts: AsyncGenerator[StreamPart, None]) -> None:
-        super().__init__()
+    def __init__(
+        self, parts: AsyncGenerator[StreamPart, None], collector: Collector | None = None
+    ) -> None:
+        super().__init__(collector)
         self._parts = parts
 
     def __aiter__(self) -> AsyncIterator[StreamPart]:
@@ -421,7 +474,9 @@ class AsyncStream(_Folded, AsyncClosing):
             self._ended(exc)
             await self.aclose()
             raise
-        return self._fold(part)
+        if self._folds:
+            self._collector.add(part)
+        return part
 
     async def aclose(self) -> None:
         """Stop the stream and release what it holds. Safe to call more than once."""

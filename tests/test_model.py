@@ -429,24 +429,40 @@ def test_statuses_are_mapped_with_request_ids_over_real_sockets(server: Response
     assert error.retryable
 
 
-def test_encoder_warnings_come_first_and_stay_on_the_response(
-    model: llmkit.LanguageModel, transport: str
-) -> None:
-    """A part the API cannot take is left out with a `Warnings` part, on every path."""
+def _prompt_with_a_dropped_part(transport: str) -> list[llmkit.Message]:
     if transport == "chat":  # Chat has no input for a provider item
         dropped: llmkit.ProviderItemPart | llmkit.ReasoningPart = llmkit.ProviderItemPart(
             "cmp_1", "compaction", {}
         )
     else:  # Responses cannot replay a reasoning item without an id
         dropped = llmkit.ReasoningPart(None, ("s",), (), "gAAA")
-    prompt: list[llmkit.Message] = [
+    return [
         llmkit.UserMessage("hi"),
         llmkit.AssistantMessage([dropped]),
         llmkit.UserMessage("again"),
     ]
+
+
+def test_encoder_warnings_come_first_and_stay_on_the_response(
+    model: llmkit.LanguageModel, transport: str
+) -> None:
+    """A part the API cannot take is left out with a `Warnings` part, on every path."""
+    prompt = _prompt_with_a_dropped_part(transport)
     with model.stream(llmkit.Call(prompt)) as stream:
         parts = list(stream)
     assert isinstance(parts[0], llmkit.Warnings) and len(parts[0].warnings) == 1
     assert stream.response.warnings == parts[0].warnings
     assert stream.response.finish_reason is llmkit.FinishReason.STOP
     assert model.generate(llmkit.Call(prompt)).warnings == parts[0].warnings
+
+
+def test_a_failed_call_keeps_its_warnings_on_the_partial(
+    model: llmkit.LanguageModel, server: ResponsesServer, transport: str
+) -> None:
+    """The partial is the call's one fold, which holds the `Warnings` part too."""
+    server.faults.fail_next(code="server_error", message="boom")
+    with pytest.raises(llmkit.ResponseFailed) as caught:
+        model.generate(llmkit.Call(_prompt_with_a_dropped_part(transport)))
+    partial = caught.value.partial
+    assert partial is not None and len(partial.warnings) == 1
+    assert partial.finish_reason is llmkit.FinishReason.ERROR

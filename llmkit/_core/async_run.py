@@ -1,7 +1,8 @@
 """The async loop between a payload stream and an event protocol.
 
 The twin of `run_protocol`: every decision (stamping, redaction, the partial response
-on an error) is `ProtocolRun`'s; this loop only awaits payloads and hands parts on.
+on an error, what is folded where) is `ProtocolRun`'s; this loop only awaits payloads
+and hands parts on.
 """
 
 from __future__ import annotations
@@ -9,24 +10,24 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 
-from llmkit._core.run import EventProtocol, Meter, ProtocolRun, stamp_unsent
+from llmkit._core.run import EventProtocol, Meter, ProtocolRun, opening, stamp_unsent
 from llmkit.exceptions import LLMKitError
-from llmkit.stream import AsyncStream, StreamPart, Warnings
+from llmkit.stream import Collector, StreamPart
 from llmkit.transports.base import AsyncPayloadOpener, AsyncPayloadStream, TransportRequest
 
-__all__ = ["Parts", "aopen_stamped", "arun_protocol", "http_parts", "stream_of"]
+__all__ = ["Parts", "aopen_stamped", "arun_protocol", "http_parts"]
 
 Parts = AsyncGenerator[StreamPart, None]
 
 
 async def aopen_stamped(
-    open_payloads: Callable[[], Awaitable[AsyncPayloadStream]], meter: Meter
+    open_payloads: Callable[[], Awaitable[AsyncPayloadStream]], meter: Meter, collector: Collector
 ) -> AsyncPayloadStream:
     """Open a payload stream; an error before any event still says how it was sent."""
     try:
         return await open_payloads()
     except LLMKitError as exc:
-        stamp_unsent(exc, meter)
+        stamp_unsent(exc, meter, collector)
         raise
 
 
@@ -58,22 +59,13 @@ async def http_parts(
     http: AsyncPayloadOpener,
     prepare: Callable[[], tuple[TransportRequest, Meter]],
     protocol: EventProtocol,
+    warnings: tuple[str, ...] = (),
 ) -> Parts:
+    """One request over an HTTP transport, after the call's `Warnings` (`opening`)."""
+    for part in opening(protocol.collector, warnings):
+        yield part
     request, meter = prepare()  # when iteration starts: the meter times from here
-    payloads = await aopen_stamped(lambda: http.open(request), meter)
+    payloads = await aopen_stamped(lambda: http.open(request), meter, protocol.collector)
     async with aclosing(arun_protocol(payloads, meter, protocol)) as parts:
-        async for part in parts:
-            yield part
-
-
-def stream_of(warnings: tuple[str, ...], turn: Parts) -> AsyncStream:
-    """The stream of ``turn``, after a `Warnings` part when there are warnings (only
-    then is there another generator for every part to pass through)."""
-    return AsyncStream(_with_warnings(warnings, turn) if warnings else turn)
-
-
-async def _with_warnings(warnings: tuple[str, ...], turn: Parts) -> Parts:
-    yield Warnings(warnings)
-    async with aclosing(turn) as parts:
         async for part in parts:
             yield part

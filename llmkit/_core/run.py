@@ -1,20 +1,26 @@
 """The loop between a payload stream and an event protocol, shared by every transport.
 
 The protocol decides when the response is over; the loop only feeds it, stamps the
-`Finish` part (and any partial response on an exception) with `ResponseMetadata`, and
+`Finish` part (and the partial response of an exception) with `ResponseMetadata`, and
 closes the payload stream on every exit.
+
+Who folds: the protocol folds the parts it makes into the call's `Collector`
+(``protocol.collector``, one per call: a model makes it and gives it to each protocol of
+the call); the loop folds the call's `Warnings` first (`opening`) and each `Finish` once
+stamped, as it hands it on. Nothing else folds: the `Stream` reads that collector, and
+an error's ``partial`` is built from it (`llmkit.stream.give_partial`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal, Protocol
 
 from llmkit.exceptions import LLMKitError, redact_error
-from llmkit.messages import Response, ResponseMetadata
-from llmkit.stream import Finish, StreamPart, Warnings
+from llmkit.messages import ResponseMetadata
+from llmkit.stream import Collector, Finish, StreamPart, Warnings, give_partial
 from llmkit.transports.base import PayloadFacts, PayloadOpener, PayloadStream, TransportRequest
 
 __all__ = [
@@ -23,22 +29,40 @@ __all__ = [
     "ProtocolRun",
     "http_parts",
     "open_stamped",
+    "opening",
     "run_protocol",
     "stamp_unsent",
 ]
 
 
 class EventProtocol(Protocol):
-    """A sans-I/O protocol: `ResponsesProtocol` or `ChatProtocol`."""
+    """A sans-I/O protocol (`llmkit._core.protocol.ProtocolBase`): `ResponsesProtocol`
+    or `ChatProtocol`."""
 
     @property
     def done(self) -> bool: ...
+
+    @property
+    def collector(self) -> Collector: ...
+
+    @property
+    def final(self) -> Finish | None: ...
 
     def receive(self, payload: str | bytes) -> list[StreamPart]: ...
 
     def finish(self) -> list[StreamPart]: ...
 
-    def partial(self) -> Response: ...
+    def metadata(self) -> ResponseMetadata: ...
+
+
+def opening(collector: Collector, warnings: tuple[str, ...]) -> list[StreamPart]:
+    """The parts a call's stream opens with, folded into its ``collector``: a `Warnings`
+    part when there are warnings."""
+    if not warnings:
+        return []
+    part = Warnings(warnings)
+    collector.add(part)
+    return [part]
 
 
 @dataclasses.dataclass(slots=True)
@@ -71,55 +95,72 @@ class Meter:
         )
 
 
-def open_stamped(open_payloads: Callable[[], PayloadStream], meter: Meter) -> PayloadStream:
+def open_stamped(
+    open_payloads: Callable[[], PayloadStream], meter: Meter, collector: Collector
+) -> PayloadStream:
     """Open a payload stream; an error before any event still says how it was sent."""
     try:
         return open_payloads()
     except LLMKitError as exc:
-        stamp_unsent(exc, meter)
+        stamp_unsent(exc, meter, collector)
         raise
 
 
-def stamp_unsent(exc: LLMKitError, meter: Meter) -> None:
+def stamp_unsent(exc: LLMKitError, meter: Meter, collector: Collector) -> None:
     """Give an error raised before any event a partial that says how it was sent."""
     if exc.partial is None:
-        exc.partial = Response(metadata=meter.apply(ResponseMetadata()))
+        give_partial(exc, collector, meter.apply(ResponseMetadata()))
 
 
 class ProtocolRun:
     """What the loop decides about each payload, without the loop: stamping and errors.
 
-    The sync loop (`run_protocol`) and the async one (``_aio.arun_protocol``) only move
+    The sync loop (`run_protocol`) and the async one (`arun_protocol`) only move
     payloads in and parts out; everything they decide is here, once.
     """
 
-    __slots__ = ("meter", "payloads", "protocol")
+    __slots__ = ("collector", "meter", "payloads", "protocol")
 
     def __init__(self, payloads: PayloadFacts, meter: Meter, protocol: EventProtocol) -> None:
         self.payloads = payloads
         self.meter = meter
         self.protocol = protocol
+        self.collector = protocol.collector
 
-    def receive(self, payload: str | bytes) -> list[StreamPart]:
+    def receive(self, payload: str | bytes) -> Iterable[StreamPart]:
         """The parts of one payload, stamped where needed."""
         parts = self.protocol.receive(payload)
         # Most parts are deltas after the first token; only the first one and the
         # `Finish` (always the last part, when there is one) need stamping.
         if self.meter.first_token is None or (parts and type(parts[-1]) is Finish):
-            return [_stamp(part, self.meter, self.payloads) for part in parts]
+            return self._stamped(parts)
         return parts
 
-    def finish(self) -> list[StreamPart]:
+    def finish(self) -> Iterable[StreamPart]:
         """The parts the protocol gives when the payloads end before it is done."""
-        return [_stamp(part, self.meter, self.payloads) for part in self.protocol.finish()]
+        return self._stamped(self.protocol.finish())
+
+    def _stamped(self, parts: list[StreamPart]) -> Iterable[StreamPart]:
+        parts = [_stamp(part, self.meter, self.payloads) for part in parts]
+        if parts and type(parts[-1]) is Finish:
+            return self._handing_out(parts)
+        return parts
+
+    def _handing_out(self, parts: list[StreamPart]) -> Iterator[StreamPart]:
+        """``parts``, the last a stamped `Finish`, folded as it is handed on: a stream is
+        finished only once its consumer has the `Finish`."""
+        *rest, finish = parts
+        yield from rest
+        self.collector.add(finish)
+        yield finish
 
     def failed(self, exc: LLMKitError) -> None:
         """Redact ``exc`` and give it a stamped partial response."""
         redact_error(exc, self.payloads.secrets)  # server text (error events) can echo a key
         self.meter.bytes_sent = self.payloads.bytes_sent
-        # Errors of the connection carry no partial: the protocol's has the response id.
-        partial = exc.partial if exc.partial is not None else self.protocol.partial()
-        exc.partial = dataclasses.replace(partial, metadata=self.meter.apply(partial.metadata))
+        protocol = self.protocol
+        metadata = self.meter.apply(protocol.metadata())
+        give_partial(exc, self.collector, metadata, protocol.final)
 
 
 def run_protocol(
@@ -148,7 +189,7 @@ def http_parts(
     http: PayloadOpener, request: TransportRequest, meter: Meter, protocol: EventProtocol
 ) -> Iterator[StreamPart]:
     """One request over an HTTP transport: open its payload stream, run ``protocol``."""
-    payloads = open_stamped(lambda: http.open(request), meter)
+    payloads = open_stamped(lambda: http.open(request), meter, protocol.collector)
     yield from run_protocol(payloads, meter, protocol)
 
 

@@ -16,18 +16,19 @@ from typing import Any
 
 from llmkit._closing import bind_loop
 from llmkit._core.async_run import arun_protocol
+from llmkit._core.run import opening
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
-from llmkit.stream import Finish, StreamPart
+from llmkit.stream import Collector, Finish, StreamPart
 from llmkit.transports.base import AsyncConnection, AsyncConnectionOpener
 
 __all__ = ["AsyncWebSocketSession"]
 
 JSON = dict[str, Any]
-AsyncHTTPTurn = Callable[[JSON, str, Deadline | None], AsyncGenerator[StreamPart, None]]
+AsyncHTTPTurn = Callable[[JSON, str, Deadline | None, Collector], AsyncGenerator[StreamPart, None]]
 
 
 class _AsyncPool:
@@ -103,20 +104,29 @@ class AsyncWebSocketSession:
         """The event loop of the first turn; the connections belong to it."""
 
     async def stream(
-        self, body: JSON, http: AsyncHTTPTurn, max_duration: float | None = None
+        self,
+        body: JSON,
+        http: AsyncHTTPTurn,
+        max_duration: float | None,
+        collector: Collector,
+        warnings: tuple[str, ...] = (),
     ) -> AsyncGenerator[StreamPart, None]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started.
 
         ``max_duration`` starts the call's deadline when iteration starts; it bounds
-        every wait: the pool, connect, each frame, the HTTP fallback.
+        every wait: the pool, connect, each frame, the HTTP fallback. The call's
+        ``warnings`` come first; every attempt, and the HTTP fallback, folds into the
+        call's ``collector``.
         """
+        for part in opening(collector, warnings):
+            yield part
         deadline = Deadline.start(max_duration)
         if self._gate.active():
-            async with aclosing(http(body, self._gate.reason, deadline)) as parts:
+            async with aclosing(http(body, self._gate.reason, deadline, collector)) as parts:
                 async for part in parts:
                     yield part
             return
-        turn = await self._turn(body, warmup=False, deadline=deadline)
+        turn = await self._turn(body, warmup=False, deadline=deadline, collector=collector)
         try:
             async with aclosing(self._attempts(turn, deadline)) as parts:
                 async for part in parts:
@@ -124,7 +134,8 @@ class AsyncWebSocketSession:
         finally:
             self._pool.release(turn.slot)
         if turn.failure is not None:
-            async with aclosing(http(body, turn.fallback_reason(), deadline)) as parts:
+            reason = turn.fallback_reason()
+            async with aclosing(http(body, reason, deadline, collector)) as parts:
                 async for part in parts:
                     yield part
 
@@ -133,7 +144,7 @@ class AsyncWebSocketSession:
         self._pool.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
-        turn = await self._turn(body, warmup=True, deadline=deadline)
+        turn = await self._turn(body, warmup=True, deadline=deadline, collector=Collector())
         try:
             async with aclosing(self._attempts(turn, deadline)) as parts:
                 finishes = [part async for part in parts if isinstance(part, Finish)]
@@ -146,11 +157,13 @@ class AsyncWebSocketSession:
         self._pool.close()
 
     async def _turn(
-        self, body: JSON, *, warmup: bool, deadline: Deadline | None
+        self, body: JSON, *, warmup: bool, deadline: Deadline | None, collector: Collector
     ) -> Turn[AsyncConnection]:
         self.loop = bind_loop(self.loop)
         slot = await self._pool.acquire(body, deadline)
-        return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
+        return Turn(
+            slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate, collector=collector
+        )
 
     async def _attempts(
         self, turn: Turn[AsyncConnection], deadline: Deadline | None

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from llmkit._closing import closed_error
@@ -41,7 +41,7 @@ from llmkit.openai._chain import (
 from llmkit.openai._encode import render_output
 from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
 from llmkit.openai.protocol import ResponsesProtocol
-from llmkit.stream import Finish
+from llmkit.stream import Collector, Finish
 from llmkit.transports.base import ConnectionBase, FrameCount, json_text
 
 __all__ = ["COOLING_DOWN", "Attempt", "CooldownGate", "Slot", "Slots", "Turn"]
@@ -215,7 +215,7 @@ class Attempt:
     plan: Plan
     text: str
     meter: Meter
-    protocol: ResponsesProtocol = field(default_factory=ResponsesProtocol)
+    protocol: ResponsesProtocol  # folds into the call's collector
     stage: Literal["send", "receive"] = "send"
     payloads: FrameCount | None = None
 
@@ -255,8 +255,11 @@ class Turn(Generic[ConnectionT]):
         warmup: bool,
         max_age: float,
         gate: CooldownGate,
+        collector: Collector | None = None,
     ) -> None:
         self.slot = slot
+        self.collector = Collector() if collector is None else collector
+        """The call's `Collector`: every attempt's protocol folds into it."""
         self.body = body
         self.warmup = warmup
         self._max_age = max_age
@@ -322,7 +325,8 @@ class Turn(Generic[ConnectionT]):
             logger.debug("opened WebSocket connection %d", self.slot.number)
         plan = plan_request(self.body, self.slot.continuation, warmup=self.warmup)
         meter = Meter("websocket", plan.mode, plan.items_sent, connection_reused=reused)
-        attempt = Attempt(plan, json_text(plan.frame), meter)
+        protocol = ResponsesProtocol(self.collector)
+        attempt = Attempt(plan, json_text(plan.frame), meter, protocol)
         try:
             yield attempt
         except LLMKitError as exc:
@@ -336,7 +340,7 @@ class Turn(Generic[ConnectionT]):
             self.over = True
 
     def _record(self, attempt: Attempt) -> None:
-        response = attempt.protocol.partial()
+        response = attempt.protocol.partial()  # the call's collector, with this attempt's ids
         self.slot.head_id = response.id
         output = render_output(response.message, store=bool(self.body.get("store", False)))
         self.slot.chain = record_chain(self.body, attempt.plan, response.id, output)

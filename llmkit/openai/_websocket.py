@@ -20,13 +20,13 @@ from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
-from llmkit.stream import Finish, StreamPart
+from llmkit.stream import Collector, Finish, StreamPart
 from llmkit.transports.base import Connection, ConnectionOpener
 
 __all__ = ["WebSocketSession"]
 
 JSON = dict[str, Any]
-HTTPTurn = Callable[[JSON, str, Deadline | None], Iterator[StreamPart]]
+HTTPTurn = Callable[[JSON, str, Deadline | None, Collector], Iterator[StreamPart]]
 
 
 class _Pool:
@@ -96,29 +96,30 @@ class WebSocketSession:
         self._gate = CooldownGate(cooldown)
 
     def stream(
-        self, body: JSON, http: HTTPTurn, deadline: Deadline | None = None
+        self, body: JSON, http: HTTPTurn, deadline: Deadline | None, collector: Collector
     ) -> Iterator[StreamPart]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started.
 
         ``deadline`` bounds every wait: the pool, connect, each frame, the HTTP fallback.
+        Every attempt, and the HTTP fallback, folds into the call's ``collector``.
         """
         if self._gate.active():
-            yield from http(body, self._gate.reason, deadline)
+            yield from http(body, self._gate.reason, deadline, collector)
             return
-        turn = self._turn(body, warmup=False, deadline=deadline)
+        turn = self._turn(body, warmup=False, deadline=deadline, collector=collector)
         try:
             yield from self._attempts(turn, deadline)
         finally:
             self._pool.release(turn.slot)
         if turn.failure is not None:
-            yield from http(body, turn.fallback_reason(), deadline)
+            yield from http(body, turn.fallback_reason(), deadline, collector)
 
     def warmup(self, body: JSON, deadline: Deadline | None = None) -> WarmupResult:
         """Send ``body`` with ``generate: false``; its response becomes the chain head."""
         self._pool.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
-        turn = self._turn(body, warmup=True, deadline=deadline)
+        turn = self._turn(body, warmup=True, deadline=deadline, collector=Collector())
         try:
             attempts = self._attempts(turn, deadline)
             finishes = [part for part in attempts if isinstance(part, Finish)]
@@ -130,9 +131,13 @@ class WebSocketSession:
         """Close every connection."""
         self._pool.close()
 
-    def _turn(self, body: JSON, *, warmup: bool, deadline: Deadline | None) -> Turn[Connection]:
+    def _turn(
+        self, body: JSON, *, warmup: bool, deadline: Deadline | None, collector: Collector
+    ) -> Turn[Connection]:
         slot = self._pool.acquire(body, deadline)
-        return Turn(slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate)
+        return Turn(
+            slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate, collector=collector
+        )
 
     def _attempts(self, turn: Turn[Connection], deadline: Deadline | None) -> Iterator[StreamPart]:
         """Run the turn; `Turn.attempt` decides whether an error is raised, resent or

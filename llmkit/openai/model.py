@@ -1,7 +1,8 @@
 """`ResponsesModel`: encode a call, pick the transport, run the shared protocol loop.
 
 HTTP turns go straight through `run_protocol`; WebSocket turns go through the session,
-which falls back to an HTTP turn only when a request never reached the model.
+which falls back to an HTTP turn only when a request never reached the model. Each call
+has one `Collector`: every protocol of the call folds into it and its `Stream` reads it.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from llmkit._core.calls import start_call
-from llmkit._core.run import Meter, http_parts
+from llmkit._core.run import Meter, http_parts, opening
 from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai._encode import encode_request
 from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.protocol import ResponsesProtocol
-from llmkit.stream import Stream, StreamPart, Warnings
+from llmkit.stream import Collector, Stream, StreamPart
 from llmkit.transports.base import PayloadOpener, TransportRequest
 
 __all__ = ["ResponsesModel", "http_request"]
@@ -60,24 +61,32 @@ class ResponsesModel(LanguageModel):
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
         limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_request(self.model_id, call)
-        return Stream(self._parts(encoded.body, encoded.warnings, limit))
+        collector = Collector()
+        return Stream(self._parts(encoded.body, encoded.warnings, limit, collector), collector)
 
     def _parts(
-        self, body: dict[str, Any], warnings: tuple[str, ...], max_duration: float | None
+        self,
+        body: dict[str, Any],
+        warnings: tuple[str, ...],
+        max_duration: float | None,
+        collector: Collector,
     ) -> Iterator[StreamPart]:
         deadline = Deadline.start(max_duration)  # when iteration starts: nothing sent before
-        if warnings:
-            yield Warnings(warnings)
+        yield from opening(collector, warnings)
         if self._websocket is None:
-            yield from self._http_turn(body, None, deadline)
+            yield from self._http_turn(body, None, deadline, collector)
         else:
-            yield from self._websocket.stream(body, self._http_turn, deadline)
+            yield from self._websocket.stream(body, self._http_turn, deadline, collector)
 
     def _http_turn(
-        self, body: dict[str, Any], fallback_reason: str | None, deadline: Deadline | None
+        self,
+        body: dict[str, Any],
+        fallback_reason: str | None,
+        deadline: Deadline | None,
+        collector: Collector,
     ) -> Iterator[StreamPart]:
         request, meter = http_request(body, fallback_reason, deadline)
-        yield from http_parts(self._http, request, meter, ResponsesProtocol())
+        yield from http_parts(self._http, request, meter, ResponsesProtocol(collector))
 
     def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """Warm the server up for ``call`` without generating (WebSocket mode only).

@@ -22,34 +22,33 @@ Items are keyed by ``output_index`` (some proxies rotate ``item_id``), and every
 an item carries one id: the first one the stream gave it. An id that arrives only after
 parts went out without one (deltas with no ``item_id``, the id in ``output_item.done``)
 is not adopted, since the fold matches parts by id and would split the item in two.
+
+Each part is folded once, into the protocol's `Collector` (`ProtocolBase`), which also
+gives a text part ending without a final text what arrived: the protocol keeps only
+per-item state. Wire values map to llmkit values in ``_protocol``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Literal, NoReturn, assert_never
+from typing import Any, assert_never
 
-from pydantic import ValidationError
-
-from llmkit._validation import describe_validation_error
-from llmkit.exceptions import (
-    APIError,
-    IncompleteStream,
-    ProtocolError,
-    ResponseFailed,
-    status_error,
-)
-from llmkit.messages import (
-    FinishReason,
-    ProviderItemPart,
-    Response,
-    ResponseMetadata,
-    SourcePart,
-    ToolCall,
-    Usage,
-)
+from llmkit._core.protocol import ProtocolBase, State
+from llmkit.exceptions import IncompleteStream, ProtocolError
+from llmkit.messages import ProviderItemPart, ToolCall, Usage
 from llmkit.openai import wire
+from llmkit.openai._protocol import (
+    NO_TERMINAL_EVENT,
+    error_from_event,
+    failure,
+    finish_reason,
+    new_text_delta,
+    parse_content,
+    parse_item,
+    source,
+    tool_kind,
+    usage_from_wire,
+)
 from llmkit.stream import (
     Collector,
     Finish,
@@ -67,23 +66,6 @@ from llmkit.stream import (
 
 __all__ = ["ResponsesProtocol", "State", "usage_from_wire"]
 
-_RETRYABLE_FAILURE_CODES = frozenset(
-    {"server_error", "rate_limit_exceeded", "server_is_overloaded", "vector_store_timeout"}
-)
-_INCOMPLETE_REASONS = {
-    "max_output_tokens": FinishReason.LENGTH,
-    "content_filter": FinishReason.CONTENT_FILTER,
-}
-
-
-class State(Enum):
-    """Where the protocol is in a response's lifecycle."""
-
-    WAITING = "waiting"  # nothing yet, or only events before response.created
-    STREAMING = "streaming"  # response.created seen, no terminal event yet
-    DONE = "done"  # a terminal event arrived (completed, incomplete, failed, error)
-    BROKEN = "broken"  # a payload broke the protocol; nothing more is read
-
 
 @dataclass(slots=True)
 class _Item:
@@ -96,33 +78,29 @@ class _Item:
     finished: bool = False
     open_text: int | None = None  # content index of the open text part
     streamed_text: set[int] = field(default_factory=set)  # content indexes already ended
-    text_chunks: dict[int, list[str]] = field(default_factory=dict)
     streamed_sources: bool = False
     arguments: list[str] = field(default_factory=list)
     reasoning_streamed: bool = False
 
 
-class ResponsesProtocol:
+class ResponsesProtocol(ProtocolBase):
     """A sans-I/O state machine for one Responses API response.
 
     Feed each event payload (an SSE ``data`` string or a WebSocket text frame) to
     `receive`; it returns the stream parts that payload produced and raises the typed
-    error a failure event stands for. Stop feeding when `done` is true. Call `finish` at
-    end of input.
+    error a failure event stands for, with ``partial``. Stop feeding when `done` is
+    true. Call `finish` at end of input. `partial` gives the response so far.
+
+    Args:
+        collector: The `Collector` to fold the parts into (a model passes its call's);
+            a new one when None. The protocol folds every part but the `Finish`, which
+            it keeps as `final` for whoever hands the parts on (`ProtocolBase`).
     """
 
-    def __init__(self) -> None:
-        self.state = State.WAITING
-        self.response_id: str | None = None
-        self.model: str | None = None
+    def __init__(self, collector: Collector | None = None) -> None:
+        super().__init__(collector)
         self._items: dict[int | str | None, _Item] = {}
         self._tool_calls = 0
-        self._collector = Collector()
-
-    @property
-    def done(self) -> bool:
-        """Whether the response is over (terminal event seen, or the stream broke)."""
-        return self.state in (State.DONE, State.BROKEN)
 
     def receive(self, payload: str | bytes) -> list[StreamPart]:
         """Take one event payload and return the parts it produced.
@@ -140,16 +118,12 @@ class ResponsesProtocol:
             data = wire.load_json(payload)
             delta = self._text_delta(data)
             if delta is not None:
-                self._collector.add_text_delta(delta)
+                self.collector.add_text_delta(delta)
                 return [delta]
             parts = self._dispatch(wire.event_from_json(data))
         except ProtocolError as exc:
-            self.state = State.BROKEN
-            exc.partial = self.partial()
-            raise
-        for part in parts:
-            self._collector.add(part)
-        return parts
+            self._broke(exc)
+        return self._fold(parts)
 
     def _text_delta(self, data: Any) -> TextDelta | None:
         """The fast path for the event that is most of every stream: more text for the
@@ -174,23 +148,13 @@ class ResponsesProtocol:
         index = content_index or 0
         if item is None or item.open_text != index:
             return None
-        item.text_chunks[index].append(delta)
-        return _new_text_delta(item.id, delta)
+        return new_text_delta(item.id, delta)
 
     def finish(self) -> list[StreamPart]:
         """End of input. Raises `IncompleteStream` unless a terminal event arrived."""
         if self.state is State.DONE:
             return []
-        self.state = State.BROKEN
-        raise IncompleteStream(
-            "the stream ended before a terminal event (response.completed, "
-            "response.incomplete, response.failed or error)",
-            partial=self.partial(),
-        )
-
-    def partial(self) -> Response:
-        """Everything folded so far, as a `Response`."""
-        return self._collector.build(metadata=self._metadata())
+        self._broke(IncompleteStream(NO_TERMINAL_EVENT))
 
     # ----------------------------------------------------------------- dispatch
 
@@ -211,7 +175,7 @@ class ResponsesProtocol:
             case wire.LifecycleEvent():
                 return self._on_lifecycle(event)
             case wire.ErrorEvent():
-                self._fail(self._error_from_event(event))
+                self._fail(error_from_event(event), Usage())
             case (
                 wire.ReasoningSummaryPartEvent()
                 | wire.HostedToolEvent()
@@ -240,7 +204,7 @@ class ResponsesProtocol:
         return item
 
     def _on_item(self, event: wire.ItemEvent) -> list[StreamPart]:
-        parsed = _parse_item(event.item)
+        parsed = parse_item(event.item)
         item = self._item(parsed.id, event.output_index, parsed.type)
         if event.type == "response.output_item.done":
             return self._complete(item, parsed, event.item)
@@ -255,9 +219,7 @@ class ResponsesProtocol:
         match parsed:
             case wire.FunctionCallItem() | wire.CustomToolCallItem():
                 item.started = True
-                kind: Literal["function", "custom"] = (
-                    "function" if isinstance(parsed, wire.FunctionCallItem) else "custom"
-                )
+                kind = tool_kind(parsed)
                 return [ToolInputStart(item.id, parsed.call_id, parsed.name, kind)]
             case wire.ReasoningItem():
                 item.started = True
@@ -285,32 +247,26 @@ class ResponsesProtocol:
     def _complete_message(self, item: _Item, message: wire.MessageItem) -> list[StreamPart]:
         parts: list[StreamPart] = []
         for index, raw in enumerate(message.content):
-            try:
-                content = wire.parse_content(raw)
-            except ValidationError as exc:  # not chained: its text quotes the values
-                problems = describe_validation_error(exc, "content")
-                raise ProtocolError(f"malformed message content: {problems}") from None
+            content = parse_content(raw)
             if content is None:
                 continue
             final = content.text if isinstance(content, wire.OutputText) else content.refusal
             if index not in item.streamed_text:
-                if item.open_text != index:
+                if item.open_text == index:
+                    parts += self._close_text(item, final)
+                else:
                     parts += self._close_text(item)
-                    parts += self._open_text(item, index, isinstance(content, wire.Refusal))
-                parts += self._close_text(item, final)
+                    parts += self._whole_text(item, index, isinstance(content, wire.Refusal), final)
             if isinstance(content, wire.OutputText) and not item.streamed_sources:
-                parts += [_source(item.id, a) for a in content.annotations]
+                parts += [source(item.id, a) for a in content.annotations]
         parts += self._close_text(item)
         return parts
 
     def _complete_tool_call(
         self, item: _Item, call: wire.FunctionCallItem | wire.CustomToolCallItem
     ) -> list[StreamPart]:
-        kind: Literal["function", "custom"]
-        if isinstance(call, wire.FunctionCallItem):
-            kind, final = "function", call.arguments
-        else:
-            kind, final = "custom", call.input
+        kind = tool_kind(call)
+        final = call.arguments if isinstance(call, wire.FunctionCallItem) else call.input
         parts: list[StreamPart] = []
         if not item.started:
             parts += self._start(item, call)
@@ -319,15 +275,7 @@ class ResponsesProtocol:
         arguments = final or "".join(item.arguments)
         self._tool_calls += 1
         parts.append(ToolInputEnd(item.id))
-        parts.append(
-            ToolCall(
-                call.call_id,
-                call.name,
-                arguments,
-                id=item.id,
-                kind=kind,
-            )
-        )
+        parts.append(ToolCall(call.call_id, call.name, arguments, id=item.id, kind=kind))
         return parts
 
     def _complete_reasoning(self, item: _Item, reasoning: wire.ReasoningItem) -> list[StreamPart]:
@@ -346,21 +294,31 @@ class ResponsesProtocol:
 
     def _open_text(self, item: _Item, index: int, refusal: bool) -> list[StreamPart]:
         item.open_text = index
-        item.text_chunks[index] = []
         return [TextStart(item.id, refusal=refusal, phase=item.phase)]
 
     def _close_text(self, item: _Item, final: str | None = None) -> list[StreamPart]:
+        """End the open text part with ``final``, else the text that arrived: it was
+        opened by an earlier payload, so the collector holds that text."""
         index = item.open_text
         if index is None:
             return []
         item.open_text = None
         item.streamed_text.add(index)
-        chunks = item.text_chunks.pop(index)  # _open_text set it with open_text
+        streamed = self.collector.open_text(item.id)
         if final is None:
-            return [TextEnd(item.id, "".join(chunks))]
-        if not chunks and final:
+            return [TextEnd(item.id, streamed or "")]
+        if streamed is None and final:
             return [TextDelta(item.id, final), TextEnd(item.id, final)]
         return [TextEnd(item.id, final)]
+
+    def _whole_text(self, item: _Item, index: int, refusal: bool, final: str) -> list[StreamPart]:
+        """A text part that never streamed: start, its final text, end."""
+        item.streamed_text.add(index)
+        parts: list[StreamPart] = [TextStart(item.id, refusal=refusal, phase=item.phase)]
+        if final:
+            parts.append(TextDelta(item.id, final))
+        parts.append(TextEnd(item.id, final))
+        return parts
 
     def _on_content_part(self, event: wire.ContentPartEvent) -> list[StreamPart]:
         kind = event.part.get("type")
@@ -388,9 +346,7 @@ class ResponsesProtocol:
         parts: list[StreamPart] = []
         if item.open_text != index:
             parts += self._close_text(item) + self._open_text(item, index, refusal)
-        delta = event.delta or ""
-        item.text_chunks[index].append(delta)
-        parts.append(TextDelta(item.id, delta))
+        parts.append(TextDelta(item.id, event.delta or ""))
         return parts
 
     def _on_annotation(self, event: wire.AnnotationAddedEvent) -> list[StreamPart]:
@@ -398,7 +354,7 @@ class ResponsesProtocol:
         item.streamed_sources = True
         if event.annotation is None:
             return []
-        return [_source(item.id, event.annotation)]
+        return [source(item.id, event.annotation)]
 
     # ----------------------------------------------------------------- tools, reasoning
 
@@ -440,21 +396,18 @@ class ResponsesProtocol:
             self.state = State.STREAMING
             return []
         if event.type == "response.failed" or status in ("failed", "cancelled"):
-            parts = self._reconcile(response)
-            for part in parts:
-                self._collector.add(part)
-            self._fail(self._failure(response))
+            self._fold(self._reconcile(response))  # the partial has them, the stream not
+            self._fail(failure(response), Usage())
         parts = self._reconcile(response)
-        parts.append(self._finish_part(response, event.type))
-        self.state = State.DONE
-        return parts
+        reason = finish_reason(response, event.type, self._tool_calls)
+        return parts + self._end(Finish(reason, usage_from_wire(response.usage), self.metadata()))
 
     def _reconcile(self, response: wire.ResponseObject) -> list[StreamPart]:
         """Complete items that never got ``output_item.done``, from the final output."""
         parts: list[StreamPart] = []
         by_id = {item.id: item for item in self._items.values() if item.id is not None}
         for index, raw in enumerate(response.output or ()):
-            parsed = _parse_item(raw)
+            parsed = parse_item(raw)
             parts += self._complete(self._final_item(by_id, parsed, index), parsed, raw)
         for item in self._items.values():
             if not item.finished:
@@ -486,72 +439,6 @@ class ResponsesProtocol:
             return [ReasoningEnd(item.id)]
         return self._close_text(item)
 
-    def _finish_part(self, response: wire.ResponseObject, event_type: str) -> Finish:
-        status = response.status or event_type.removeprefix("response.")
-        if status == "incomplete":
-            reason = response.incomplete_details.reason if response.incomplete_details else None
-            finish = _INCOMPLETE_REASONS.get(reason or "", FinishReason.OTHER)
-        elif status == "completed":
-            finish = FinishReason.TOOL_CALLS if self._tool_calls else FinishReason.STOP
-        else:
-            finish = FinishReason.UNKNOWN
-        return Finish(finish, usage_from_wire(response.usage), self._metadata())
-
-    def _metadata(self) -> ResponseMetadata:
-        return ResponseMetadata(response_id=self.response_id, model=self.model)
-
-    # ----------------------------------------------------------------- failures
-
-    def _failure(self, response: wire.ResponseObject) -> ResponseFailed:
-        error = response.error or wire.ResponseErrorInfo()
-        code = error.code
-        return ResponseFailed(
-            error.message or f"the response failed (code: {code})",
-            code=code,
-            body=response.model_dump(exclude={"output"}),
-            retryable=code in _RETRYABLE_FAILURE_CODES,
-        )
-
-    def _error_from_event(self, event: wire.ErrorEvent) -> APIError:
-        status = event.http_status
-        common: dict[str, Any] = {
-            "code": event.error_code,
-            "param": event.error_param,
-            "error_type": event.error_type,
-            "body": event.model_dump(exclude_none=True),
-        }
-        if status is not None:
-            return status_error(status, event.error_message, headers=event.error_headers, **common)
-        return ResponseFailed(
-            event.error_message,
-            retryable=event.error_code in _RETRYABLE_FAILURE_CODES,
-            **common,
-        )
-
-    def _fail(self, error: APIError) -> NoReturn:
-        self._collector.add(Finish(FinishReason.ERROR, Usage(), self._metadata()))
-        self.state = State.DONE
-        error.partial = self.partial()
-        raise error
-
-
-_text_delta_slots = (
-    TextDelta.__dict__["id"].__set__,
-    TextDelta.__dict__["delta"].__set__,
-    TextDelta.__dict__["type"].__set__,
-)
-
-
-def _new_text_delta(item_id: str | None, delta: str) -> TextDelta:
-    """``TextDelta(item_id, delta)`` at half the cost: a frozen dataclass's ``__init__``
-    goes through ``object.__setattr__`` per field; the slots are set directly here."""
-    set_id, set_delta, set_type = _text_delta_slots
-    part = object.__new__(TextDelta)
-    set_id(part, item_id)
-    set_delta(part, delta)
-    set_type(part, "text_delta")
-    return part
-
 
 def _has_emitted(item: _Item) -> bool:
     """Whether any part of ``item`` went out (its id is then fixed)."""
@@ -562,53 +449,4 @@ def _has_emitted(item: _Item) -> bool:
         or bool(item.streamed_text)
         or bool(item.arguments)
         or item.streamed_sources
-    )
-
-
-def _parse_item(raw: dict[str, Any]) -> wire.OutputItem:
-    try:
-        return wire.parse_item(raw)
-    except ValidationError as exc:  # not chained: its text quotes the values
-        problems = describe_validation_error(exc, "item")
-        raise ProtocolError(f"malformed output item: {problems}") from None
-
-
-def _source(item_id: str | None, annotation: dict[str, Any]) -> SourcePart:
-    def text(key: str) -> str | None:
-        value = annotation.get(key)
-        return value if isinstance(value, str) else None
-
-    def number(key: str) -> int | None:
-        value = annotation.get(key)
-        return value if isinstance(value, int) else None
-
-    return SourcePart(
-        item_id,
-        source_type=str(annotation.get("type", "unknown")),
-        url=text("url"),
-        title=text("title"),
-        file_id=text("file_id"),
-        filename=text("filename"),
-        start_index=number("start_index"),
-        end_index=number("end_index"),
-    )
-
-
-def usage_from_wire(usage: wire.ResponseUsage | None) -> Usage:
-    """Map the wire usage to `Usage`; absent counts are 0."""
-    if usage is None:
-        return Usage()
-    input_tokens = usage.input_tokens or 0
-    output_tokens = usage.output_tokens or 0
-    details_in = usage.input_tokens_details or wire.InputTokensDetails()
-    details_out = usage.output_tokens_details or wire.OutputTokensDetails()
-    return Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=usage.total_tokens
-        if usage.total_tokens is not None
-        else input_tokens + output_tokens,
-        reasoning_tokens=details_out.reasoning_tokens or 0,
-        cache_read_tokens=details_in.cached_tokens or 0,
-        cache_write_tokens=details_in.cache_write_tokens or 0,
     )

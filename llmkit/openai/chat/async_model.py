@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmkit._core.async_run import http_parts, stream_of
+from llmkit._core.async_run import http_parts
 from llmkit._core.calls import start_call
 from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
@@ -10,7 +10,7 @@ from llmkit.model import AsyncLanguageModel
 from llmkit.openai.chat._encode import encode_chat_request
 from llmkit.openai.chat.model import chat_request
 from llmkit.openai.chat.protocol import ChatProtocol
-from llmkit.stream import AsyncStream
+from llmkit.stream import AsyncStream, Collector
 from llmkit.transports.base import AsyncPayloadOpener
 
 __all__ = ["AsyncChatModel"]
@@ -31,12 +31,14 @@ class AsyncChatModel(AsyncLanguageModel):
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> AsyncStream:
         limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_chat_request(self.model_id, call)
+        collector = Collector()  # the call's one fold: the protocol's, read by the stream
         turn = http_parts(
             self._http,
             lambda: chat_request(encoded.body, Deadline.start(limit)),
-            ChatProtocol(),
+            ChatProtocol(collector),
+            encoded.warnings,
         )
-        return stream_of(encoded.warnings, turn)
+        return AsyncStream(turn, collector)
 
     async def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """As `ChatModel.warmup`: validates ``call`` and sends nothing."""

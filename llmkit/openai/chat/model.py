@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from llmkit._core.calls import start_call
-from llmkit._core.run import Meter, http_parts
+from llmkit._core.run import Meter, http_parts, opening
 from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel
 from llmkit.openai.chat._encode import encode_chat_request
 from llmkit.openai.chat.protocol import ChatProtocol
-from llmkit.stream import Stream, StreamPart, Warnings
+from llmkit.stream import Collector, Stream, StreamPart
 from llmkit.transports.base import PayloadOpener, TransportRequest
 
 __all__ = ["ChatModel", "chat_request"]
@@ -49,16 +49,20 @@ class ChatModel(LanguageModel):
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
         limit = start_call(self._http, max_duration, self._max_duration)
         encoded = encode_chat_request(self.model_id, call)
-        return Stream(self._parts(encoded.body, encoded.warnings, limit))
+        collector = Collector()  # the call's one fold: the protocol's, read by the stream
+        return Stream(self._parts(encoded.body, encoded.warnings, limit, collector), collector)
 
     def _parts(
-        self, body: dict[str, object], warnings: tuple[str, ...], max_duration: float | None
+        self,
+        body: dict[str, object],
+        warnings: tuple[str, ...],
+        max_duration: float | None,
+        collector: Collector,
     ) -> Iterator[StreamPart]:
         deadline = Deadline.start(max_duration)  # when iteration starts: nothing sent before
-        if warnings:
-            yield Warnings(warnings)
+        yield from opening(collector, warnings)
         request, meter = chat_request(body, deadline)
-        yield from http_parts(self._http, request, meter, ChatProtocol())
+        yield from http_parts(self._http, request, meter, ChatProtocol(collector))
 
     def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """Validate ``call``; send nothing. Chat Completions has no warm-up request.

@@ -24,8 +24,9 @@ Chat output has no item ids, so text, refusal and reasoning parts have ``id=None
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
+from llmkit._core.protocol import ProtocolBase, State
 from llmkit.exceptions import (
     APIError,
     IncompleteStream,
@@ -33,9 +34,8 @@ from llmkit.exceptions import (
     ResponseFailed,
     status_error,
 )
-from llmkit.messages import FinishReason, Response, ResponseMetadata, ToolCall, Usage
+from llmkit.messages import FinishReason, ToolCall, Usage
 from llmkit.openai.chat import wire
-from llmkit.openai.protocol import State
 from llmkit.stream import (
     Collector,
     Finish,
@@ -81,31 +81,26 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
 
-class ChatProtocol:
+class ChatProtocol(ProtocolBase):
     """A sans-I/O state machine for one Chat Completions stream (choice 0).
 
     Feed each SSE ``data`` payload to `receive`; it returns the parts that payload
-    produced and raises the typed error an error payload stands for. Stop feeding when
-    `done` is true. Call `finish` at end of input.
+    produced and raises the typed error an error payload stands for, with ``partial``.
+    Stop feeding when `done` is true. Call `finish` at end of input.
+
+    Args:
+        collector: As for `ResponsesProtocol`. Each part is folded as it is made, so
+            the text of the open part is read back from the collector when it ends.
     """
 
-    def __init__(self) -> None:
-        self.state = State.WAITING
-        self.response_id: str | None = None
-        self.model: str | None = None
+    def __init__(self, collector: Collector | None = None) -> None:
+        super().__init__(collector)
         self._open: Literal["text", "refusal", "reasoning"] | None = None
-        self._chunks: list[str] = []
         self._calls: list[_Call] = []
         self._by_index: dict[int, _Call] = {}
         self._finish_reason: str | None = None
         self._called_tools = False
         self._usage = Usage()
-        self._collector = Collector()
-
-    @property
-    def done(self) -> bool:
-        """Whether the response is over (``[DONE]`` seen, or the stream broke)."""
-        return self.state in (State.DONE, State.BROKEN)
 
     def receive(self, payload: str | bytes) -> list[StreamPart]:
         """Take one payload and return the parts it produced.
@@ -120,37 +115,29 @@ class ChatProtocol:
             return []
         try:
             if payload in ("[DONE]", b"[DONE]"):
-                return self._record(self._end("[DONE]"))
+                return self._last("[DONE]")
             parsed = wire.parse_chunk(payload)
             if isinstance(parsed, wire.ChatError):
-                self._fail(_error(parsed.detail))
+                self._fail(_error(parsed.detail), self._usage)
             assert isinstance(parsed, wire.ChatChunk)
-            return self._record(self._on_chunk(parsed))
+            return self._on_chunk(parsed)
         except ProtocolError as exc:
-            self.state = State.BROKEN
-            exc.partial = self.partial()
-            raise
+            self._broke(exc)
 
     def finish(self) -> list[StreamPart]:
         """End of input: the `Finish` part if a finish reason arrived, else `IncompleteStream`."""
         if self.done:
             return []
         try:
-            return self._record(self._end("the end of the stream"))
+            return self._last("the end of the stream")
         except ProtocolError as exc:
-            exc.partial = self.partial()
-            raise
-
-    def partial(self) -> Response:
-        """Everything folded so far, as a `Response`."""
-        return self._collector.build(metadata=self._metadata())
+            self._broke(exc)
 
     # ----------------------------------------------------------------- chunks
 
-    def _record(self, parts: list[StreamPart]) -> list[StreamPart]:
-        for part in parts:
-            self._collector.add(part)
-        return parts
+    def _out(self, *parts: StreamPart) -> list[StreamPart]:
+        """``parts``, folded as they are made (the next part may read them back)."""
+        return self._fold(list(parts))
 
     def _on_chunk(self, chunk: wire.ChatChunk) -> list[StreamPart]:
         self.state = State.STREAMING
@@ -160,7 +147,7 @@ class ChatProtocol:
         if usage is not None:
             self._usage = usage_from_chat(usage)
         if chunk.error is not None:
-            self._fail(_error(chunk.error))
+            self._fail(_error(chunk.error), self._usage)
         parts: list[StreamPart] = []
         for choice in chunk.choices:
             if choice.index != 0:
@@ -168,8 +155,8 @@ class ChatProtocol:
             parts += self._on_delta(choice.delta)
             if choice.finish_reason is not None and self._finish_reason is None:
                 if choice.finish_reason == "error":
-                    self._record(parts)
-                    self._fail(ResponseFailed("the server ended the response with an error"))
+                    failed = ResponseFailed("the server ended the response with an error")
+                    self._fail(failed, self._usage)
                 self._finish_reason = choice.finish_reason
                 parts += self._close_all()
         return parts
@@ -179,8 +166,7 @@ class ChatProtocol:
         reasoning = delta.reasoning_content or delta.reasoning
         if reasoning:
             parts += self._switch("reasoning")
-            self._chunks.append(reasoning)
-            parts.append(ReasoningDelta(None, reasoning, "text", 0))
+            parts += self._out(ReasoningDelta(None, reasoning, "text", 0))
         texts: tuple[tuple[Literal["text", "refusal"], str | None], ...] = (
             ("text", delta.content),
             ("refusal", delta.refusal),
@@ -188,8 +174,7 @@ class ChatProtocol:
         for kind, text in texts:
             if text:
                 parts += self._switch(kind)
-                self._chunks.append(text)
-                parts.append(TextDelta(None, text))
+                parts += self._out(TextDelta(None, text))
         for tool_delta in delta.tool_calls or ():
             parts += self._on_tool_delta(tool_delta)
         return parts
@@ -201,19 +186,18 @@ class ChatProtocol:
         parts = self._close_open()
         self._open = kind
         if kind == "reasoning":
-            parts.append(ReasoningStart(None))
-        else:
-            parts.append(TextStart(None, refusal=kind == "refusal"))
-        return parts
+            return parts + self._out(ReasoningStart(None))
+        return parts + self._out(TextStart(None, refusal=kind == "refusal"))
 
     def _close_open(self) -> list[StreamPart]:
-        kind, text = self._open, "".join(self._chunks)
-        self._open, self._chunks = None, []
+        """End the open part with the text that arrived (folded, so in the collector)."""
+        kind, self._open = self._open, None
         if kind is None:
             return []
         if kind == "reasoning":
-            return [ReasoningEnd(None, content=(text,))]
-        return [TextEnd(None, text)]
+            reasoning = self.collector.open_reasoning(None)
+            return self._out(ReasoningEnd(None, content=reasoning.content if reasoning else ()))
+        return self._out(TextEnd(None, self.collector.open_text(None) or ""))
 
     # ----------------------------------------------------------------- tool calls
 
@@ -237,7 +221,7 @@ class ChatProtocol:
             parts.append(ToolInputStart(call.call_id, call.call_id, call.name, call.kind))
             if call.arguments:
                 parts.append(ToolInputDelta(call.call_id, "".join(call.arguments)))
-        return parts
+        return self._fold(parts)
 
     def _call_for(self, delta: wire.ChatToolCallDelta) -> _Call:
         """The call this delta continues, or a new one.
@@ -270,19 +254,21 @@ class ChatProtocol:
             parts.append(ToolCall(call.call_id, call.name, "".join(call.arguments), kind=call.kind))
         self._calls.clear()
         self._by_index.clear()
-        return parts
+        return self._fold(parts)
 
     # ----------------------------------------------------------------- the end
 
     def _close_all(self) -> list[StreamPart]:
         return self._close_open() + self._complete_calls()
 
-    def _end(self, where: str) -> list[StreamPart]:
+    def _fail(self, error: APIError, usage: Usage) -> NoReturn:
+        self._close_open()  # folded: the partial has the part, the stream does not
+        super()._fail(error, usage)
+
+    def _last(self, where: str) -> list[StreamPart]:
         if self._finish_reason is None:
-            self.state = State.BROKEN
             raise IncompleteStream(f"the stream reached {where} before a finish_reason")
-        self.state = State.DONE
-        return [Finish(self._finish(), self._usage, self._metadata())]
+        return self._end(Finish(self._finish(), self._usage, self.metadata()))
 
     def _finish(self) -> FinishReason:
         reason = self._finish_reason or ""
@@ -290,16 +276,6 @@ class ChatProtocol:
         if finish is FinishReason.STOP and self._called_tools:
             return FinishReason.TOOL_CALLS  # servers that say "stop" after tool calls
         return finish
-
-    def _metadata(self) -> ResponseMetadata:
-        return ResponseMetadata(response_id=self.response_id, model=self.model)
-
-    def _fail(self, error: APIError) -> None:
-        self._record(self._close_open())
-        self._collector.add(Finish(FinishReason.ERROR, self._usage, self._metadata()))
-        self.state = State.DONE
-        error.partial = self.partial()
-        raise error
 
 
 def _error(detail: wire.ChatErrorDetail) -> APIError:
