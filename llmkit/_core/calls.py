@@ -1,18 +1,35 @@
-"""What every model does first on a call, whatever its provider."""
+"""What every model keeps and does first on a call, whatever its provider."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from llmkit._closing import closed_error
 from llmkit._deadline import call_limit
+from llmkit.messages import Call
+from llmkit.stream import Collector
 
-__all__ = ["start_call"]
+__all__ = ["Encoded", "ModelBase", "Started", "start_call"]
 
 
 class _Closable(Protocol):
     @property
     def closed(self) -> bool: ...
+
+
+class Encoded(Protocol):
+    """A call encoded for a provider: the request body and the warnings encoding gave."""
+
+    @property
+    def body(self) -> dict[str, Any]: ...
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+
+OpenerT = TypeVar("OpenerT", bound=_Closable)
 
 
 def start_call(http: _Closable, max_duration: float | None, default: float | None) -> float | None:
@@ -25,3 +42,41 @@ def start_call(http: _Closable, max_duration: float | None, default: float | Non
     if http.closed:
         raise closed_error()
     return call_limit(max_duration, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A call that may go out: its body, warnings, ``max_duration`` and its one fold."""
+
+    body: dict[str, Any]
+    warnings: tuple[str, ...]
+    limit: float | None
+    collector: Collector
+
+
+class ModelBase(Generic[OpenerT]):
+    """What every model keeps (its id, its provider's HTTP transport, the provider's
+    ``max_duration``) and does first on a call (`start`), sync or async."""
+
+    def __init__(self, model_id: str, *, http: OpenerT, max_duration: float | None = None) -> None:
+        self.model_id = model_id
+        self._http = http
+        self._max_duration = max_duration
+
+    def _start(
+        self,
+        call: Call | str,
+        max_duration: float | None,
+        encode: Callable[[str, Call | str], Encoded],
+    ) -> Started:
+        """Refuse the call on a closed provider, settle its ``max_duration``, encode it,
+        and give it the `Collector` every protocol of the call folds into and its stream
+        reads.
+
+        Raises:
+            UsageError: the provider is closed, ``max_duration`` is not seconds > 0, or
+                ``call`` cannot be encoded.
+        """
+        limit = start_call(self._http, max_duration, self._max_duration)
+        encoded = encode(self.model_id, call)
+        return Started(encoded.body, encoded.warnings, limit, Collector())

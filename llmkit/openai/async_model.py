@@ -11,7 +11,7 @@ import functools
 from typing import Any
 
 from llmkit._core.async_run import Parts, http_parts
-from llmkit._core.calls import start_call
+from llmkit._core.calls import ModelBase
 from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import AsyncLanguageModel
@@ -25,7 +25,7 @@ from llmkit.transports.base import AsyncPayloadOpener
 __all__ = ["AsyncResponsesModel"]
 
 
-class AsyncResponsesModel(AsyncLanguageModel):
+class AsyncResponsesModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
     """An OpenAI Responses API model for asyncio, over HTTP SSE or WebSocket mode."""
 
     provider = "openai"
@@ -38,26 +38,23 @@ class AsyncResponsesModel(AsyncLanguageModel):
         websocket: AsyncWebSocketSession | None = None,
         max_duration: float | None = None,
     ) -> None:
-        self.model_id = model_id
-        self._http = http
+        super().__init__(model_id, http=http, max_duration=max_duration)
         self._websocket = websocket
-        self._max_duration = max_duration
 
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> AsyncStream:
-        limit = start_call(self._http, max_duration, self._max_duration)
-        encoded = encode_request(self.model_id, call)
-        collector = Collector()  # the call's one fold, as in `ResponsesModel`
+        started = self._start(call, max_duration, encode_request)
+        body, collector = started.body, started.collector
         if self._websocket is None:
             # The deadline starts when `http_parts` prepares: when iteration starts.
             turn = http_parts(
                 self._http,
-                lambda: http_request(encoded.body, None, Deadline.start(limit)),
+                lambda: http_request(body, None, Deadline.start(started.limit)),
                 ResponsesProtocol(collector),
-                encoded.warnings,
+                started.warnings,
             )
         else:
             turn = self._websocket.stream(
-                encoded.body, self._http_turn, limit, collector, encoded.warnings
+                body, self._http_turn, started.limit, collector, started.warnings
             )
         return AsyncStream(turn, collector)
 
@@ -73,8 +70,7 @@ class AsyncResponsesModel(AsyncLanguageModel):
 
     async def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
         """As `ResponsesModel.warmup`: ``generate: false`` over WebSocket, else a no-op."""
-        limit = start_call(self._http, max_duration, self._max_duration)
-        encoded = encode_request(self.model_id, call)
+        started = self._start(call, max_duration, encode_request)
         if self._websocket is None:
             return WarmupResult.skipped()
-        return await self._websocket.warmup(encoded.body, Deadline.start(limit))
+        return await self._websocket.warmup(started.body, Deadline.start(started.limit))

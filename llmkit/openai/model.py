@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llmkit._core.calls import start_call
+from llmkit._core.calls import ModelBase, Started
 from llmkit._core.run import Meter, http_parts, opening
 from llmkit._deadline import Deadline
 from llmkit.messages import Call, WarmupResult
@@ -35,7 +35,7 @@ def http_request(
     return request, meter
 
 
-class ResponsesModel(LanguageModel):
+class ResponsesModel(ModelBase[PayloadOpener], LanguageModel):
     """An OpenAI Responses API model, over HTTP server-sent events or WebSocket mode.
 
     With a WebSocket session, turns go over the session's connections and fall back to
@@ -53,26 +53,17 @@ class ResponsesModel(LanguageModel):
         websocket: WebSocketSession | None = None,
         max_duration: float | None = None,
     ) -> None:
-        self.model_id = model_id
-        self._http = http
+        super().__init__(model_id, http=http, max_duration=max_duration)
         self._websocket = websocket
-        self._max_duration = max_duration
 
     def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
-        limit = start_call(self._http, max_duration, self._max_duration)
-        encoded = encode_request(self.model_id, call)
-        collector = Collector()
-        return Stream(self._parts(encoded.body, encoded.warnings, limit, collector), collector)
+        started = self._start(call, max_duration, encode_request)
+        return Stream(self._parts(started), started.collector)
 
-    def _parts(
-        self,
-        body: dict[str, Any],
-        warnings: tuple[str, ...],
-        max_duration: float | None,
-        collector: Collector,
-    ) -> Iterator[StreamPart]:
-        deadline = Deadline.start(max_duration)  # when iteration starts: nothing sent before
-        yield from opening(collector, warnings)
+    def _parts(self, started: Started) -> Iterator[StreamPart]:
+        deadline = Deadline.start(started.limit)  # when iteration starts: nothing sent before
+        body, collector = started.body, started.collector
+        yield from opening(collector, started.warnings)
         if self._websocket is None:
             yield from self._http_turn(body, None, deadline, collector)
         else:
@@ -96,8 +87,7 @@ class ResponsesModel(LanguageModel):
         input tokens. Over HTTP, or while WebSocket is unavailable, nothing is sent and
         the result says ``transport="http"``: a warm-up never becomes a billed generation.
         """
-        limit = start_call(self._http, max_duration, self._max_duration)
-        encoded = encode_request(self.model_id, call)
+        started = self._start(call, max_duration, encode_request)
         if self._websocket is None:
             return WarmupResult.skipped()
-        return self._websocket.warmup(encoded.body, Deadline.start(limit))
+        return self._websocket.warmup(started.body, Deadline.start(started.limit))

@@ -27,30 +27,7 @@ import httpx
 
 from llmkit._closing import AsyncClosing, bind_loop
 from llmkit._deadline import Deadline
-from llmkit.transports._http_request import (
-    HTTPSettings,
-    PreparedRequest,
-    pick_client,
-    refuse_if_closed,
-)
-from llmkit.transports._http_send import (
-    DEFAULT_RETRY,
-    ERROR_BODY_LIMIT,
-    Answer,
-    BodyPrefix,
-    Redirect,
-    SendAttempts,
-)
-from llmkit.transports._http_stream import (
-    READ_ERRORS,
-    SNIPPET_BYTES,
-    ResponseStream,
-    SSEDecoder,
-    content_type_error_from,
-    is_event_stream,
-    read_error,
-    silence,
-)
+from llmkit.transports import _http_request as prepare, _http_send as send, _http_stream as sse
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
 
@@ -62,7 +39,7 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
     Read errors are swallowed, keeping what arrived: the status is what gets reported.
     """
-    body = BodyPrefix(limit)
+    body = send.BodyPrefix(limit)
     async with contextlib.aclosing(response):
         with contextlib.suppress(httpx.RequestError):
             async for chunk in response.aiter_bytes():
@@ -73,9 +50,9 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
 async def _require_event_stream(response: httpx.Response, secrets: Sequence[str]) -> None:
     """Raise `ProtocolError`, quoting the start of the body, unless ``response`` is SSE."""
-    if not is_event_stream(response):
-        snippet = await _read_bounded(response, SNIPPET_BYTES)
-        raise content_type_error_from(response, snippet, secrets)
+    if not sse.is_event_stream(response):
+        snippet = await _read_bounded(response, sse.SNIPPET_BYTES)
+        raise sse.content_type_error_from(response, snippet, secrets)
 
 
 async def _before(chunks: AsyncIterator[bytes], deadline: Deadline) -> AsyncIterator[bytes]:
@@ -94,7 +71,7 @@ async def _before(chunks: AsyncIterator[bytes], deadline: Deadline) -> AsyncIter
         yield chunk
 
 
-class AsyncHTTPPayloadStream(ResponseStream, AsyncClosing):
+class AsyncHTTPPayloadStream(sse.ResponseStream, AsyncClosing):
     """The ``data`` of each server-sent event of one response, as text, for ``async for``.
 
     Events with empty data are skipped; a literal ``[DONE]`` is passed on. Iterate once.
@@ -110,7 +87,7 @@ class AsyncHTTPPayloadStream(ResponseStream, AsyncClosing):
         return self._events()
 
     async def _events(self) -> AsyncIterator[str]:
-        decoder = SSEDecoder()
+        decoder = sse.SSEDecoder()
         decode, parse = decoder.decode, decoder.parse
         idle, limit = self.limits()
         clock = time.monotonic
@@ -128,11 +105,11 @@ class AsyncHTTPPayloadStream(ResponseStream, AsyncClosing):
                         yield data
                     quiet_until = min(clock() + idle, limit)
                 elif clock() > quiet_until:
-                    raise silence(idle, deadline)
+                    raise sse.silence(idle, deadline)
             for data in decoder.end():
                 yield data
-        except READ_ERRORS as exc:
-            raise read_error(exc, deadline) from exc
+        except sse.READ_ERRORS as exc:
+            raise sse.read_error(exc, deadline) from exc
         finally:
             await self._response.aclose()
 
@@ -158,17 +135,17 @@ class AsyncHTTPTransport(AsyncClosing):
         base_url: str,
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = 60.0,
-        retry: RetryPolicy = DEFAULT_RETRY,
+        retry: RetryPolicy = send.DEFAULT_RETRY,
         secrets: Sequence[str] = (),
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self._client, self._owns_client = pick_client(
+        self._client, self._owns_client = prepare.pick_client(
             client, transport, httpx.AsyncClient, verify=verify
         )
-        self._settings = HTTPSettings(base_url, headers, timeout, retry, secrets)
+        self._settings = prepare.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
         self.closed = False
         """Whether `aclose` was called: every later `open` is refused."""
@@ -182,7 +159,7 @@ class AsyncHTTPTransport(AsyncClosing):
         must iterate or close, or an `APIStatusError`, `ConnectError`, `Timeout`,
         `ProtocolError` or `UsageError`.
         """
-        refuse_if_closed(self.closed, self._client)
+        prepare.refuse_if_closed(self.closed, self._client)
         self.loop = bind_loop(self.loop)
         prepared = self._settings.prepare(request)
         response = await self._send_with_retries(prepared)
@@ -195,10 +172,10 @@ class AsyncHTTPTransport(AsyncClosing):
             deadline=prepared.deadline,
         )
 
-    async def _send_with_retries(self, prepared: PreparedRequest) -> httpx.Response:
+    async def _send_with_retries(self, prepared: prepare.PreparedRequest) -> httpx.Response:
         """POST until a 2xx answer, a final error, or the retries run out; follow
-        same-origin 307/308 redirects (`SendAttempts`)."""
-        attempts = SendAttempts(
+        same-origin 307/308 redirects (`send.SendAttempts`)."""
+        attempts = send.SendAttempts(
             self._settings.retry, prepared.secrets, url=prepared.url, deadline=prepared.deadline
         )
         while True:
@@ -211,13 +188,13 @@ class AsyncHTTPTransport(AsyncClosing):
                 await self._sleep(attempts.pause(attempts.send_failed(exc)))
                 continue
             answer = attempts.answered(response)
-            if answer is Answer.USE:
+            if answer is send.Answer.USE:
                 return response
-            if answer is Answer.FAIL:
-                body = await _read_bounded(response, ERROR_BODY_LIMIT)
+            if answer is send.Answer.FAIL:
+                body = await _read_bounded(response, send.ERROR_BODY_LIMIT)
                 raise attempts.failure(response, body)
             await response.aclose()
-            if isinstance(answer, Redirect):
+            if isinstance(answer, send.Redirect):
                 prepared = prepared._replace(url=answer.url)
             else:
                 await self._sleep(attempts.pause(answer))

@@ -33,30 +33,7 @@ import httpx
 
 from llmkit._closing import Closing
 from llmkit._deadline import Deadline
-from llmkit.transports._http_request import (
-    HTTPSettings,
-    PreparedRequest,
-    pick_client,
-    refuse_if_closed,
-)
-from llmkit.transports._http_send import (
-    DEFAULT_RETRY,
-    ERROR_BODY_LIMIT,
-    Answer,
-    BodyPrefix,
-    Redirect,
-    SendAttempts,
-)
-from llmkit.transports._http_stream import (
-    READ_ERRORS,
-    SNIPPET_BYTES,
-    ResponseStream,
-    SSEDecoder,
-    content_type_error_from,
-    is_event_stream,
-    read_error,
-    silence,
-)
+from llmkit.transports import _http_request as prepare, _http_send as send, _http_stream as sse
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports.base import TransportRequest
 
@@ -69,7 +46,7 @@ def _read_bounded(response: httpx.Response, limit: int) -> bytes:
     A body that breaks off half-way still leaves the status to report, so read errors
     are swallowed here and the bytes that did arrive are kept.
     """
-    body = BodyPrefix(limit)
+    body = send.BodyPrefix(limit)
     with contextlib.closing(response), contextlib.suppress(httpx.RequestError):
         for chunk in response.iter_bytes():
             if body.add(chunk):
@@ -79,9 +56,9 @@ def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
 def _require_event_stream(response: httpx.Response, secrets: Sequence[str]) -> None:
     """Raise `ProtocolError`, quoting the start of the body, unless ``response`` is SSE."""
-    if not is_event_stream(response):
-        snippet = _read_bounded(response, SNIPPET_BYTES)
-        raise content_type_error_from(response, snippet, secrets)
+    if not sse.is_event_stream(response):
+        snippet = _read_bounded(response, sse.SNIPPET_BYTES)
+        raise sse.content_type_error_from(response, snippet, secrets)
 
 
 def _shut_down(sock: socket.socket) -> None:
@@ -96,7 +73,7 @@ def _watchdog(response: httpx.Response, deadline: Deadline | None) -> threading.
 
     httpx fixes a read's timeout when the request is sent, so a read that starts late
     could outlast the deadline; shutting the socket down wakes it (the read fails and
-    `read_error` reports the deadline). Without a socket to reach (a custom
+    `sse.read_error` reports the deadline). Without a socket to reach (a custom
     transport), the per-chunk check and the capped timeouts remain.
     """
     if deadline is None:
@@ -111,7 +88,7 @@ def _watchdog(response: httpx.Response, deadline: Deadline | None) -> threading.
     return timer
 
 
-class HTTPPayloadStream(ResponseStream, Closing):
+class HTTPPayloadStream(sse.ResponseStream, Closing):
     """The ``data`` of each server-sent event of one response, as text.
 
     Events with empty data (comments, keep-alive blocks) are skipped; a literal
@@ -131,7 +108,7 @@ class HTTPPayloadStream(ResponseStream, Closing):
             ConnectionClosed: The connection broke before the body ended.
             ProtocolError: The body is not a decodable event stream.
         """
-        decoder = SSEDecoder()
+        decoder = sse.SSEDecoder()
         decode, parse = decoder.decode, decoder.parse
         idle, limit = self.limits()
         clock = time.monotonic
@@ -145,12 +122,12 @@ class HTTPPayloadStream(ResponseStream, Closing):
                     yield from payloads
                     quiet_until = min(clock() + idle, limit)
                 elif clock() > quiet_until:
-                    raise silence(idle, self._deadline)
+                    raise sse.silence(idle, self._deadline)
             yield from decoder.end()
             if self._deadline is not None and self._deadline.expired():
                 raise self._deadline.error()  # the watchdog ended the body
-        except READ_ERRORS as exc:
-            raise read_error(exc, self._deadline) from exc
+        except sse.READ_ERRORS as exc:
+            raise sse.read_error(exc, self._deadline) from exc
         finally:
             if watchdog is not None:
                 watchdog.cancel()
@@ -191,17 +168,17 @@ class HTTPTransport(Closing):
         base_url: str,
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = 60.0,
-        retry: RetryPolicy = DEFAULT_RETRY,
+        retry: RetryPolicy = send.DEFAULT_RETRY,
         secrets: Sequence[str] = (),
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self._client, self._owns_client = pick_client(
+        self._client, self._owns_client = prepare.pick_client(
             client, transport, httpx.Client, verify=verify
         )
-        self._settings = HTTPSettings(base_url, headers, timeout, retry, secrets)
+        self._settings = prepare.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep
         self.closed = False
         """Whether `close` was called: every later `open` is refused."""
@@ -221,7 +198,7 @@ class HTTPTransport(Closing):
             ProtocolError: A 2xx answer that is not ``text/event-stream``.
             UsageError: The transport was closed.
         """
-        refuse_if_closed(self.closed, self._client)
+        prepare.refuse_if_closed(self.closed, self._client)
         prepared = self._settings.prepare(request)
         response = self._send_with_retries(prepared)
         _require_event_stream(response, prepared.secrets)
@@ -233,10 +210,10 @@ class HTTPTransport(Closing):
             deadline=prepared.deadline,
         )
 
-    def _send_with_retries(self, prepared: PreparedRequest) -> httpx.Response:
+    def _send_with_retries(self, prepared: prepare.PreparedRequest) -> httpx.Response:
         """POST until a 2xx answer, a final error, or the retries run out; follow
-        same-origin 307/308 redirects (`SendAttempts`)."""
-        attempts = SendAttempts(
+        same-origin 307/308 redirects (`send.SendAttempts`)."""
+        attempts = send.SendAttempts(
             self._settings.retry, prepared.secrets, url=prepared.url, deadline=prepared.deadline
         )
         while True:
@@ -249,13 +226,13 @@ class HTTPTransport(Closing):
                 self._sleep(attempts.pause(attempts.send_failed(exc)))
                 continue
             answer = attempts.answered(response)
-            if answer is Answer.USE:
+            if answer is send.Answer.USE:
                 return response
-            if answer is Answer.FAIL:
-                body = _read_bounded(response, ERROR_BODY_LIMIT)
+            if answer is send.Answer.FAIL:
+                body = _read_bounded(response, send.ERROR_BODY_LIMIT)
                 raise attempts.failure(response, body)
             response.close()
-            if isinstance(answer, Redirect):
+            if isinstance(answer, send.Redirect):
                 prepared = prepared._replace(url=answer.url)
             else:
                 self._sleep(attempts.pause(answer))
