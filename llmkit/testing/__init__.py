@@ -115,9 +115,9 @@ Faults (`server.faults`, each one-shot fault applies to the next N requests)
 from __future__ import annotations
 
 from llmkit.testing._events import ApiError
+from llmkit.testing._lanes import BUSY_CODE, STREAM_LIMIT_CODE
 from llmkit.testing._server import ResponsesServer
 from llmkit.testing._state import ConnectionStats, Faults, RequestRecord, ServerStats
-from llmkit.testing._ws import BUSY_CODE
 
 __all__ = [
     "BUSY_CODE",
@@ -126,5 +126,6 @@ __all__ = [
     "Faults",
     "RequestRecord",
     "ResponsesServer",
+    "STREAM_LIMIT_CODE",
     "ServerStats",
 ]

@@ -77,6 +77,8 @@ class RequestRecord:
     violations: int = 0
     status: str = "pending"
     endpoint: Endpoint = "responses"
+    stream_id: str | None = None
+    fork: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,9 @@ class ConnectionStats:
     bytes_received: int
     requests: tuple[RequestRecord, ...]
     open: bool
+    max_in_flight: int = 0
+    lanes: tuple[str, ...] = ()
+    forks: int = 0
 
 
 @dataclass(slots=True)
@@ -100,13 +105,19 @@ class _Conn:
     bytes_received: int = 0
     records: list[int] = field(default_factory=list)
     open: bool = True
+    max_in_flight: int = 0
+    lanes: dict[str, None] = field(default_factory=dict)
+    forks: int = 0
 
 
 class ServerStats:
     """Counters a test can read while the server runs (thread-safe snapshots).
 
     `generations` counts billable model runs, failed ones included; warm-ups
-    (`generate: false`) are counted separately because they bill no output.
+    (`generate: false`) are counted separately because they bill no output. WebSocket
+    lanes: `max_in_flight` (most responses in flight at once on one socket), `lanes_used`
+    (distinct named lanes, summed over sockets), `forks` (creates chained on another
+    lane's head), `ping_timeouts` (sockets closed for a missing pong).
     """
 
     def __init__(self) -> None:
@@ -124,6 +135,7 @@ class ServerStats:
         self._warmups = 0
         self._violations = 0
         self._opened = 0
+        self._ping_timeouts = 0
 
     # -- reading --------------------------------------------------------------------------
     @property
@@ -145,6 +157,26 @@ class ServerStats:
     def context_violations(self) -> int:
         with self._lock:
             return self._violations
+
+    @property
+    def max_in_flight(self) -> int:
+        with self._lock:
+            return max((c.max_in_flight for c in self._conns.values()), default=0)
+
+    @property
+    def lanes_used(self) -> int:
+        with self._lock:
+            return sum(len(c.lanes) for c in self._conns.values())
+
+    @property
+    def forks(self) -> int:
+        with self._lock:
+            return sum(c.forks for c in self._conns.values())
+
+    @property
+    def ping_timeouts(self) -> int:
+        with self._lock:
+            return self._ping_timeouts
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -173,6 +205,9 @@ class ServerStats:
             bytes_received=c.bytes_received,
             requests=tuple(self._records[i] for i in c.records if i in self._records),
             open=c.open,
+            max_in_flight=c.max_in_flight,
+            lanes=tuple(c.lanes),
+            forks=c.forks,
         )
 
     # -- writing (server side) ------------------------------------------------------------
@@ -205,6 +240,23 @@ class ServerStats:
             record = self._records.get(index)
             if record is not None and not (only_pending and record.status != "pending"):
                 self._records[index] = dataclasses.replace(self._records[index], **changes)
+
+    def lane_event(
+        self, conn_id: int, *, in_flight: int = 0, lane: str | None = None, fork: bool = False
+    ) -> None:
+        """A WebSocket lane fact: responses now in flight, a named lane used, a fork."""
+        with self._lock:
+            conn = self._conns.get(conn_id)
+            if conn is None:
+                return
+            conn.max_in_flight = max(conn.max_in_flight, in_flight)
+            if lane is not None:
+                conn.lanes[lane] = None
+            conn.forks += fork
+
+    def ping_timeout(self) -> None:
+        with self._lock:
+            self._ping_timeouts += 1
 
     def count(
         self,
