@@ -79,6 +79,15 @@ def test_two_lanes_stream_at_once_and_interleave(server: ResponsesServer) -> Non
     assert server.stats.connections[0].lanes == ("a", "b")
 
 
+def test_lanes_interleave_without_any_delay(server: ResponsesServer) -> None:
+    with connect(server.ws_url, open_timeout=5) as ws:
+        create(ws, "a", model="bench-words-5000", input="x")
+        create(ws, "b", model="bench-words-5000", input="x")
+        events = read_ends(ws, 2)
+    assert runs(lanes_in_order(events)) > 4
+    assert len(of(events, "a")) == len(of(events, "b"))
+
+
 def test_one_lane_runs_its_responses_in_order(server: ResponsesServer) -> None:
     server.token_delay = 0.01
     with connect(server.ws_url, open_timeout=5) as ws:

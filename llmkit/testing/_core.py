@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 from llmkit.testing._engine import Engine
 from llmkit.testing._events import ApiError
+from llmkit.testing._faults import Faults, ResponseFaults
 from llmkit.testing._lanes import BusyPolicy, HeadEviction, LaneMode, LaneSettings
-from llmkit.testing._state import Faults, ResponseFaults, ResponseStore, ServerStats
+from llmkit.testing._state import ResponseStore, ServerStats
 from llmkit.testing._stream import StreamConfig
 
 Scope = MutableMapping[str, Any]

@@ -24,13 +24,11 @@ from llmkit.testing._events import (
     render_generation,
     render_warmup,
 )
+from llmkit.testing._faults import ErrorFault, Faults, ResponseFaults
 from llmkit.testing._sse import SseBlock, final_response, parse_sse
 from llmkit.testing._state import (
     Endpoint,
-    ErrorFault,
-    Faults,
     RequestRecord,
-    ResponseFaults,
     ResponseStore,
     ServerStats,
     StoredResponse,

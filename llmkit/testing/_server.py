@@ -23,8 +23,9 @@ from websockets.exceptions import InvalidState
 
 from llmkit.testing._app import ResponsesApp
 from llmkit.testing._core import ABORT_EXTENSION, ServerCore
+from llmkit.testing._faults import Faults, read_replay_source
 from llmkit.testing._lanes import LANE_MODES, BusyPolicy, HeadEviction, LaneMode
-from llmkit.testing._state import Faults, ServerStats, read_replay_source
+from llmkit.testing._state import ServerStats
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0

@@ -1,9 +1,11 @@
-"""WebSocket mode of `/v1/responses`: one connection, its cache head and its in-flight turn.
+"""WebSocket mode of `/v1/responses`: one connection, its lanes and their responses.
 
-Semantics follow PROTOCOL.md §1-§7: `response.create` text frames, one response in flight
-per connection, a connection-local cache holding the most recent completed response,
-`previous_response_not_found` as the nested error envelope, eviction of the referenced
-response when a continuation fails, `generate: false` warm-ups and the age limit.
+Semantics follow PROTOCOL.md §1-§7: `response.create` text frames, `stream_id` lanes
+(bookkeeping in `_lanes`: per-lane FIFO, per-lane heads, forks, eviction, the limits and
+the no-lane modes), each started response its own task writing frames through one
+buffered, lock-serialized writer (so concurrent lanes interleave), the nested error
+envelope (with the lane's `stream_id`), `generate: false` warm-ups and the age limit.
+Server pings are uvicorn's, configured per connection by `_server`'s protocol class.
 """
 
 from __future__ import annotations
