@@ -42,6 +42,7 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     server_session.ws_max_lanes = 32
     server_session.ws_head_eviction = "end"
     server_session.ws_when_busy = "queue"
+    server_session.ws_preflight_evicts = True
     server_session.ws_ping_interval = None
     server_session.ws_pong_timeout = None
     server_session.reset()

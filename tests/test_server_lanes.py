@@ -199,6 +199,36 @@ def test_a_failed_fork_keeps_the_parent(server: ResponsesServer) -> None:
     assert text_of(a2).startswith("Echo: a2 [user=2 assistant=1")
 
 
+@pytest.mark.parametrize("evicts", [True, False])
+def test_whether_a_refused_continuation_evicts_its_head(
+    server: ResponsesServer, evicts: bool
+) -> None:
+    server.ws_preflight_evicts = evicts
+    bad = [{"type": "function_call_output", "call_id": "call_nope", "output": "1"}]
+    with connect(server.ws_url, open_timeout=5) as ws:
+        create(ws, "a", input="a1")
+        a1 = last_response(read_ends(ws, 1))
+        create(ws, "a", input=bad, previous_response_id=a1["id"])  # a validation 400
+        refused = read_ends(ws, 1)
+        create(ws, "a", input="a2", previous_response_id=a1["id"])
+        after_refused = read_ends(ws, 1)
+        create(ws, "b", input="b1")
+        b1 = last_response(read_ends(ws, 1))
+        server.faults.error_next(status=429, code="rate_limit_exceeded")
+        create(ws, "b", input="b2", previous_response_id=b1["id"])
+        limited = read_ends(ws, 1)
+        create(ws, "b", input="b2", previous_response_id=b1["id"])
+        after_limited = read_ends(ws, 1)
+    assert len(refused) == len(limited) == 1
+    assert refused[0]["status"] == 400 and refused[0]["stream_id"] == "a"
+    assert limited[0]["status"] == 429 and limited[0]["stream_id"] == "b"
+    for lane, events in (("a", after_refused), ("b", after_limited)):
+        if evicts:
+            assert events[-1]["error"]["code"] == "previous_response_not_found"
+        else:
+            assert text_of(events).startswith(f"Echo: {lane}2 [user=2 assistant=1")
+
+
 @pytest.mark.parametrize(("eviction", "fork_ok"), [("end", True), ("start", False)])
 def test_when_a_lanes_previous_head_leaves_the_cache(
     server: ResponsesServer, eviction: str, fork_ok: bool

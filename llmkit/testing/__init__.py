@@ -92,8 +92,10 @@ read when a connection opens)
     lane's previous head leaves the cache: ``ws_head_eviction="end"`` (default) when the
     lane's next response ends (completed: replaced; failed: evicted only if it continued
     that head), so a fork may still start from it meanwhile; ``"start"``: as soon as the
-    lane's next response starts (after its validation). A create refused before
-    `response.created` by validation evicts like a failed response.
+    lane's next response starts (after its validation). §5.4's other open point, whether a
+    same-lane continuation refused before `response.created` (a validation 400, an armed
+    ``error_next``) evicts the head it named: ``ws_preflight_evicts=True`` (default, as a
+    failed response does), ``False`` keeps it.
     ``ws_lanes`` — servers without lanes (one response at a time per socket, one cached
     head, the most recent): ``"refuse"`` (a ``stream_id`` gets ``unsupported_parameter``,
     ``param: "stream_id"``, before any output), ``"ignore"`` (accepted, never echoed),

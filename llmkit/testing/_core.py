@@ -65,6 +65,7 @@ class ServerCore:
         self.ws_max_lanes = 32
         self.ws_head_eviction: HeadEviction = "end"
         self.ws_when_busy: BusyPolicy = "queue"
+        self.ws_preflight_evicts = True
         self.ws_ping_interval: float | None = None
         self.ws_pong_timeout: float | None = None
         self.store = ResponseStore()
@@ -90,6 +91,7 @@ class ServerCore:
             max_lanes=self.ws_max_lanes,
             head_eviction=self.ws_head_eviction,
             when_busy=self.ws_when_busy,
+            preflight_evicts=self.ws_preflight_evicts,
         )
 
     def register(self, conn_id: int, conn: Closable) -> None:

@@ -45,6 +45,7 @@ class LaneSettings:
     max_lanes: int = 32
     head_eviction: HeadEviction = "end"
     when_busy: BusyPolicy = "queue"
+    preflight_evicts: bool = True
 
 
 @dataclass(slots=True)
@@ -166,6 +167,11 @@ class Lanes:
         if found and owner == pending.key and lane.head is not None and lane.head.id == wanted:
             lane.head = None
         self._commit(pending)
+
+    def refused(self, pending: Pending, wanted: Any, owner: LaneKey, found: bool) -> None:
+        """Refused before `response.created` (a 400 or an `error` event): §5.4 leaves open
+        whether that evicts; `preflight_evicts` says (a failed response always does)."""
+        self.failed(pending, wanted, owner, found and self.settings.preflight_evicts)
 
     def _commit(self, pending: Pending) -> None:
         if not pending.committed:

@@ -156,6 +156,7 @@ class ResponsesServer:
         ws_max_lanes: int = 32,
         ws_head_eviction: HeadEviction = "end",
         ws_when_busy: BusyPolicy = "queue",
+        ws_preflight_evicts: bool = True,
         ws_ping_interval: float | None = None,
         ws_pong_timeout: float | None = None,
     ) -> None:
@@ -174,6 +175,7 @@ class ResponsesServer:
         self.ws_max_lanes = ws_max_lanes
         self.ws_head_eviction = ws_head_eviction
         self.ws_when_busy = ws_when_busy
+        self.ws_preflight_evicts = ws_preflight_evicts
         self.ws_ping_interval = ws_ping_interval
         self.ws_pong_timeout = ws_pong_timeout
         self._app = ResponsesApp(self._core)
@@ -273,6 +275,14 @@ class ResponsesServer:
         if value not in ("queue", "error"):
             raise ValueError("ws_when_busy must be 'queue' or 'error'")
         self._core.ws_when_busy = value
+
+    @property
+    def ws_preflight_evicts(self) -> bool:
+        return self._core.ws_preflight_evicts
+
+    @ws_preflight_evicts.setter
+    def ws_preflight_evicts(self, value: bool) -> None:
+        self._core.ws_preflight_evicts = value
 
     @property
     def ws_ping_interval(self) -> float | None:

@@ -301,7 +301,7 @@ class Connection:
         cached, owner, found = self.lanes.resolve(wanted)
         begun = validate(body, "websocket") or engine.begin(body, pending.record, self.id, cached)
         if isinstance(begun, ApiError):
-            self.lanes.failed(pending, wanted, owner, found)
+            self.lanes.refused(pending, wanted, owner, found)
             await self.error(begun, pending.record, echo)
             return
         if found and owner != pending.key:
@@ -311,7 +311,7 @@ class Connection:
         prod = engine.produce(begun)
         if prod.error is not None:
             fault = prod.error
-            self.lanes.failed(pending, wanted, owner, found)
+            self.lanes.refused(pending, wanted, owner, found)
             engine.fail(begun.record, fault.code)
             error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
             await self.emit(
