@@ -27,7 +27,8 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     """The session server, reset (stats, faults, store, sockets) and with default settings.
 
     Settings a test changes (`ttft`, `token_delay`, `keepalive_interval`,
-    `max_connection_age`, `api_key`) are restored afterwards.
+    `max_connection_age`, `api_key`, the `ws_*` lane and ping settings) are restored
+    afterwards.
     """
     server_session.reset()
     yield server_session
@@ -36,4 +37,12 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     server_session.keepalive_interval = None
     server_session.max_connection_age = None
     server_session.api_key = None
+    server_session.ws_lanes = "lanes"
+    server_session.ws_max_in_flight = 16
+    server_session.ws_max_lanes = 32
+    server_session.ws_head_eviction = "end"
+    server_session.ws_when_busy = "queue"
+    server_session.ws_preflight_evicts = True
+    server_session.ws_ping_interval = None
+    server_session.ws_pong_timeout = None
     server_session.reset()

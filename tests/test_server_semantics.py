@@ -314,6 +314,9 @@ def test_ws_a_missing_previous_response_leaves_the_socket_open(server: Responses
 
 
 def test_second_create_while_busy_is_an_error(server: ResponsesServer) -> None:
+    # A server without lanes that refuses the second create (PROTOCOL.md §5.4); the
+    # default server queues it on the default lane (test_server_lanes.py).
+    server.ws_lanes, server.ws_when_busy = "ignore", "error"
     server.token_delay = 0.02
     with connect(server.ws_url, open_timeout=5) as ws:
         ws.send(json.dumps({"type": "response.create", "model": "m", "input": "first"}))
@@ -516,7 +519,7 @@ def test_connection_age_limit(server: ResponsesServer) -> None:
         ("not json", "invalid_json"),
         ("[1]", "invalid_json"),
         ('{"type": "response.cancel"}', "invalid_value"),
-        ('{"type": "response.create", "model": "m", "stream_id": "a"}', "unsupported_parameter"),
+        ('{"type": "response.create", "model": "m", "stream_id": "a b"}', "invalid_stream_id"),
         ('{"type": "response.create", "model": "m", "background": true}', "invalid_value"),
         ('{"type": "response.create", "model": "m", "generate": "no"}', "invalid_value"),
         ('{"type": "response.create", "input": "x"}', "missing_required_parameter"),

@@ -64,18 +64,53 @@ Usage
     ``max_output_tokens`` budget (>= 16) cuts the output and ends in `response.incomplete`.
 
 Semantics (PROTOCOL.md §3-§7)
-    WebSocket: `response.create` text frames; one response in flight per connection (a
-    second create gets the nested error ``conversation_already_has_active_response``);
-    the connection caches its most recent completed/incomplete response (the head);
-    `previous_response_id` must be the head, or a `store: true` response, else the nested
-    ``previous_response_not_found`` error (status 400); any error for a create whose
-    `previous_response_id` is the head (or its `response.failed`) evicts the head;
+    WebSocket: `response.create` text frames on `stream_id` lanes (below); each lane
+    caches its latest completed/incomplete response (its head); `previous_response_id`
+    must be a lane's head (another lane's head is a **fork**) or a `store: true`
+    response, else the nested ``previous_response_not_found`` error (status 400); a
+    same-lane continuation that fails (a pre-flight 400, an `error` event or
+    `response.failed`) evicts the head it referenced, a fork that fails keeps its parent;
     ``generate: false`` → `response.created` + `response.completed` (empty output, real
-    id, 0 output tokens), becomes the head, counted in ``stats.warmups``; ``stream_id``
-    and ``background`` are refused; binary or non-JSON frames get ``invalid_json``.
+    id, 0 output tokens), becomes the lane's head, counted in ``stats.warmups``;
+    ``background`` is refused; binary or non-JSON frames get ``invalid_json``.
     HTTP: `previous_response_id` resolves only from the `store: true` store; ``generate``
     gets 400 ``unsupported_parameter``. A `function_call_output` without its
     `function_call` in the conversation is a 400, as on the real service.
+
+WebSocket lanes (PROTOCOL.md §5; settings of `ResponsesServer`, also settable as attributes,
+read when a connection opens)
+    ``stream_id`` (``^[A-Za-z0-9_.-]{1,256}$``, else ``invalid_stream_id``) names a lane;
+    no ``stream_id`` is the default lane, whose events carry no ``stream_id``. One lane
+    runs its responses in order (FIFO, a create waits for the lane's previous terminal
+    event); lanes run concurrently, each response its own task, their events interleaved
+    on the socket (``sequence_number`` counts per response). Every event of a named-lane
+    response, terminal events and request errors included, carries its ``stream_id``.
+    ``ws_max_in_flight`` (16): responses in flight per socket across lanes, further
+    creates wait. ``ws_max_lanes`` (32): distinct named lanes per socket; one more is
+    the request error ``websocket_stream_limit_reached`` (status 400, ``param:
+    "stream_id"``, with the ``stream_id``; `STREAM_LIMIT_CODE`). §5.4's open point, when a
+    lane's previous head leaves the cache: ``ws_head_eviction="end"`` (default) when the
+    lane's next response ends (completed: replaced; failed: evicted only if it continued
+    that head), so a fork may still start from it meanwhile; ``"start"``: as soon as the
+    lane's next response starts (after its validation). §5.4's other open point, whether a
+    same-lane continuation refused before `response.created` (a validation 400, an armed
+    ``error_next``) evicts the head it named: ``ws_preflight_evicts=True`` (default, as a
+    failed response does), ``False`` keeps it.
+    ``ws_lanes`` — servers without lanes (one response at a time per socket, one cached
+    head, the most recent): ``"refuse"`` (a ``stream_id`` gets ``unsupported_parameter``,
+    ``param: "stream_id"``, before any output), ``"ignore"`` (accepted, never echoed),
+    ``"serial"`` (accepted and echoed); ``"lanes"`` (default) as above. In those three
+    modes a create while one is in flight waits (``ws_when_busy="queue"``, default, as
+    xAI documents) or gets ``conversation_already_has_active_response``
+    (``"error"``; `BUSY_CODE`).
+    Server pings: ``ws_ping_interval`` seconds (None: off, the default) on every socket,
+    idle or not; with ``ws_pong_timeout`` a socket whose pong is late is closed with
+    1011 "keepalive ping timeout" (counted in ``stats.ping_timeouts``).
+    Stats: ``stats.max_in_flight`` (most responses in flight at once on one socket),
+    ``stats.lanes_used`` (distinct named lanes, summed over sockets), ``stats.forks``;
+    per connection ``max_in_flight``, ``lanes`` (names in first-use order), ``forks``;
+    per request `RequestRecord` ``stream_id`` (as sent), ``fork``, with
+    ``previous_response_id`` and ``input_items``.
 
 Chat Completions (`POST /v1/chat/completions`, SSE when `stream` is true, JSON otherwise)
     The same models and faults. The conversation is the `messages` (no chaining, so
@@ -115,9 +150,10 @@ Faults (`server.faults`, each one-shot fault applies to the next N requests)
 from __future__ import annotations
 
 from llmkit.testing._events import ApiError
+from llmkit.testing._faults import Faults
+from llmkit.testing._lanes import BUSY_CODE, STREAM_LIMIT_CODE
 from llmkit.testing._server import ResponsesServer
-from llmkit.testing._state import ConnectionStats, Faults, RequestRecord, ServerStats
-from llmkit.testing._ws import BUSY_CODE
+from llmkit.testing._state import ConnectionStats, RequestRecord, ServerStats
 
 __all__ = [
     "BUSY_CODE",
@@ -126,5 +162,6 @@ __all__ = [
     "Faults",
     "RequestRecord",
     "ResponsesServer",
+    "STREAM_LIMIT_CODE",
     "ServerStats",
 ]

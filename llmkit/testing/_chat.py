@@ -18,8 +18,8 @@ from typing import Any
 
 from llmkit.testing import _models as m
 from llmkit.testing._events import ApiError, dumps
+from llmkit.testing._faults import ErrorShape
 from llmkit.testing._sse import SseBlock
-from llmkit.testing._state import ErrorShape
 from llmkit.testing._stream import Framing
 
 Item = dict[str, Any]

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from llmkit.testing._engine import Engine
 from llmkit.testing._events import ApiError
-from llmkit.testing._state import Faults, ResponseFaults, ResponseStore, ServerStats
+from llmkit.testing._faults import Faults, ResponseFaults
+from llmkit.testing._lanes import BusyPolicy, HeadEviction, LaneMode, LaneSettings
+from llmkit.testing._state import ResponseStore, ServerStats
 from llmkit.testing._stream import StreamConfig
 
 Scope = MutableMapping[str, Any]
@@ -56,6 +58,16 @@ class ServerCore:
         self.keepalive_interval = keepalive_interval
         self.max_connection_age = max_connection_age
         self.api_key = api_key
+        # WebSocket lanes (`_lanes`, read when a connection opens) and server pings (read
+        # by the protocol class of `_server` when a connection opens; None = off).
+        self.ws_lanes: LaneMode = "lanes"
+        self.ws_max_in_flight = 16
+        self.ws_max_lanes = 32
+        self.ws_head_eviction: HeadEviction = "end"
+        self.ws_when_busy: BusyPolicy = "queue"
+        self.ws_preflight_evicts = True
+        self.ws_ping_interval: float | None = None
+        self.ws_pong_timeout: float | None = None
         self.store = ResponseStore()
         self.stats = ServerStats()
         self.faults = Faults(close_idle=self.close_idle)
@@ -70,6 +82,16 @@ class ServerCore:
             keepalive_interval=self.keepalive_interval,
             unknown_events=self.faults.unknown_events,
             drop_after=faults.drop_after,
+        )
+
+    def lane_settings(self) -> LaneSettings:
+        return LaneSettings(
+            mode=self.ws_lanes,
+            max_in_flight=self.ws_max_in_flight,
+            max_lanes=self.ws_max_lanes,
+            head_eviction=self.ws_head_eviction,
+            when_busy=self.ws_when_busy,
+            preflight_evicts=self.ws_preflight_evicts,
         )
 
     def register(self, conn_id: int, conn: Closable) -> None:

@@ -24,13 +24,11 @@ from llmkit.testing._events import (
     render_generation,
     render_warmup,
 )
+from llmkit.testing._faults import ErrorFault, Faults, ResponseFaults
 from llmkit.testing._sse import SseBlock, final_response, parse_sse
 from llmkit.testing._state import (
     Endpoint,
-    ErrorFault,
-    Faults,
     RequestRecord,
-    ResponseFaults,
     ResponseStore,
     ServerStats,
     StoredResponse,
@@ -94,10 +92,7 @@ def _check_transport_fields(body: Item, transport: Transport) -> ApiError | None
         for param in ("generate", "stream_id"):
             if param in body:
                 return _unsupported(param)
-    else:
-        if body.get("stream_id") is not None:
-            # This server implements the single-lane rule (§5.1); lanes are not modelled.
-            return _unsupported("stream_id")
+    else:  # `stream_id` is the connection's business (`_lanes`)
         if "generate" in body and not isinstance(body["generate"], bool):
             return _bad("Invalid type for 'generate': expected a boolean.", "generate")
     if body.get("background"):
@@ -248,6 +243,7 @@ class Engine:
         known = isinstance(body, dict) and not is_chat
         previous = body.get("previous_response_id") if known else None
         generate = body.get("generate", True) if known else True
+        stream_id = body.get("stream_id") if known and transport == "websocket" else None
         return self.stats.add_request(
             RequestRecord(
                 transport=transport,
@@ -257,6 +253,7 @@ class Engine:
                 previous_response_id=previous if isinstance(previous, str) else None,
                 generate=generate is not False,
                 endpoint=endpoint,
+                stream_id=stream_id if isinstance(stream_id, str) else None,
             )
         )
 
@@ -277,7 +274,11 @@ class Engine:
         prefix = list(previous.conversation) if previous is not None else []
         violations = m.count_violations(prefix, new_items)
         turn = Exchange(
-            request={k: v for k, v in body.items() if k not in ("type", "generate", "stream")},
+            request={
+                k: v
+                for k, v in body.items()
+                if k not in ("type", "generate", "stream", "stream_id")
+            },
             previous=previous,
             new_items=new_items,
             violations=violations,

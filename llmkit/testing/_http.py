@@ -34,8 +34,9 @@ from llmkit.testing._engine import (
     validate,
 )
 from llmkit.testing._events import ApiError, Event, dumps
+from llmkit.testing._faults import ErrorFault, ResponseFaults
 from llmkit.testing._sse import SseBlock
-from llmkit.testing._state import Endpoint, ErrorFault, ResponseFaults
+from llmkit.testing._state import Endpoint
 from llmkit.testing._stream import RESPONSES_FRAMING, Framing, Payload, Pump
 
 __all__ = ["Http"]

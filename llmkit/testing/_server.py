@@ -23,7 +23,9 @@ from websockets.exceptions import InvalidState
 
 from llmkit.testing._app import ResponsesApp
 from llmkit.testing._core import ABORT_EXTENSION, ServerCore
-from llmkit.testing._state import Faults, ServerStats, read_replay_source
+from llmkit.testing._faults import Faults, read_replay_source
+from llmkit.testing._lanes import LANE_MODES, BusyPolicy, HeadEviction, LaneMode
+from llmkit.testing._state import ServerStats
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
@@ -62,6 +64,21 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
             raise ClientDisconnected() from None
         self.transport.write(b"".join(self.conn.data_to_send()))
 
+    def start_keepalive(self) -> None:
+        """Server pings with a pong deadline, as the server's settings say when we accept."""
+        core = getattr(self.config, "llmkit_core", None)
+        if isinstance(core, ServerCore):
+            self.ping_interval = core.ws_ping_interval
+            self.ping_timeout = core.ws_pong_timeout
+        super().start_keepalive()
+
+    def keepalive_timeout(self) -> None:
+        """No pong in time: close 1011 "keepalive ping timeout" (uvicorn's), counted."""
+        core = getattr(self.config, "llmkit_core", None)
+        if isinstance(core, ServerCore) and not (self.close_sent or self.transport.is_closing()):
+            core.stats.ping_timeout()
+        super().keepalive_timeout()
+
     def _llmkit_denied(self) -> None:
         # uvicorn does not mark a handshake answered with `websocket.http.response` as
         # complete and then logs an error when the app returns; the denial is intended.
@@ -74,7 +91,7 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 def _config(app: ResponsesApp, host: str, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         log_level=log_level,
@@ -89,6 +106,8 @@ def _config(app: ResponsesApp, host: str, log_level: str) -> uvicorn.Config:
         timeout_graceful_shutdown=1,
         server_header=False,
     )
+    config.llmkit_core = app.core  # type: ignore[attr-defined]  # read by the protocol class
+    return config
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -132,6 +151,14 @@ class ResponsesServer:
         api_key: str | None = None,
         log_level: str = "warning",
         ssl_context: ssl.SSLContext | None = None,
+        ws_lanes: LaneMode = "lanes",
+        ws_max_in_flight: int = 16,
+        ws_max_lanes: int = 32,
+        ws_head_eviction: HeadEviction = "end",
+        ws_when_busy: BusyPolicy = "queue",
+        ws_preflight_evicts: bool = True,
+        ws_ping_interval: float | None = None,
+        ws_pong_timeout: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -143,6 +170,14 @@ class ResponsesServer:
             max_connection_age=max_connection_age,
             api_key=api_key,
         )
+        self.ws_lanes = ws_lanes
+        self.ws_max_in_flight = ws_max_in_flight
+        self.ws_max_lanes = ws_max_lanes
+        self.ws_head_eviction = ws_head_eviction
+        self.ws_when_busy = ws_when_busy
+        self.ws_preflight_evicts = ws_preflight_evicts
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_pong_timeout = ws_pong_timeout
         self._app = ResponsesApp(self._core)
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
@@ -190,6 +225,80 @@ class ResponsesServer:
     @api_key.setter
     def api_key(self, value: str | None) -> None:
         self._core.api_key = value
+
+    @property
+    def ws_lanes(self) -> LaneMode:
+        return self._core.ws_lanes
+
+    @ws_lanes.setter
+    def ws_lanes(self, value: LaneMode) -> None:
+        if value not in LANE_MODES:
+            raise ValueError(f"ws_lanes must be one of {LANE_MODES}")
+        self._core.ws_lanes = value
+
+    @property
+    def ws_max_in_flight(self) -> int:
+        return self._core.ws_max_in_flight
+
+    @ws_max_in_flight.setter
+    def ws_max_in_flight(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("ws_max_in_flight must be >= 1")
+        self._core.ws_max_in_flight = value
+
+    @property
+    def ws_max_lanes(self) -> int:
+        return self._core.ws_max_lanes
+
+    @ws_max_lanes.setter
+    def ws_max_lanes(self, value: int) -> None:
+        if value < 0:
+            raise ValueError("ws_max_lanes must be >= 0")
+        self._core.ws_max_lanes = value
+
+    @property
+    def ws_head_eviction(self) -> HeadEviction:
+        return self._core.ws_head_eviction
+
+    @ws_head_eviction.setter
+    def ws_head_eviction(self, value: HeadEviction) -> None:
+        if value not in ("end", "start"):
+            raise ValueError("ws_head_eviction must be 'end' or 'start'")
+        self._core.ws_head_eviction = value
+
+    @property
+    def ws_when_busy(self) -> BusyPolicy:
+        return self._core.ws_when_busy
+
+    @ws_when_busy.setter
+    def ws_when_busy(self, value: BusyPolicy) -> None:
+        if value not in ("queue", "error"):
+            raise ValueError("ws_when_busy must be 'queue' or 'error'")
+        self._core.ws_when_busy = value
+
+    @property
+    def ws_preflight_evicts(self) -> bool:
+        return self._core.ws_preflight_evicts
+
+    @ws_preflight_evicts.setter
+    def ws_preflight_evicts(self, value: bool) -> None:
+        self._core.ws_preflight_evicts = value
+
+    @property
+    def ws_ping_interval(self) -> float | None:
+        return self._core.ws_ping_interval
+
+    @ws_ping_interval.setter
+    def ws_ping_interval(self, value: float | None) -> None:
+        self._core.ws_ping_interval = value
+
+    @property
+    def ws_pong_timeout(self) -> float | None:
+        return self._core.ws_pong_timeout
+
+    @ws_pong_timeout.setter
+    def ws_pong_timeout(self, value: float | None) -> None:
+        self._core.ws_pong_timeout = value
 
     # -- introspection ----------------------------------------------------------------------
     @property

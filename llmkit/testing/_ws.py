@@ -1,9 +1,11 @@
-"""WebSocket mode of `/v1/responses`: one connection, its cache head and its in-flight turn.
+"""WebSocket mode of `/v1/responses`: one connection, its lanes and their responses.
 
-Semantics follow PROTOCOL.md §1-§7: `response.create` text frames, one response in flight
-per connection, a connection-local cache holding the most recent completed response,
-`previous_response_not_found` as the nested error envelope, eviction of the referenced
-response when a continuation fails, `generate: false` warm-ups and the age limit.
+Semantics follow PROTOCOL.md §1-§7: `response.create` text frames, `stream_id` lanes
+(bookkeeping in `_lanes`: per-lane FIFO, per-lane heads, forks, eviction, the limits and
+the no-lane modes), each started response its own task writing frames through one
+buffered, lock-serialized writer (so concurrent lanes interleave), the nested error
+envelope (with the lane's `stream_id`), `generate: false` warm-ups and the age limit.
+Server pings are uvicorn's, configured per connection by `_server`'s protocol class.
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ from llmkit.testing._core import (
     request_id,
     unauthorized,
 )
-from llmkit.testing._engine import Exchange, replay_outcome, validate
+from llmkit.testing._engine import replay_outcome, validate
 from llmkit.testing._events import ApiError, dumps
+from llmkit.testing._lanes import Lanes, Pending, Refusal
 from llmkit.testing._sse import SseBlock
-from llmkit.testing._state import StoredResponse
 from llmkit.testing._stream import Payload, Pump
 
-BUSY_CODE = "conversation_already_has_active_response"
 SendTexts = Callable[[list[str]], Awaitable[None]]
 _REJECT_MESSAGES = {
     401: "Unauthorized.",
@@ -110,7 +111,7 @@ def _limit_text(seconds: float) -> str:
 
 
 class Connection:
-    """One accepted WebSocket: reads frames, runs at most one response at a time."""
+    """One accepted WebSocket: reads frames, runs each response as its own task (`_lanes`)."""
 
     def __init__(
         self,
@@ -127,16 +128,16 @@ class Connection:
         self._pending_size = 0
         self.id = core.stats.open_connection()
         self.opened = time.monotonic()
-        self.head: StoredResponse | None = None
-        self.active = False
-        self.task: asyncio.Task[None] | None = None
+        self.lanes = Lanes(core.lane_settings())
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
 
     @property
     def busy(self) -> bool:
-        return self.active
+        return self.lanes.live > 0
 
     def request_close(self, code: int, reason: str) -> None:
         """Thread-safe: ask the connection's loop to close this socket."""
@@ -149,8 +150,8 @@ class Connection:
         try:
             await self._dispatch()
         finally:
-            self.active = False
-            tasks = [t for t in (self.task, reader) if t is not None and not t.done()]
+            self.closing = True
+            tasks = [t for t in (*self.tasks, reader) if not t.done()]
             for task in tasks:
                 task.cancel()
             if tasks:
@@ -198,6 +199,8 @@ class Connection:
         if self._pending_size >= BATCH_BYTES:
             await self.flush()
             await asyncio.sleep(0)  # let the loop see a disconnect and serve the others
+        elif self.lanes.in_flight > 1:
+            await asyncio.sleep(0)  # concurrent lanes interleave event by event
 
     async def flush(self) -> None:
         async with self._lock:
@@ -215,6 +218,7 @@ class Connection:
             await self._send({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
+        self.closing = True
         with contextlib.suppress(Exception):  # the peer may be gone already
             async with self._lock:
                 await self._write_pending()
@@ -222,20 +226,18 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the TCP connection without a close frame."""
+        self.closing = True
         if self._abort is not None:
             self._abort()
         else:  # pragma: no cover - only without the llmkit protocol class
             self.inbox.put_nowait(("close", 1011, "aborted"))
 
-    async def error(self, error: ApiError, record: int | None = None) -> None:
+    async def error(
+        self, error: ApiError, record: int | None = None, stream_id: str | None = None
+    ) -> None:
         if record is not None:
             self.core.engine.fail(record, error.code or error.type)
-        await self.emit(error.nested())
-
-    def evict(self, previous_id: Any) -> None:
-        """A failed continuation drops the response it referenced from the cache (§3.1)."""
-        if previous_id is not None and self.head is not None and self.head.id == previous_id:
-            self.head = None
+        await self.emit(_tag(error.nested(), stream_id))
 
     # -- incoming --------------------------------------------------------------------------------
     async def on_message(self, message: Message) -> bool:
@@ -254,8 +256,7 @@ class Connection:
         return await self.on_create(body, size)
 
     async def on_create(self, body: dict[str, Any], size: int) -> bool:
-        engine = self.core.engine
-        record = engine.record("websocket", self.id, body, size)
+        record = self.core.engine.record("websocket", self.id, body, size)
         age_limit = self.core.max_connection_age
         if age_limit is not None and time.monotonic() - self.opened > age_limit:
             msg = (
@@ -265,44 +266,57 @@ class Connection:
             await self.error(ApiError(400, msg, code="websocket_connection_limit_reached"), record)
             await self.close(1000, "connection limit reached")
             return True
-        if self.active:
-            msg = (
-                "Another response is already in progress on this connection. Wait for its "
-                "terminal event before sending another response.create."
-            )
-            await self.error(ApiError(400, msg, code=BUSY_CODE), record)
+        admitted = self.lanes.admit(body, record)
+        if isinstance(admitted, Refusal):
+            await self.error(admitted.error, record, admitted.echo)
             return False
-        begun = validate(body, "websocket") or engine.begin(body, record, self.id, self.head)
-        if isinstance(begun, ApiError):
-            self.evict(body.get("previous_response_id"))
-            await self.error(begun, record)
-            return False
-        self.active = True
-        self.task = asyncio.create_task(self.respond(begun))
+        if admitted.key is not None:
+            self.core.stats.lane_event(self.id, lane=admitted.key)
+        self.start_ready()
         return False
 
-    async def respond(self, turn: Exchange) -> None:
+    def start_ready(self) -> None:
+        """Start every waiting create whose lane and slot are free, each as its own task."""
+        while not self.closing and (pending := self.lanes.next_ready()) is not None:
+            self.core.stats.lane_event(self.id, in_flight=self.lanes.in_flight)
+            task = asyncio.create_task(self.respond(pending))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def respond(self, pending: Pending) -> None:
         try:
-            await self._respond(turn)
+            await self._respond(pending)
         except asyncio.CancelledError:  # the connection ended under the response
-            self.core.engine.fail(turn.record, "disconnected")
+            self.core.engine.fail(pending.record, "disconnected")
             raise
         except Exception:  # the peer went away mid-stream
-            self.core.engine.fail(turn.record, "disconnected")
+            self.core.engine.fail(pending.record, "disconnected")
         finally:
-            self.active = False
+            self.lanes.release(pending)
+            self.start_ready()
 
-    async def _respond(self, turn: Exchange) -> None:
-        engine = self.core.engine
-        prod = engine.produce(turn)
-        previous_id = turn.previous.id if turn.previous is not None else None
+    async def _respond(self, pending: Pending) -> None:
+        engine, body, echo = self.core.engine, pending.body, pending.echo
+        wanted = body.get("previous_response_id")
+        cached, owner, found = self.lanes.resolve(wanted)
+        begun = validate(body, "websocket") or engine.begin(body, pending.record, self.id, cached)
+        if isinstance(begun, ApiError):
+            self.lanes.refused(pending, wanted, owner, found)
+            await self.error(begun, pending.record, echo)
+            return
+        if found and owner != pending.key:
+            self.core.stats.update(pending.record, fork=True)
+            self.core.stats.lane_event(self.id, fork=True)
+        self.lanes.started(pending)
+        prod = engine.produce(begun)
         if prod.error is not None:
             fault = prod.error
-            self.active = False
-            self.evict(previous_id)
-            engine.fail(turn.record, fault.code)
+            self.lanes.refused(pending, wanted, owner, found)
+            engine.fail(begun.record, fault.code)
             error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
-            await self.emit(error.nested() if fault.shape == "nested" else error.flat(0))
+            await self.emit(
+                _tag(error.nested() if fault.shape == "nested" else error.flat(0), echo)
+            )
             return
         if prod.blocks is not None:
             status, response = replay_outcome(prod.blocks)
@@ -313,20 +327,41 @@ class Connection:
             payloads = prod.rendered.events  # built while sending
 
         def commit() -> None:
-            entry = engine.finish(turn, status, response)
+            entry = engine.finish(begun, status, response)
             if entry is not None:
-                self.head = entry
+                self.lanes.completed(pending, entry)
             else:
-                self.evict(previous_id)
-            self.active = False
+                self.lanes.failed(pending, wanted, owner, found)
+
+        async def send(payload: Payload) -> None:
+            await self.queue(_tag(payload, echo))
 
         config = self.core.stream_config(prod.faults)
-        pump = Pump(self.queue, config, commit, flush=self.flush)
+        pump = Pump(send, config, commit, flush=self.flush)
         if await pump.run(payloads):
             pump.commit()
         else:
-            engine.fail(turn.record, "dropped")
+            engine.fail(begun.record, "dropped")
             self.inbox.put_nowait(("abort",))
+
+
+def _tag(payload: Payload, stream_id: str | None) -> Payload:
+    """The frame with the lane's `stream_id` (every event of a named lane carries it)."""
+    if stream_id is None:
+        return payload
+    if isinstance(payload, SseBlock):
+        if payload.data is None:
+            return payload
+        try:
+            event = json.loads(payload.data)
+        except ValueError:
+            return payload
+        if not isinstance(event, dict):
+            return payload
+        event["stream_id"] = stream_id
+        return SseBlock(payload.raw, dumps(event), payload.type)
+    payload["stream_id"] = stream_id
+    return payload
 
 
 def _parse(text: str | None) -> dict[str, Any] | ApiError:
