@@ -23,6 +23,7 @@ DOMAIN = (
     "llmkit.exceptions",
     "llmkit.messages",
     "llmkit.stream",
+    "llmkit._parts",
     "llmkit.model",
     "llmkit.tool_loop",
     "llmkit._closing",

@@ -1,0 +1,158 @@
+"""The stream parts: what a protocol makes of provider events, one dataclass per kind.
+
+Every part of an output item carries that item's ``id``. End parts carry the item's
+final value as the server stated it (``TextEnd.text``, ``ReasoningEnd.summary``), which
+the fold prefers over the joined deltas: a server's final word wins. Public through
+`llmkit.stream` and `llmkit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from llmkit.messages import (
+    FinishReason,
+    ProviderItemPart,
+    ResponseMetadata,
+    SourcePart,
+    ToolCall,
+    Usage,
+)
+
+__all__ = [
+    "Finish",
+    "ReasoningDelta",
+    "ReasoningEnd",
+    "ReasoningStart",
+    "StreamPart",
+    "TextDelta",
+    "TextEnd",
+    "TextStart",
+    "ToolInputDelta",
+    "ToolInputEnd",
+    "ToolInputStart",
+    "Warnings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Warnings:
+    """Things the provider or llmkit wants the caller to know (dropped settings, ...)."""
+
+    warnings: tuple[str, ...]
+    type: Literal["warnings"] = field(default="warnings", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextStart:
+    """A text (or refusal) content part of output item ``id`` begins."""
+
+    id: str | None
+    refusal: bool = False
+    phase: str | None = None
+    type: Literal["text_start"] = field(default="text_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """More text for the open text part of item ``id``."""
+
+    id: str | None
+    delta: str
+    type: Literal["text_delta"] = field(default="text_delta", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextEnd:
+    """The text part of item ``id`` is complete; ``text`` is its final value."""
+
+    id: str | None
+    text: str
+    type: Literal["text_end"] = field(default="text_end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningStart:
+    """A reasoning item begins."""
+
+    id: str | None
+    type: Literal["reasoning_start"] = field(default="reasoning_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """More reasoning text: of summary part ``index`` or of raw reasoning part ``index``."""
+
+    id: str | None
+    delta: str
+    kind: Literal["summary", "text"] = "summary"
+    index: int = 0
+    type: Literal["reasoning_delta"] = field(default="reasoning_delta", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningEnd:
+    """The reasoning item is complete, with its final summary, text and encrypted state."""
+
+    id: str | None
+    summary: tuple[str, ...] = ()
+    content: tuple[str, ...] = ()
+    encrypted_content: str | None = None
+    type: Literal["reasoning_end"] = field(default="reasoning_end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputStart:
+    """The model starts writing the input of a tool call."""
+
+    id: str | None
+    call_id: str
+    name: str
+    kind: Literal["function", "custom"] = "function"
+    type: Literal["tool_input_start"] = field(default="tool_input_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputDelta:
+    """More of a tool call's input (JSON text for a function tool)."""
+
+    id: str | None
+    delta: str
+    type: Literal["tool_input_delta"] = field(default="tool_input_delta", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputEnd:
+    """The tool call's input is complete; a `ToolCall` part follows."""
+
+    id: str | None
+    type: Literal["tool_input_end"] = field(default="tool_input_end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The response reached a terminal event."""
+
+    finish_reason: FinishReason
+    usage: Usage
+    metadata: ResponseMetadata
+    type: Literal["finish"] = field(default="finish", init=False)
+
+
+StreamPart: TypeAlias = (
+    Warnings
+    | TextStart
+    | TextDelta
+    | TextEnd
+    | ReasoningStart
+    | ReasoningDelta
+    | ReasoningEnd
+    | ToolInputStart
+    | ToolInputDelta
+    | ToolInputEnd
+    | ToolCall
+    | SourcePart
+    | ProviderItemPart
+    | Finish
+)
