@@ -20,21 +20,6 @@ from llmkit.messages import (
     Usage,
 )
 
-__all__ = [
-    "Finish",
-    "ReasoningDelta",
-    "ReasoningEnd",
-    "ReasoningStart",
-    "StreamPart",
-    "TextDelta",
-    "TextEnd",
-    "TextStart",
-    "ToolInputDelta",
-    "ToolInputEnd",
-    "ToolInputStart",
-    "Warnings",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Warnings:
