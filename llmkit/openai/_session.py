@@ -12,7 +12,8 @@ so both keep the same rules (each one a bug of the Go original, PEERS.md (b)):
 * A connection whose response did not complete on it is closed, never reused.
 * Chains live on connections and are matched to conversations by content: a call goes
   to the idle connection whose chain it extends.
-* A chain exists only after ``completed``/``incomplete`` on that connection.
+* A chain exists only after ``completed``/``incomplete`` on that connection, and after a
+  warm-up only if it prepared something (``_chain.warmup_prepared``).
 """
 
 from __future__ import annotations
