@@ -32,6 +32,7 @@ from llmkit.exceptions import (
     Timeout,
     TransportError,
     UsageError,
+    WebSocketNotServed,
 )
 from llmkit.messages import (
     OLD_NAMES as _OLD_NAMES,
@@ -148,6 +149,7 @@ __all__ = [
     "UserMessage",
     "WarmupResult",
     "Warnings",
+    "WebSocketNotServed",
     "__version__",
     "collect",
     "tool",

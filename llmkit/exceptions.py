@@ -7,6 +7,7 @@ LLMKitError
 │   ├── ConnectError
 │   ├── Timeout
 │   └── ConnectionClosed  the connection ended before a terminal event
+│       └── WebSocketNotServed  closed right after the request, twice, before any event
 ├── APIError              the server answered with an error
 │   ├── APIStatusError    an HTTP status (or a WebSocket error frame carrying one)
 │   │   ├── BadRequestError          400
@@ -55,6 +56,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "UsageError",
+    "WebSocketNotServed",
     "FRAGMENT",
     "redact",
     "redact_error",
@@ -235,6 +237,21 @@ class ConnectionClosed(TransportError):
         super().__init__(message, partial=partial, retryable=retryable)
         self.code = code
         self.reason = reason
+
+
+class WebSocketNotServed(ConnectionClosed):
+    """WebSocket mode appears not to be served for this request.
+
+    The server (often a gateway or proxy in front of it, or a model or account not
+    enabled for WebSocket mode) closed the socket cleanly right after ``response.create``,
+    before any event, and did so again when the request was resent on a new connection.
+    Such a close does not prove the request never reached a model (a gateway may have
+    forwarded it), so it is not sent a third time, nor over HTTP: the caller decides.
+    Not retryable as it is; ``websocket=False`` on the provider serves it over HTTP.
+    ``code`` and ``reason`` are those of the second close.
+    """
+
+    retryable = False
 
 
 class APIError(LLMKitError):

@@ -453,11 +453,21 @@ class Response:
 
 @dataclass(frozen=True, slots=True)
 class WarmupResult:
-    """What a warm-up cost. ``response_id`` is None when the transport cannot warm up."""
+    """What a warm-up cost, and whether it prepared anything.
+
+    ``response_id`` is None when the transport cannot warm up. ``prepared`` is True only
+    when the server kept the warm-up as a chain head for the next call: it reported
+    input tokens for a non-empty input (or the input was empty). A warm-up answered by a
+    gateway that keeps nothing (0 input tokens, such as LiteLLM's ``resp_warmup_…``) is
+    ``prepared=False``: llmkit keeps no chain for it (the next call sends its full
+    input) and logs a warning once per provider; its ``response_id`` names nothing to
+    chain on. A skipped warm-up (HTTP, WebSocket unavailable) is not prepared.
+    """
 
     response_id: str | None
     usage: Usage
     transport: Literal["http", "websocket"]
+    prepared: bool = False
 
     @classmethod
     def skipped(cls) -> WarmupResult:

@@ -27,7 +27,7 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     """The session server, reset (stats, faults, store, sockets) and with default settings.
 
     Settings a test changes (`ttft`, `token_delay`, `keepalive_interval`,
-    `max_connection_age`, `api_key`, the `ws_*` lane and ping settings) are restored
+    `max_connection_age`, `api_key`, the `ws_*` lane, ping and gateway settings) are restored
     afterwards.
     """
     server_session.reset()
@@ -45,4 +45,5 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     server_session.ws_preflight_evicts = True
     server_session.ws_ping_interval = None
     server_session.ws_pong_timeout = None
+    server_session.ws_fake_warmups = False
     server_session.reset()

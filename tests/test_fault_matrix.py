@@ -63,6 +63,14 @@ Fault matrix (rendered from MATRIX)::
       chat       InternalServerError; .partial: empty                        gen 0  req 1
       http       ResponseFailed; .partial: empty                             gen 0  req 1
       websocket  ResponseFailed; .partial: empty                             gen 0  req 1
+    error_next(string): a gateway's bare-string error event, no status, no code
+      chat       ResponseFailed; .partial: empty                             gen 0  req 1
+      http       ResponseFailed; .partial: empty                             gen 0  req 1
+      websocket  ResponseFailed; .partial: empty                             gen 0  req 1
+    error_next(429, status_code): `status_code` for `status`, a renamed code (Chat: no status)
+      chat       ResponseFailed; .partial: empty                             gen 0  req 1
+      http       RateLimitError; .partial: empty                             gen 0  req 1
+      websocket  RateLimitError; .partial: empty                             gen 0  req 1
     error_next(previous_response_not_found): the chain head is gone
       chat       ResponseFailed; .partial: empty                             gen 0  req 1
       http       BadRequestError; .partial: empty                            gen 0  req 1
@@ -83,6 +91,14 @@ Fault matrix (rendered from MATRIX)::
       chat       n/a (WebSocket-only)
       http       n/a (WebSocket-only)
       websocket  answer, input in full                                       gen 1  req 1
+    close_on_create: a clean close right after response.create, no event (a gateway)
+      chat       n/a (WebSocket-only)
+      http       n/a (WebSocket-only)
+      websocket  answer, input in full                                       gen 1  req 2
+    close_on_create twice: the resend is closed the same way: not served
+      chat       n/a (WebSocket-only)
+      http       n/a (WebSocket-only)
+      websocket  WebSocketNotServed; .partial: empty                         gen 0  req 2
     max_frame_size: the request frame is too big (close 1009)
       chat       n/a (WebSocket-only)
       http       n/a (WebSocket-only)
@@ -119,6 +135,11 @@ Notes on the outcomes that differ by path:
   server did not run the request: WebSocket mode resends in full, once (on the same
   connection after ``previous_response_not_found``, a healthy socket; on a new one
   after the limit).
+* A clean close right after ``response.create`` with no event (a gateway that does not
+  serve WebSocket mode for the request) is resent once on a new connection, as any clean
+  close; a second one raises `llmkit.WebSocketNotServed` (a `ConnectionClosed`, not
+  retryable; its message says to pass ``websocket=False``), never a third send or HTTP:
+  a close does not prove the model never ran.
 """
 
 from __future__ import annotations
@@ -292,6 +313,21 @@ def arm_error_flat(server: ResponsesServer, path: str) -> None:
     server.faults.error_next(code="boom", message="engine down", status=500, shape="flat")
 
 
+def arm_error_string(server: ResponsesServer, path: str) -> None:
+    server.faults.error_next(code=None, message="upstream failed", status=None, shape="string")
+
+
+def arm_error_status_code(server: ResponsesServer, path: str) -> None:
+    server.faults.error_next(code="throttled", message="slow down", status=429, shape="status_code")
+
+
+def arm_close_on_create(n: int) -> Arm:
+    def arm(server: ResponsesServer, path: str) -> None:
+        server.faults.close_on_create(n, reason="not enabled")
+
+    return arm
+
+
 def arm_not_found(server: ResponsesServer, path: str) -> None:
     server.faults.error_next(code="previous_response_not_found", message="gone", status=400)
 
@@ -411,6 +447,20 @@ MATRIX: dict[str, Row] = {
         http=Expect(llmkit.ResponseFailed, generations=0, partial="empty"),
         websocket=Expect(llmkit.ResponseFailed, generations=0, partial="empty"),
     ),
+    "error_next(string)": Row(
+        "a gateway's bare-string error event, no status, no code",
+        arm_error_string,
+        chat=Expect(llmkit.ResponseFailed, generations=0, partial="empty"),
+        http=Expect(llmkit.ResponseFailed, generations=0, partial="empty"),
+        websocket=Expect(llmkit.ResponseFailed, generations=0, partial="empty"),
+    ),
+    "error_next(429, status_code)": Row(
+        "`status_code` for `status`, a renamed code (Chat: no status)",
+        arm_error_status_code,
+        chat=Expect(llmkit.ResponseFailed, generations=0, partial="empty"),
+        http=Expect(llmkit.RateLimitError, generations=0, partial="empty"),
+        websocket=Expect(llmkit.RateLimitError, generations=0, partial="empty"),
+    ),
     "error_next(previous_response_not_found)": Row(
         "the chain head is gone",
         arm_not_found,
@@ -445,6 +495,20 @@ MATRIX: dict[str, Row] = {
         chat=_WS_ONLY,
         http=_WS_ONLY,
         websocket=Expect(input_mode="full"),
+    ),
+    "close_on_create": Row(
+        "a clean close right after response.create, no event (a gateway)",
+        arm_close_on_create(1),
+        chat=_WS_ONLY,
+        http=_WS_ONLY,
+        websocket=Expect(requests=2, input_mode="full"),
+    ),
+    "close_on_create twice": Row(
+        "the resend is closed the same way: not served",
+        arm_close_on_create(2),
+        chat=_WS_ONLY,
+        http=_WS_ONLY,
+        websocket=Expect(llmkit.WebSocketNotServed, generations=0, requests=2, partial="empty"),
     ),
     "max_frame_size": Row(
         "the request frame is too big (close 1009)",
@@ -537,6 +601,7 @@ def test_every_fault_of_the_server_has_a_row(server: ResponsesServer) -> None:
         "fail_next",
         "error_next",
         "close_idle",
+        "close_on_create",
         "max_frame_size",
         "reject_upgrades",
         "reject_requests",

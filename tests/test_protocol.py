@@ -1441,9 +1441,9 @@ def test_error_event_body_and_type() -> None:
         protocol.receive(ev.error_nested("insufficient_quota", "quota", error_type="quota"))
     assert info.value.error_type == "quota"
     assert info.value.retryable is False
-    assert info.value.body == {
+    assert info.value.body == {  # the frame as it arrived, nulls included
         "type": "error",
-        "error": {"type": "quota", "code": "insufficient_quota", "message": "quota"},
+        "error": {"type": "quota", "code": "insufficient_quota", "message": "quota", "param": None},
     }
     assert info.value.partial is not None
     assert info.value.partial.content == ()

@@ -20,7 +20,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Chain", "Continuation", "Plan", "continuation", "plan_request", "record_chain"]
+__all__ = [
+    "Chain",
+    "Continuation",
+    "Plan",
+    "continuation",
+    "plan_request",
+    "record_chain",
+    "warmup_prepared",
+]
 
 JSON = dict[str, Any]
 # Fields that describe this one request's delivery, not the conversation.
@@ -113,3 +121,24 @@ def record_chain(
     if response_id is None or body.get("previous_response_id") is not None:
         return None
     return Chain(response_id, _settings(body), (*plan.full_input, *output_items))
+
+
+def warmup_prepared(body: Mapping[str, Any], input_tokens: int) -> bool:
+    """Whether a completed warm-up of ``body`` prepared a head the next turn may chain on.
+
+    The real service bills a warm-up's input (PROTOCOL.md §4: input tokens > 0, 0
+    output), so a warm-up of a non-empty input that reports 0 input tokens (or no usage)
+    was answered by something that kept nothing: LiteLLM's WebSocket relay answers
+    ``generate: false`` itself with a synthetic ``resp_warmup_…`` id. Chaining on that id
+    would send the next turn with no context and get a wrong answer. A warm-up of an
+    empty input has nothing to prepare, and counts.
+
+    Generated turns get no such check, for want of a sound rule: the client cannot count
+    an item's tokens (the tokenizer, the chat template and the tool and instruction
+    overhead are the server's and differ by model), gateways and Azure report usage in
+    their own ways (some leave it out of streamed answers, some count only uncached
+    tokens), and a chained turn may legitimately report fewer input tokens than a naive
+    estimate of its new items. A threshold would be a guess that raises on correct
+    answers; only the warm-up's 0-for-something is certain.
+    """
+    return not body.get("input") or input_tokens > 0

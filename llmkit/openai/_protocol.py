@@ -66,13 +66,20 @@ def failure(response: wire.ResponseObject) -> ResponseFailed:
 
 
 def error_from_event(event: wire.ErrorEvent) -> APIError:
-    """The error an ``error`` event stands for: by its HTTP status when it has one."""
+    """The error an ``error`` event stands for: by its HTTP status when it has one.
+
+    The same status makes the same class as an HTTP answer would (`status_error`: 429 is
+    a `RateLimitError`, 401 an `AuthenticationError`, ...), whatever the event's shape
+    (nested, flat, a bare string, ``status_code`` for ``status``, no code); without a
+    status it is a `ResponseFailed`. ``body`` is the event as it arrived, as an HTTP
+    error's ``body`` is its decoded answer (redacted where the call ends, `redact_error`).
+    """
     status = event.http_status
     common: dict[str, Any] = {
         "code": event.error_code,
         "param": event.error_param,
         "error_type": event.error_type,
-        "body": event.model_dump(exclude_none=True),
+        "body": event.frame,
     }
     if status is not None:
         return status_error(status, event.error_message, headers=event.error_headers, **common)

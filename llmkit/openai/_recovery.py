@@ -19,9 +19,10 @@ from llmkit.exceptions import (
     ConnectionClosed,
     LLMKitError,
     Timeout,
+    WebSocketNotServed,
 )
 
-__all__ = ["Action", "Cooldown", "Failure", "decide"]
+__all__ = ["Action", "Cooldown", "Failure", "decide", "not_served", "silent_close"]
 
 PREVIOUS_RESPONSE_NOT_FOUND = "previous_response_not_found"
 CONNECTION_LIMIT_REACHED = "websocket_connection_limit_reached"
@@ -85,6 +86,43 @@ def decide(failure: Failure, *, resends_left: int) -> Action:
     if isinstance(error, ConnectionClosed) and error.code in _CLEAN_CLOSE_CODES:
         return Action.RECONNECT
     return Action.RAISE
+
+
+def silent_close(failure: Failure) -> bool:
+    """Whether the server closed the socket cleanly after the request, before any event.
+
+    A gateway does this when it does not serve WebSocket mode for the request (the model
+    or the account not enabled for it, a parameter value it does not relay). `decide`
+    resends once on a new connection, as for any clean close; two in a row mean
+    `not_served`.
+    """
+    error = failure.error
+    return (
+        failure.stage == "receive"
+        and failure.events == 0
+        and isinstance(error, ConnectionClosed)
+        and error.code in _CLEAN_CLOSE_CODES
+    )
+
+
+def not_served(error: ConnectionClosed) -> WebSocketNotServed:
+    """What the second `silent_close` of a turn raises, after ``error``.
+
+    Not a fallback to HTTP: a clean close proves only that no event came back, not that
+    the request never reached a model (DESIGN.md: fall back only when it provably did
+    not), and the turn was already sent twice. The message says how to switch WebSocket
+    mode off; ``code`` and ``reason`` (already redacted) are the close's.
+    """
+    reason = f": {error.reason}" if error.reason else ""
+    return WebSocketNotServed(
+        f"the server closed the WebSocket right after response.create, before any event, "
+        f"twice in a row (code {error.code}{reason}): WebSocket mode appears not to be "
+        "served for this request (a gateway or proxy that does not relay it, or a model "
+        "or account not enabled for it); pass websocket=False to the provider to use HTTP",
+        code=error.code,
+        reason=error.reason,
+        partial=error.partial,
+    )
 
 
 def fallback_reason(failure: Failure) -> str:

@@ -12,7 +12,8 @@ so both keep the same rules (each one a bug of the Go original, PEERS.md (b)):
 * A connection whose response did not complete on it is closed, never reused.
 * Chains live on connections and are matched to conversations by content: a call goes
   to the idle connection whose chain it extends.
-* A chain exists only after ``completed``/``incomplete`` on that connection.
+* A chain exists only after ``completed``/``incomplete`` on that connection, and after a
+  warm-up only if it prepared something (``_chain.warmup_prepared``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 from llmkit._closing import closed_error
 from llmkit._core.run import Meter
 from llmkit._deadline import Deadline
-from llmkit.exceptions import LLMKitError, Timeout, TransportError
+from llmkit.exceptions import ConnectionClosed, LLMKitError, Timeout, TransportError
 from llmkit.messages import WarmupResult
 from llmkit.openai._chain import (
     Chain,
@@ -37,9 +38,18 @@ from llmkit.openai._chain import (
     continuation,
     plan_request,
     record_chain,
+    warmup_prepared,
 )
 from llmkit.openai._encode import render_output
-from llmkit.openai._recovery import Action, Cooldown, Failure, decide, fallback_reason
+from llmkit.openai._recovery import (
+    Action,
+    Cooldown,
+    Failure,
+    decide,
+    fallback_reason,
+    not_served,
+    silent_close,
+)
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Collector, Finish
 from llmkit.transports.base import ConnectionBase, FrameCount, json_text
@@ -50,6 +60,12 @@ logger = logging.getLogger("llmkit")
 
 JSON = dict[str, Any]
 COOLING_DOWN = "WebSocket is cooling down after a failed connect"
+UNPREPARED_WARMUP = (
+    "a WebSocket warm-up prepared nothing: the server reported 0 input tokens for a "
+    "non-empty input (a gateway, such as LiteLLM's WebSocket relay, answering warm-ups "
+    "itself?); no chain is kept, so the next call sends its full input, and warm-ups "
+    "bring no speed-up through this server"
+)
 
 
 ConnectionT = TypeVar("ConnectionT", bound=ConnectionBase)
@@ -182,6 +198,7 @@ class CooldownGate:
         self._cooldown = cooldown
         self._lock = threading.Lock()
         self._cause = ""
+        self._warned: set[str] = set()
 
     def active(self) -> bool:
         """Whether WebSocket should not be tried now."""
@@ -206,6 +223,15 @@ class CooldownGate:
         """Record a successful connect."""
         with self._lock:
             self._cooldown.succeeded()
+
+    def warn_once(self, message: str) -> None:
+        """Log ``message`` as a warning the first time this session meets it (the gate is
+        the state every turn of a provider's session shares)."""
+        with self._lock:
+            if message in self._warned:
+                return
+            self._warned.add(message)
+        logger.warning("%s", message)
 
 
 @dataclass(slots=True)
@@ -265,6 +291,9 @@ class Turn(Generic[ConnectionT]):
         self._max_age = max_age
         self._gate = gate
         self._resends_left = 1
+        self._silent_closes = 0
+        self.prepared = False
+        """Whether the turn left a chain head on its connection (a warm-up: `_record`)."""
         self.failure: Failure | None = None
         self.over = False
         """Whether the turn is done on WebSocket: completed, or going over HTTP."""
@@ -330,8 +359,11 @@ class Turn(Generic[ConnectionT]):
         try:
             yield attempt
         except LLMKitError as exc:
-            if not self._recover(attempt, exc):
+            error = self._recover(attempt, exc)
+            if error is exc:
                 raise
+            if error is not None:
+                raise error from exc
         except BaseException:  # an abandoned or cancelled stream
             self.slot.drop("the response did not complete on this connection")
             raise
@@ -340,19 +372,28 @@ class Turn(Generic[ConnectionT]):
             self.over = True
 
     def _record(self, attempt: Attempt) -> None:
+        """Keep the completed response as the connection's chain head, unless it is a
+        warm-up that prepared nothing (`warmup_prepared`): then the connection stays,
+        its chain is forgotten, and the session warns once."""
         response = attempt.protocol.partial()  # the call's collector, with this attempt's ids
+        if self.warmup and not warmup_prepared(self.body, response.usage.input_tokens):
+            self.slot.forget_chain("the warm-up prepared nothing")
+            self._gate.warn_once(UNPREPARED_WARMUP)
+            return
+        self.prepared = True
         self.slot.head_id = response.id
         output = render_output(response.message, store=bool(self.body.get("store", False)))
         self.slot.chain = record_chain(self.body, attempt.plan, response.id, output)
 
-    def _recover(self, attempt: Attempt, exc: LLMKitError) -> bool:
-        """Settle the slot after ``exc``; whether it is dealt with (resend, or HTTP
-        instead) rather than raised.
+    def _recover(self, attempt: Attempt, exc: LLMKitError) -> LLMKitError | None:
+        """Settle the slot after ``exc``; the error to raise (``exc``, or what it means),
+        or None when it is dealt with (resend, or HTTP instead).
 
         Only `Action.RESEND_FULL` keeps the connection: the server answered with a
         request-scoped error (``previous_response_not_found``) and is idle again, so the
         socket is healthy and only the chain it named is gone. Every other failure
-        leaves the connection in an unknown state, and it is closed.
+        leaves the connection in an unknown state, and it is closed. A second clean
+        close with no event (`silent_close`) raises `not_served`.
         """
         failure = attempt.failure(exc)
         action = decide(failure, resends_left=self._resends_left)
@@ -360,8 +401,12 @@ class Turn(Generic[ConnectionT]):
             self.slot.forget_chain("the server no longer has the chain's head")
         else:
             self.slot.drop("the response did not complete on this connection")
+        if silent_close(failure):
+            self._silent_closes += 1
         if action is Action.RAISE:
-            return False
+            if self._silent_closes > 1 and isinstance(exc, ConnectionClosed):
+                return not_served(exc)
+            return exc
         if action is Action.FALLBACK_HTTP:
             self.failure = failure
             self.over = True
@@ -369,7 +414,7 @@ class Turn(Generic[ConnectionT]):
             where = "on the same connection" if action is Action.RESEND_FULL else "reconnecting"
             logger.debug("resending with full input (%s) after: %s", where, exc.message)
             self._resends_left -= 1
-        return True
+        return None
 
     def fallback_reason(self) -> str:
         """Why this turn went over HTTP (call only when `failure` is set)."""
@@ -382,7 +427,8 @@ class Turn(Generic[ConnectionT]):
         """The result of a warm-up turn that yielded ``finishes``.
 
         A warm-up never goes over HTTP: when it could not reach the model it is a no-op
-        (``transport="http"``, no response id), never a billed generation.
+        (``transport="http"``, no response id), never a billed generation. One the server
+        answered without preparing anything is ``prepared=False`` (`_record`).
         """
         if self.failure is not None or not finishes:
             return WarmupResult.skipped()
@@ -390,4 +436,5 @@ class Turn(Generic[ConnectionT]):
             response_id=finishes[-1].metadata.response_id,
             usage=finishes[-1].usage,
             transport="websocket",
+            prepared=self.prepared,
         )

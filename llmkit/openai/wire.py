@@ -14,9 +14,19 @@ newer and provider-specific events). Families whose payloads llmkit does not int
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+import json
+from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from llmkit._validation import describe_validation_error
 from llmkit.exceptions import ProtocolError
@@ -413,54 +423,111 @@ class KeepaliveEvent(_Event):
     type: Literal["keepalive"]
 
 
-class ErrorDetail(_Wire):
-    """The ``error`` object of a nested error event."""
+def _text(value: Any) -> Any:
+    """A gateway's scalar (a numeric ``code``, say) as text; JSON for anything else."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
 
-    type: str | None = None
-    code: str | None = None
-    message: str | None = None
-    param: str | None = None
-    headers: dict[str, str] | None = None
+
+def _status(value: Any) -> Any:
+    """An HTTP status given as text (``"429"``) as a number; anything else as it is (a
+    status that is no number is a malformed event)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def _headers(value: Any) -> Any:
+    """Headers as text; anything but an object is no headers."""
+    if not isinstance(value, dict):
+        return None
+    return {str(k): str(_text(v)) for k, v in value.items()}
+
+
+def _error_field(value: Any) -> Any:
+    """The nested ``error``: an object, a gateway's bare string, or anything else as text."""
+    if value is None or isinstance(value, dict | str):
+        return value
+    return _text(value)
+
+
+_Text = Annotated[str | None, BeforeValidator(_text)]
+_Status = Annotated[int | None, BeforeValidator(_status)]
+_Headers = Annotated[dict[str, str] | None, BeforeValidator(_headers)]
+
+
+class ErrorDetail(_Wire):
+    """The ``error`` object of a nested error event (every field made text if it is not)."""
+
+    type: _Text = None
+    code: _Text = None
+    message: _Text = None
+    param: _Text = None
+    headers: _Headers = None
 
 
 class ErrorEvent(_Event):
-    """An ``error`` event in either shape.
+    """An ``error`` event in every shape servers and gateways send.
 
     Flat (documented for SSE): ``code``/``message``/``param`` at the top. Nested (real
     SSE from OpenAI and Azure, and every WebSocket error frame): an ``error`` object,
-    with ``status`` (alias ``status_code``) and ``headers`` on WebSocket. The nested
-    fields win; the flat ones are the fallback.
+    with ``status`` (alias ``status_code``) and ``headers`` on WebSocket. Gateways also
+    send ``error`` as a bare string (its message), numbers where text belongs, or no
+    code at all. The nested fields win; the flat ones are the fallback. No field's type
+    makes an error frame a `ProtocolError`: the error it reports is what the caller
+    needs to see.
     """
 
     type: Literal["error"]
-    code: str | None = None
-    message: str | None = None
-    param: str | None = None
-    error: ErrorDetail | None = None
-    status: int | None = None
-    status_code: int | None = None
-    headers: dict[str, str] | None = None
+    code: _Text = None
+    message: _Text = None
+    param: _Text = None
+    error: Annotated[ErrorDetail | str | None, BeforeValidator(_error_field)] = None
+    status: _Status = None
+    status_code: _Status = None
+    headers: _Headers = None
+    _frame: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_frame(cls, data: Any, handler: ModelWrapValidatorHandler[ErrorEvent]) -> ErrorEvent:
+        event = handler(data)
+        event._frame = data
+        return event
+
+    @property
+    def frame(self) -> Any:
+        """The event as it arrived (decoded JSON): what the exception keeps as ``body``."""
+        return self._frame if self._frame is not None else self.model_dump(exclude_none=True)
+
+    @property
+    def _nested(self) -> ErrorDetail | None:
+        return self.error if isinstance(self.error, ErrorDetail) else None
 
     @property
     def error_code(self) -> str | None:
         """The machine-readable code from whichever shape carried it."""
-        return (self.error.code if self.error else None) or self.code
+        return (self._nested.code if self._nested else None) or self.code
 
     @property
     def error_message(self) -> str:
         """The message from whichever shape carried it; never blank."""
-        message = (self.error.message if self.error else None) or self.message
+        detail = self.error if isinstance(self.error, str) else None
+        message = (self._nested.message if self._nested else detail) or self.message
         return message or f"error event without a message (code: {self.error_code})"
 
     @property
     def error_param(self) -> str | None:
         """The offending parameter, if named."""
-        return (self.error.param if self.error else None) or self.param
+        return (self._nested.param if self._nested else None) or self.param
 
     @property
     def error_type(self) -> str | None:
         """The error's type (``invalid_request_error``, ...), nested shape only."""
-        return self.error.type if self.error else None
+        return self._nested.type if self._nested else None
 
     @property
     def http_status(self) -> int | None:
@@ -470,7 +537,8 @@ class ErrorEvent(_Event):
     @property
     def error_headers(self) -> dict[str, str]:
         """HTTP-style headers that went with the error (rate-limit hints)."""
-        return {**(self.headers or {}), **((self.error.headers if self.error else None) or {})}
+        nested = self._nested.headers if self._nested else None
+        return {**(self.headers or {}), **(nested or {})}
 
 
 class UnknownEvent(_Event):

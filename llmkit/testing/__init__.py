@@ -144,7 +144,22 @@ Chat Completions (`POST /v1/chat/completions`, SSE when `stream` is true, JSON o
 Faults (`server.faults`, each one-shot fault applies to the next N requests)
     ``reject_upgrades``, ``drop_after``, ``fail_next``, ``error_next``, ``close_idle``,
     ``max_frame_size`` (close 1009), ``unknown_events`` (``response.future_thing`` events
-    interleaved), ``slow``. Response faults skip warm-ups unless ``include_warmups=True``.
+    interleaved), ``slow``, ``close_on_create``. Response faults skip warm-ups unless
+    ``include_warmups=True``.
+
+Gateways (LiteLLM's relay, corporate proxies; ``_gateway``)
+    ``ResponsesServer(ws_fake_warmups=True)`` (also an attribute): WebSocket warm-ups are
+    answered by the "gateway" itself, ``response.created`` + ``response.completed`` with a
+    synthetic ``resp_warmup_…`` id, 0 input tokens and nothing kept (counted in
+    ``stats.warmups``, no lane touched); a later ``previous_response_id`` naming such an id
+    is dropped before the request reaches the model, so a chained turn with 0 new items
+    is answered from an empty conversation (``Echo:  [user=0 assistant=0 tool_outputs=0
+    items=0]``). ``faults.error_next(shape=...)`` writes its `error` event ``"nested"``
+    (default), ``"flat"`` (no status), ``"string"`` (``{"type": "error", "error":
+    "<message>"}``) or ``"status_code"`` (nested, ``status_code`` for ``status``);
+    ``status=None`` or ``code=None`` leave the field out (HTTP JSON answers then use 500).
+    ``faults.close_on_create(n, code=1000, reason="")`` closes the WebSocket cleanly right
+    after each of the next `n` ``response.create`` frames, before any event.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 
 from llmkit.testing import _models as m
 from llmkit.testing._events import ApiError, dumps
-from llmkit.testing._faults import ErrorShape
+from llmkit.testing._faults import ErrorFault, ErrorShape
 from llmkit.testing._sse import SseBlock
 from llmkit.testing._stream import Framing
 
@@ -193,9 +193,16 @@ def render_chat_failure(meta: ChatMeta, code: str, message: str) -> ChatRendered
     return ChatRendered(blocks, None, "failed", error)
 
 
+def fault_block(fault: ErrorFault) -> SseBlock:
+    """An armed `error_next` as a chat payload: vLLM's flat shape for ``flat``, OpenAI's
+    nested one for every other shape."""
+    error = ApiError(fault.status or 500, fault.message, fault.code, fault.param, fault.type)
+    return error_block(error, "flat" if fault.shape == "flat" else "nested")
+
+
 def error_block(error: ApiError, shape: ErrorShape) -> SseBlock:
     """An error sent instead of a completion: OpenAI's nested shape or vLLM's flat one."""
-    if shape == "nested":
+    if shape != "flat":
         return frame(error.body(), ERROR)
     flat = {
         "object": "error",

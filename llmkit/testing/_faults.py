@@ -13,16 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-ErrorShape = Literal["nested", "flat"]
+ErrorShape = Literal["nested", "flat", "string", "status_code"]
+"""How an armed `error` event is written (`llmkit.testing._gateway.error_frame`): OpenAI's
+nested envelope, the documented flat SSE event, a gateway's bare string, or the nested
+envelope with ``status_code`` in place of ``status``."""
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorFault:
     """An armed `error` event: sent instead of the response."""
 
-    code: str
+    code: str | None
     message: str
-    status: int
+    status: int | None
     shape: ErrorShape
     param: str | None
     type: str
@@ -132,9 +135,9 @@ class Faults:
 
     def error_next(
         self,
-        code: str = "server_error",
+        code: str | None = "server_error",
         message: str = "The server had an error while processing your request.",
-        status: int = 400,
+        status: int | None = 400,
         shape: ErrorShape = "nested",
         n: int = 1,
         *,
@@ -142,10 +145,28 @@ class Faults:
         error_type: str | None = None,
         include_warmups: bool = False,
     ) -> None:
-        """Send an `error` event instead of the next `n` responses."""
-        etype = error_type or ("server_error" if status >= 500 else "invalid_request_error")
+        """Send an `error` event instead of the next `n` responses.
+
+        ``shape`` is how it is written (`ErrorShape`); a ``status`` or ``code`` of None is
+        left out of the frame, as some gateways do (an HTTP answer then uses status 500).
+        """
+        server_side = status is None or status >= 500
+        etype = error_type or ("server_error" if server_side else "invalid_request_error")
         fault = ErrorFault(code, message, status, shape, param, etype)
         self._arm("error", fault, n, include_warmups)
+
+    def close_on_create(
+        self, n: int = 1, *, code: int = 1000, reason: str = "", include_warmups: bool = False
+    ) -> None:
+        """Close the WebSocket cleanly (``code``, ``reason``) right after each of the next
+        `n` ``response.create`` frames, before any event: what a gateway does when it does
+        not serve WebSocket mode for a model or account. HTTP requests are not affected."""
+        self._arm("close", (code, reason), n, include_warmups)
+
+    def take_close(self, *, warmup: bool) -> tuple[int, str] | None:
+        with self._lock:
+            value: tuple[int, str] | None = self._take("close", warmup)
+            return value
 
     def slow(self, delay: float, n: int = 1) -> None:
         """Use `delay` seconds before every delta of the next `n` responses."""

@@ -35,6 +35,7 @@ from llmkit.testing._engine import (
 )
 from llmkit.testing._events import ApiError, Event, dumps
 from llmkit.testing._faults import ErrorFault, ResponseFaults
+from llmkit.testing._gateway import error_frame
 from llmkit.testing._sse import SseBlock
 from llmkit.testing._state import Endpoint
 from llmkit.testing._stream import RESPONSES_FRAMING, Framing, Payload, Pump
@@ -184,27 +185,25 @@ class Http:
         fault: ErrorFault,
         *,
         stream: bool,
-        event: Callable[[ApiError], Payload],
+        event: Callable[[ErrorFault], Payload],
     ) -> None:
-        """An armed `error_next`: the error as the stream's only payload, or as JSON."""
-        self.core.engine.fail(record, fault.code)
-        error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
+        """An armed `error_next`: the error as the stream's only payload, or as JSON
+        (status 500 when the fault has none)."""
+        self.core.engine.fail(record, fault.code or fault.type)
         if not stream:
-            await self.json(fault.status, error.body())
+            status = fault.status or 500
+            error = ApiError(status, fault.message, fault.code, fault.param, fault.type)
+            await self.json(status, error.body())
             return
         await self.start_stream()
-        await self.send_event(event(error))
+        await self.send_event(event(fault))
         await self.send({"type": "http.response.body", "body": b""})
 
     async def respond(self, turn: Exchange, prod: Production, *, stream: bool) -> None:
         engine = self.core.engine
         if prod.error is not None:
-            shape = prod.error.shape
             await self.answer_fault(
-                turn.record,
-                prod.error,
-                stream=stream,
-                event=lambda e: e.nested(0) if shape == "nested" else e.flat(0),
+                turn.record, prod.error, stream=stream, event=lambda f: error_frame(f, 0)
             )
             return
         if prod.blocks is not None:
@@ -224,13 +223,7 @@ class Http:
     async def respond_chat(self, turn: ChatExchange, prod: ChatProduction, *, stream: bool) -> None:
         engine = self.core.engine
         if prod.error is not None:
-            shape = prod.error.shape
-            await self.answer_fault(
-                turn.record,
-                prod.error,
-                stream=stream,
-                event=lambda e: chat.error_block(e, shape),
-            )
+            await self.answer_fault(turn.record, prod.error, stream=stream, event=chat.fault_block)
             return
         failure: ApiError | None = None
         if prod.blocks is not None:

@@ -159,6 +159,7 @@ class ResponsesServer:
         ws_preflight_evicts: bool = True,
         ws_ping_interval: float | None = None,
         ws_pong_timeout: float | None = None,
+        ws_fake_warmups: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -178,6 +179,7 @@ class ResponsesServer:
         self.ws_preflight_evicts = ws_preflight_evicts
         self.ws_ping_interval = ws_ping_interval
         self.ws_pong_timeout = ws_pong_timeout
+        self.ws_fake_warmups = ws_fake_warmups
         self._app = ResponsesApp(self._core)
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
@@ -291,6 +293,17 @@ class ResponsesServer:
     @ws_ping_interval.setter
     def ws_ping_interval(self, value: float | None) -> None:
         self._core.ws_ping_interval = value
+
+    @property
+    def ws_fake_warmups(self) -> bool:
+        """A LiteLLM-style gateway in front (``llmkit.testing._gateway``): it answers
+        ``generate: false`` itself (``resp_warmup_…``, 0 input tokens, nothing kept) and
+        drops such an id from a later ``previous_response_id``."""
+        return self._core.ws_fake_warmups
+
+    @ws_fake_warmups.setter
+    def ws_fake_warmups(self, value: bool) -> None:
+        self._core.ws_fake_warmups = value
 
     @property
     def ws_pong_timeout(self) -> float | None:

@@ -31,6 +31,7 @@ from llmkit.testing._core import (
 )
 from llmkit.testing._engine import replay_outcome, validate
 from llmkit.testing._events import ApiError, dumps
+from llmkit.testing._gateway import error_frame, fake_warmup, without_fake_chain
 from llmkit.testing._lanes import Lanes, Pending, Refusal
 from llmkit.testing._sse import SseBlock
 from llmkit.testing._stream import Payload, Pump
@@ -257,6 +258,16 @@ class Connection:
 
     async def on_create(self, body: dict[str, Any], size: int) -> bool:
         record = self.core.engine.record("websocket", self.id, body, size)
+        closing = self.core.faults.take_close(warmup=body.get("generate") is False)
+        if closing is not None:  # a gateway that does not serve this: no event, a clean close
+            self.core.engine.fail(record, "closed")
+            await self.close(*closing)
+            return True
+        if self.core.ws_fake_warmups:
+            if body.get("generate") is False:
+                await self.fake_warmup(body, record)
+                return False
+            body = without_fake_chain(body)
         age_limit = self.core.max_connection_age
         if age_limit is not None and time.monotonic() - self.opened > age_limit:
             msg = (
@@ -274,6 +285,14 @@ class Connection:
             self.core.stats.lane_event(self.id, lane=admitted.key)
         self.start_ready()
         return False
+
+    async def fake_warmup(self, body: dict[str, Any], record: int) -> None:
+        """A gateway's own answer to ``generate: false`` (`_gateway`): nothing goes upstream."""
+        response_id, events = fake_warmup(body)
+        self.core.stats.count(self.id, warmup=True)
+        self.core.stats.update(record, status="completed", response_id=response_id)
+        for event in events:
+            await self.emit(event)
 
     def start_ready(self) -> None:
         """Start every waiting create whose lane and slot are free, each as its own task."""
@@ -312,11 +331,8 @@ class Connection:
         if prod.error is not None:
             fault = prod.error
             self.lanes.refused(pending, wanted, owner, found)
-            engine.fail(begun.record, fault.code)
-            error = ApiError(fault.status, fault.message, fault.code, fault.param, fault.type)
-            await self.emit(
-                _tag(error.nested() if fault.shape == "nested" else error.flat(0), echo)
-            )
+            engine.fail(begun.record, fault.code or fault.type)
+            await self.emit(_tag(error_frame(fault), echo))
             return
         if prod.blocks is not None:
             status, response = replay_outcome(prod.blocks)
