@@ -543,7 +543,8 @@ def test_random_interleavings_keep_the_protocols_rules(
 @given(seed=st.integers(0, 2**32), forks=st.integers(1, 20))
 def test_random_forks_chain_only_on_held_heads(seed: int, forks: int) -> None:
     """Siblings extending random earlier responses: each goes out chained on a head the
-    socket holds with exactly its new items, or in full."""
+    socket holds with exactly the items after it (Sim.send), or in full; on the base
+    itself (only the new item) whenever a lane holds it."""
     rng = random.Random(seed)
     sim = lanes_sim(max_connections=2)
     first, rid = start(sim, "root")
@@ -554,6 +555,8 @@ def test_random_forks_chain_only_on_held_heads(seed: int, forks: int) -> None:
             known.append((p, sim.complete(p)))
             continue
         base, base_id = rng.choice(known)
+        held = any(lane.head_id == base_id for s in sim.pool.sockets for lane in s.lanes.values())
         placed = sim.place(next_input(sim, base, base_id, f"branch {k}"))
-        if isinstance(placed, Placement) and placed.mode == "incremental":
+        if isinstance(placed, Placement) and held:  # the longest chain: only the new item
+            assert placed.previous_response_id == base_id
             assert placed.frame["input"] == [user(f"branch {k}")]

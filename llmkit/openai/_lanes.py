@@ -1,36 +1,29 @@
 """Where a Responses WebSocket call goes when sockets carry `stream_id` lanes (pure).
 
-PROTOCOL.md §5.2: one socket runs several responses at once, each on a lane (a named
-``stream_id``, or the default lane), every lane with its own cache head; a new lane may
-fork from another lane's head. `LanePool` decides, for a call's request body, the
-(socket, lane) it goes to and the frame to send, and keeps what each lane's cache holds.
-No I/O, no threads, no clock: the shells feed what happened and do the sending, reading
-and waiting (DESIGN.md "A connection is owned by its reader").
+PROTOCOL.md §5.2: a socket runs several responses at once, each on a lane (a named
+``stream_id``, or the default lane) with its own cache head; a new lane may fork from
+another lane's head. `LanePool` picks a call's (socket, lane) and frame, and keeps what
+each lane's cache holds. No I/O, threads or clock: the shells feed it what happened.
 
-Placement, in order (issue 15 items 2-3; chains matched by content, `_chain.continuation`):
+Placement (issue 15; chains matched by content, `_chain.continuation`): the lane whose
+head the call extends (the longest chain), if idle: only the new items go out; if busy
+(in flight, or placed for a sibling), a **fork**: a new lane on the same socket chained
+on that head, only the new items. Else a new conversation: a free lane on the
+least-loaded socket with room; else a new socket (up to ``max_connections``); else the
+least recently used idle lane (its chain given up); else `Wait`.
 
-* The lane whose head the call extends (the longest matching chain), if that lane is
-  idle: only the new items go out. If the lane is busy (a response in flight, or placed
-  for a sibling), a **fork**: a new lane on the same socket, ``previous_response_id`` =
-  that head, only the new items.
-* Else a new conversation: a free lane (never used, or its chain dropped) on the
-  least-loaded socket with room; else a new socket (while fewer than ``max_connections``);
-  else the least recently used idle lane, whose chain is given up; else `Wait`.
+Responses in flight per socket are capped here at ``max_in_flight`` (16, the server's
+limit); the server never queues ours. A server-queued create shows no sign of life (a
+read timeout cannot tell it from a stall), still runs and bills if its caller gives up,
+and may lose its fork parent (§5.2); a call waiting here costs nothing and waits at most
+the pool timeout. So a chained call whose socket is full waits for it (`Wait`).
 
-Responses in flight per socket are capped client-side at ``max_in_flight`` (16, the
-server's limit); the planner never lets the server queue. A server-queued create gives
-no sign of life (a read timeout cannot tell it from a stall), still runs and bills if its
-caller gives up meanwhile, and may lose its fork parent (§5.2); a call waiting here costs
-nothing, and waits no longer than the pool timeout. A chained call whose socket is full
-therefore waits for that socket (`Wait`) rather than go out in full elsewhere.
-
-A lanes socket sends every request on a named lane, never the default one: an error
-without ``stream_id`` there is socket-level (§6.2), so a request-scoped error of the
-default lane could not be told from it. Capability is learned per socket: its first
-request is a probe on a named lane, alone on the socket until its first event. That
-event echoes the ``stream_id`` (lanes), lacks it (ignored), or is an error naming the
-parameter (refused: the same request is resent without a lane). Ignored, refused, and
-``lanes=False`` run the socket one response at a time on the default lane.
+A lanes socket uses named lanes only: an error without ``stream_id`` is socket-level
+there (§6.2), so the default lane's request errors could not be told from it. Capability
+is learned per socket: its first request is a probe on a named lane, alone until its
+first event, which echoes the ``stream_id`` (lanes), lacks it (ignored), or is an error
+naming it (refused: resent without a lane). Ignored, refused and ``lanes=False`` run the
+socket one response at a time on the default lane.
 """
 
 from __future__ import annotations
@@ -46,8 +39,7 @@ from llmkit.messages import AssistantMessage
 from llmkit.openai._chain import Chain, Continuation, Plan, continuation, plan_request, record_chain
 from llmkit.openai._encode import render_output
 
-__all__ = ["MAX_IN_FLIGHT", "MAX_LANES", "STREAM_ID", "STREAM_LIMIT_CODE", "Lane", "LanePool"]
-__all__ += ["Placement", "Socket", "Verdict", "Wait"]
+__all__ = ["Lane", "LanePool", "Placement", "Socket", "Verdict", "Wait"]
 
 logger = logging.getLogger("llmkit")
 
@@ -102,10 +94,7 @@ class Socket(Generic[ConnectionT]):
         return self.retiring and self.in_flight == 0
 
     def route(self, stream_id: str | None) -> Placement[ConnectionT] | None:
-        """The response an incoming frame with ``stream_id`` belongs to (None: no one's).
-
-        While the probe is out, it is the only response on the socket: every frame is its.
-        """
+        """The response a frame with ``stream_id`` belongs to (a probe: every frame)."""
         if self.capability == "unknown":
             return next((lane.current for lane in self.lanes.values() if lane.current), None)
         lane = self.lanes.get(stream_id)
@@ -174,8 +163,7 @@ class Verdict(Enum):
     """What `LanePool.failed` made of a request-scoped error."""
 
     ENDED = "ended"
-    """The lane's response ended and its chain is dropped; recovery decides the rest
-    (a full resend is ``place(body, full=True)``)."""
+    """The lane's chain is dropped; recovery decides (a full resend: ``place(full=True)``)."""
     RESEND_WITHOUT_LANE = "resend_without_lane"
     """The server refused ``stream_id``: resend ``placement.frame`` (now laneless) on the
     same socket, which runs one response at a time from now on."""
@@ -440,15 +428,12 @@ class LanePool(Generic[ConnectionT]):
         for lane in socket.lanes.values():
             lane.current = None
             lane.forget()
-        if failed:
-            logger.debug("WebSocket %d dropped with %d responses", socket.number, len(failed))
+        logger.debug("WebSocket %d dropped with %d responses", socket.number, len(failed))
         return failed
 
     def retire(self, socket: Socket[ConnectionT]) -> None:
         """Send nothing more on ``socket`` (too old); close it once `Socket.closable`."""
-        socket.retiring = True
-        for lane in socket.lanes.values():
-            lane.forget()
+        socket.retiring = True  # its chains serve no one now: placement skips it
 
     def _end(self, placement: Placement[ConnectionT]) -> Lane:
         lane = placement.lane
