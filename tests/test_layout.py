@@ -45,6 +45,7 @@ PURE_RESPONSES = (
     "llmkit.openai._chain",
     "llmkit.openai._recovery",
     "llmkit.openai._session",
+    "llmkit.openai._lanes",
     "llmkit.openai.options",
 )
 PURE_CHAT = (
