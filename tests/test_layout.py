@@ -29,6 +29,7 @@ DOMAIN = (
     "llmkit._deadline",
     "llmkit._headers",
     "llmkit._logs",
+    "llmkit._schema",
     "llmkit._validation",
     "llmkit._version",
 )
