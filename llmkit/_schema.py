@@ -399,7 +399,7 @@ def _resolve(root: Mapping[str, Any], ref: Any) -> Any:
 def _inline_root(raw: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """The root schema with a root ``$ref`` replaced by what it names (a recursive model)."""
     ref = raw.get("$ref")
-    target = _resolve(defs, ref)
+    target = _resolve(defs, ref) if str(ref).startswith(tuple(f"#/{k}/" for k in _DEFS)) else None
     if not isinstance(target, dict):
         return raw
     body = {**target, **{k: v for k, v in raw.items() if k != "$ref"}}
@@ -426,17 +426,10 @@ def _refs(node: Any) -> Iterator[str]:
 
 
 def _assemble(body: Any, defs: dict[str, Any], wrapped: bool) -> dict[str, Any]:
-    root: dict[str, Any] = (
-        {
-            "type": "object",
-            "properties": {WRAP_KEY: body},
-            "required": [WRAP_KEY],
-            "additionalProperties": False,
-        }
-        if wrapped
-        else dict(body)
-    )
-    return {**root, **defs}
+    if not wrapped:
+        return {**body, **defs}
+    wrapper = {"type": "object", "properties": {WRAP_KEY: body}, "required": [WRAP_KEY]}
+    return {**wrapper, "additionalProperties": False, **defs}
 
 
 def _limits(schema: dict[str, Any]) -> list[str]:

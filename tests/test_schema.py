@@ -795,6 +795,31 @@ def test_what_cannot_be_strict(schema: dict[str, Any], warning: str) -> None:
     assert any(warning in w for w in out.warnings), out.warnings
 
 
+def test_a_warning_names_the_place_in_the_schema_sent() -> None:
+    class Defaulted(BaseModel):
+        d: dict[str, int] = {}
+
+    out = output_schema(Defaulted)
+    assert out.warnings == (
+        "#/properties/d: an object with arbitrary keys (additionalProperties) cannot be strict",
+    )
+    assert out.schema["properties"]["d"]["additionalProperties"] == {"type": "integer"}
+
+
+def test_legacy_definitions_are_kept_at_the_root() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/definitions/S"}},
+        "required": ["a"],
+        "definitions": {"S": {"type": "object", "properties": {"b": {"type": "integer"}}}},
+    }
+    out = output_schema(schema)
+    assert out.strict
+    assert out.schema["properties"]["a"] == {"$ref": "#/definitions/S"}
+    assert out.schema["definitions"]["S"]["required"] == ["b"]
+    assert parse_output(out, '{"a": {"b": null}}') == {"a": {}}
+
+
 def test_the_limits_themselves_are_strict() -> None:
     assert output_schema(nested(10)).strict
     wide = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5000)}}
