@@ -530,6 +530,8 @@ def _fits(value: Any, branch: Any, output: OutputSchema[Any], exact: bool) -> bo
     branch, _ = _follow(branch, "", output.schema)
     if not isinstance(branch, dict):
         return False
+    if isinstance(branch.get("anyOf"), list):  # a union inside a union (made nullable)
+        return any(_fits(value, b, output, exact) for b in branch["anyOf"])
     if isinstance(value, list):
         return "items" in branch or "array" in _types(branch)
     properties = branch.get("properties")

@@ -764,6 +764,8 @@ def test_unused_definition_of_an_inlined_root_is_dropped() -> None:
             "only a $ref inside",
         ),
         ({"type": "object", "properties": {"a": True}}, "a boolean schema"),
+        ({"type": "object", "properties": {"a": {"anyOf": "x"}}}, "'anyOf' must be a list"),
+        ({"type": "object", "properties": ["a"]}, "'properties' must be an object"),
         (
             {
                 "type": "object",
@@ -785,6 +787,8 @@ def test_unused_definition_of_an_inlined_root_is_dropped() -> None:
         "oneOf",
         "remote-ref",
         "bool",
+        "anyof-not-list",
+        "properties-not-object",
         "tuple-items",
         "bad-ref",
     ],
@@ -804,6 +808,28 @@ def test_a_warning_names_the_place_in_the_schema_sent() -> None:
         "#/properties/d: an object with arbitrary keys (additionalProperties) cannot be strict",
     )
     assert out.schema["properties"]["d"]["additionalProperties"] == {"type": "integer"}
+
+
+def test_an_object_without_a_type_and_null_in_an_enum() -> None:
+    schema = {"properties": {"a": {"enum": ["x", None]}}}
+    out = output_schema(schema)
+    assert (out.strict, out.wrapped) == (True, False)
+    assert out.schema == {
+        "type": "object",
+        "properties": {"a": {"enum": ["x", None]}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
+    assert parse_output(out, '{"a": null}') == {"a": None}
+
+
+def test_nulls_are_left_out_inside_a_list_that_is_a_union_branch() -> None:
+    class Either(BaseModel):
+        v: list[Cat] | int = 0
+
+    out = output_schema(Either)
+    assert parse_output(out, '{"v": [{"kind": "cat", "lives": null}]}') == Either(v=[Cat()])
+    assert parse_output(out, '{"v": null}') == Either()
 
 
 def test_legacy_definitions_are_kept_at_the_root() -> None:
