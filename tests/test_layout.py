@@ -30,6 +30,7 @@ DOMAIN = (
     "llmkit._headers",
     "llmkit._logs",
     "llmkit._schema",
+    "llmkit._schema_parse",
     "llmkit._validation",
     "llmkit._version",
 )

@@ -20,14 +20,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from llmkit._schema import (
-    NAME,
-    OutputParseError,
-    OutputSchema,
-    output_schema,
-    parse_output,
-    partial_output,
-)
+from llmkit._schema import NAME, OutputSchema, output_schema
+from llmkit._schema_parse import OutputParseError, parse_output, partial_output
 from llmkit.exceptions import UsageError
 
 Check = Callable[[dict[str, Any]], None]
