@@ -31,6 +31,8 @@ DOMAIN = (
     "llmkit._deprecated",
     "llmkit._headers",
     "llmkit._logs",
+    "llmkit._schema",
+    "llmkit._schema_parse",
     "llmkit._validation",
     "llmkit._version",
 )
