@@ -17,28 +17,24 @@ Choices that matter:
   transport's keepalive thread (`_ws_keepalive`) answers pings, notices a close and
   sends client pings. Socket reads are buffered: one system call serves many frames
   (websocket-client alone reads each frame's header, length and payload separately).
-* `recv_text`'s timeout bounds the whole wait for the next message. websocket-client
-  answers pings inside its read loop and the socket timeout restarts on every read, so
-  a server sending pings, single bytes or endless continuation frames would keep a
-  call waiting forever; every socket read therefore gets only what is left of the wait.
+* `recv_text`'s timeout bounds the whole wait for the next message (``_ws_frames``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import ssl
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import websocket
 
 from llmkit._deadline import Deadline
-from llmkit.exceptions import ConnectionClosed, Timeout, redact
+from llmkit.exceptions import redact
 from llmkit.transports import _ws_common as common
 from llmkit.transports._tls import http11_only
+from llmkit.transports._ws_frames import SocketFrames, limited
 from llmkit.transports._ws_keepalive import Keepalive
 from llmkit.transports._ws_reader import Reader, Receiver, ReceiverPayloads
 from llmkit.transports._ws_routing import Lane
@@ -47,11 +43,6 @@ from llmkit.transports.base import MAX_EVENT_SIZE
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream", "WebSocketTransport"]
 
 _PROBE_READ_TIMEOUT = 0.5
-# A socket read's timeout is shortened to what is left of the wait only once that is
-# this much shorter: a message's quick reads cost no extra system call, and a wait
-# overruns its bound by this much at most.
-_SLACK = 0.05
-_CHUNK = 65536  # one socket read serves the frames that arrived together
 
 
 class _FrameTooLarge(Exception):
@@ -83,7 +74,7 @@ def _limited(ws: websocket.WebSocket) -> websocket.WebSocket:
     return ws
 
 
-class WebSocketConnection(common.ConnectionFacts):
+class WebSocketConnection(SocketFrames):
     """One open WebSocket, owned by its `Reader`: any number of receivers (one per
     response in flight, by lane) may wait on it from any threads; sends are serialized.
 
@@ -99,15 +90,7 @@ class WebSocketConnection(common.ConnectionFacts):
         keepalive: Keepalive | None = None,
         ping_interval: float | None = None,
     ) -> None:
-        super().__init__(url=url, secrets=secrets)
-        self._ws = ws
-        self._until: float | None = None  # when the current wait ends (monotonic)
-        self._wait: float | None = None  # how long the current wait is
-        self._sock_timeout: float | None = ws.gettimeout()  # the socket's timeout now
-        self._raw_recv: Callable[[int], bytes] = ws._recv
-        self._buffer = b""  # bytes read from the socket, not yet framed
-        self._shut = False
-        ws.frame_buffer = _LimitedFrameBuffer(self._recv_bounded, True)
+        super().__init__(ws, url=url, secrets=secrets)
         self.reader = Reader(self, ping_interval=ping_interval)
         """Who reads the socket, and the receivers its frames go to."""
         self._keepalive = keepalive
@@ -146,7 +129,7 @@ class WebSocketConnection(common.ConnectionFacts):
         for _ in range(common.MAX_REDIRECTS + 1):
             if ssl_context is not None:
                 http11_only(ssl_context)
-            ws = _limited(
+            ws = limited(
                 websocket.WebSocket(
                     # the library's send lock: a reader's pong never splits a request frame
                     sslopt=sslopt,
@@ -249,119 +232,6 @@ class WebSocketConnection(common.ConnectionFacts):
         finally:
             receiver.close()
 
-    # ------------------------------------------------------------ FrameSocket (reads)
-
-    def bound(self, timeout: float | None) -> None:
-        """Start a wait of at most ``timeout`` seconds (None: unbounded).
-
-        The socket's timeout is set only when it changes: every message of a stream
-        waits as long, and setting it costs a system call.
-        """
-        if timeout != self._sock_timeout:
-            self._ws.settimeout(timeout)
-            self._sock_timeout = timeout
-        self._wait = timeout
-        self._until = None if timeout is None else time.monotonic() + timeout
-
-    def _recv_bounded(self, size: int) -> bytes:
-        """Up to ``size`` bytes: from the buffer, else one socket read within what is
-        left of the current wait (`bound`), its surplus buffered."""
-        buffered = self._buffer
-        if buffered:
-            if len(buffered) <= size:
-                self._buffer = b""
-                return buffered
-            self._buffer = buffered[size:]
-            return buffered[:size]
-        until = self._until
-        if until is not None:
-            remaining = until - time.monotonic()
-            if self._sock_timeout is not None and remaining < self._sock_timeout - _SLACK:
-                if remaining <= 0:
-                    raise websocket.WebSocketTimeoutException("the wait ran out")
-                self._ws.settimeout(remaining)
-                self._sock_timeout = remaining
-        if size >= _CHUNK:
-            return self._raw_recv(size)
-        data = self._raw_recv(_CHUNK)
-        if len(data) > size:
-            self._buffer = data[size:]
-            return data[:size]
-        return data
-
-    def read_text(self) -> str:
-        """The next complete text message, within the wait `bound` started.
-
-        Pings (answered here), pongs, partial frames and continuation frames do not
-        extend the wait: it bounds the message as a whole.
-
-        Raises:
-            Timeout: no complete message in time.
-            ConnectionClosed: the peer closed the connection or it broke (closed).
-            ProtocolError: a binary frame (the Responses protocol is text only), a frame
-                over `MAX_EVENT_SIZE` bytes or one that is not UTF-8.
-        """
-        opcode, data = self._frame(False)
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            return self._text(data)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise self._closed(bytes(data))
-        raise common.not_text(f"opcode {opcode}")
-
-    def read_any(self) -> str | None:
-        """The next frame: a text message, or None for a ping (answered) or a pong."""
-        opcode, data = self._frame(True)
-        if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
-            return None
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            return self._text(data)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise self._closed(bytes(data))
-        raise common.not_text(f"opcode {opcode}")
-
-    def _frame(self, control: bool) -> tuple[int, Any]:
-        try:
-            opcode, frame = self._ws.recv_data_frame(control)
-        except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
-            raise Timeout(f"no WebSocket event for {self._wait} seconds") from exc
-        except _FrameTooLarge as exc:
-            self.shut()
-            raise common.too_large(exc.args[0]) from None
-        except (websocket.WebSocketException, OSError) as exc:
-            self.shut()
-            raise common.broken() from exc
-        return opcode, frame.data
-
-    def _text(self, data: str | bytes) -> str:
-        if len(data) > MAX_EVENT_SIZE:
-            self.shut()
-            raise common.too_large(len(data))
-        try:
-            return data if isinstance(data, str) else data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise common.invalid_utf8() from exc
-
-    def _closed(self, data: bytes) -> ConnectionClosed:
-        self.shut()
-        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-        reason = data[2:].decode("utf-8", errors="replace")
-        return common.closed_by_server(code, reason, self._secrets)
-
-    def readable(self) -> bool:
-        """Whether a read would find bytes now (buffered, TLS or socket), not blocking."""
-        if self._buffer:
-            return True
-        sock = self._ws.sock
-        if sock is None:
-            return False
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return True
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
-            return True  # closed meanwhile: the read will say so
-        return bool(readable)
-
     # ------------------------------------------------------------ idle (Watched)
 
     def probe(self) -> bool:
@@ -381,11 +251,6 @@ class WebSocketConnection(common.ConnectionFacts):
             self.close()
             return False
         return True
-
-    @property
-    def open(self) -> bool:
-        """Whether the socket is open (the reader may not have noticed a failure yet)."""
-        return bool(self._ws.connected) and not self._shut
 
     @property
     def idle(self) -> bool:
