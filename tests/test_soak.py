@@ -352,19 +352,24 @@ class Soak:
         self.figures.http_requests += sum(1 for r in records if r.transport == "http")
         self.figures.connections_open.append(open_connections(self.server))
         self.server.reset()
-        wait_until_closed(self.server, None)
+        wait_until_closed(self.server, None, self.figures.threads[0])
         gc.collect()
         self.figures.memory.append((self.figures.turns, tracemalloc.get_traced_memory()[0]))
         self.figures.fds.append(open_fds())
         self.figures.threads.append(threading.active_count())
 
 
-def wait_until_closed(server: ResponsesServer, fds: int | None) -> None:
-    """The server closes its side asynchronously; wait (bounded) for it."""
+def wait_until_closed(server: ResponsesServer, fds: int | None, threads: int | None = None) -> None:
+    """The server closes its side asynchronously; wait (bounded) for it, and for the
+    client to notice (its keepalive thread ends with the last open socket)."""
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         now = open_fds()
-        if not open_connections(server) and (fds is None or now is None or now <= fds):
+        if (
+            not open_connections(server)
+            and (fds is None or now is None or now <= fds)
+            and (threads is None or threading.active_count() <= threads)
+        ):
             return
         time.sleep(0.02)
 
