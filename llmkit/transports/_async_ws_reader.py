@@ -87,6 +87,8 @@ class AsyncReader:
                 if target is receiver:
                     return text
                 self._dispatch(target, text)
+                if receiver.queue:  # a frame for everyone (then the socket failed)
+                    return receiver.queue.popleft()
                 if timeout is not None:  # the next read gets what is left of the wait
                     until = until or time.monotonic() + timeout
                     timeout = max(0.0, until - time.monotonic())

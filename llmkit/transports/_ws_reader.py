@@ -148,6 +148,8 @@ class Reader:
                 if target is receiver:
                     return text
                 self._dispatch(target, text)
+                if receiver.queue:  # a frame for everyone (then the socket failed)
+                    return receiver.queue.popleft()
         except Timeout:
             raise
         except LLMKitError as exc:
