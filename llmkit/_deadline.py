@@ -102,6 +102,7 @@ def check_durations(
     ws_max_age: float,
     ws_cooldown: float,
     ws_cooldown_max: float,
+    ws_keepalive: float | None = None,
 ) -> None:
     """Validate a provider's durations at construction, not at the first call.
 
@@ -123,6 +124,7 @@ def check_durations(
     check_positive("ws_max_age", ws_max_age)
     check_positive("ws_cooldown", ws_cooldown)
     check_positive("ws_cooldown_max", ws_cooldown_max)
+    check_positive("ws_keepalive", ws_keepalive, optional=True)
     if ws_cooldown_max < ws_cooldown:
         raise UsageError(
             f"ws_cooldown_max ({ws_cooldown_max!r}) must be >= ws_cooldown ({ws_cooldown!r})"

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from loop import ADD, provider, run_tool
+from loop import ADD, Transport, provider, run_tool
 
 import llmkit
 from llmkit.testing import ResponsesServer
@@ -352,19 +352,24 @@ class Soak:
         self.figures.http_requests += sum(1 for r in records if r.transport == "http")
         self.figures.connections_open.append(open_connections(self.server))
         self.server.reset()
-        wait_until_closed(self.server, None)
+        wait_until_closed(self.server, None, self.figures.threads[0])
         gc.collect()
         self.figures.memory.append((self.figures.turns, tracemalloc.get_traced_memory()[0]))
         self.figures.fds.append(open_fds())
         self.figures.threads.append(threading.active_count())
 
 
-def wait_until_closed(server: ResponsesServer, fds: int | None) -> None:
-    """The server closes its side asynchronously; wait (bounded) for it."""
+def wait_until_closed(server: ResponsesServer, fds: int | None, threads: int | None = None) -> None:
+    """The server closes its side asynchronously; wait (bounded) for it, and for the
+    client to notice (its keepalive thread ends with the last open socket)."""
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         now = open_fds()
-        if not open_connections(server) and (fds is None or now is None or now <= fds):
+        if (
+            not open_connections(server)
+            and (fds is None or now is None or now <= fds)
+            and (threads is None or threading.active_count() <= threads)
+        ):
             return
         time.sleep(0.02)
 
@@ -415,3 +420,33 @@ def test_soak(server: ResponsesServer) -> None:
     warm = figures.memory[0][1]
     for turns, size in figures.memory[1:]:
         assert abs(size - warm) <= MEMORY_TOLERANCE, f"memory at {turns} turns: {size} vs {warm}"
+
+
+IDLE = float(os.environ.get("LLMKIT_SOAK_IDLE", "60" if LONG else "2"))
+"""Seconds a socket sits idle between two turns in `test_a_long_idle_keeps_the_chain`
+(a slow tool): 60 under ``make soak``, 2 in ``make test``."""
+
+
+@pytest.mark.parametrize(
+    "transport", [Transport("websocket"), Transport("websocket", is_async=True)]
+)
+def test_a_long_idle_keeps_the_chain(server: ResponsesServer, transport: Transport) -> None:
+    """A server that pings every 0.5 s (pong due within 1 s) and an agent whose tool runs
+    `IDLE` seconds: the next turn is incremental on the same socket, both providers,
+    with client pings going out meanwhile too."""
+    server.ws_ping_interval = 0.5
+    server.ws_pong_timeout = 1.0
+    with provider(server, transport, ws_keepalive=min(5.0, IDLE / 4)) as p:
+        model = p.language_model("m")
+        first = model.generate(llmkit.Call("one"))
+        time.sleep(IDLE)
+        history: list[llmkit.Message] = [
+            llmkit.UserMessage("one"),
+            first.message,
+            llmkit.UserMessage("two"),
+        ]
+        second = model.generate(llmkit.Call(history))
+    assert second.text.startswith("Echo: two [user=2 assistant=1")
+    assert second.metadata.input_mode == "incremental"
+    assert second.metadata.connection_reused
+    assert (server.stats.connections_opened, server.stats.ping_timeouts) == (1, 0)

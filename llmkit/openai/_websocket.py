@@ -128,8 +128,11 @@ class WebSocketSession:
         return turn.warmup_result(finishes)
 
     def close(self) -> None:
-        """Close every connection."""
+        """Close every connection, and the transport (its keepalive thread)."""
         self._pool.close()
+        close = getattr(self._transport, "close", None)
+        if close is not None:
+            close()
 
     def _turn(
         self, body: JSON, *, warmup: bool, deadline: Deadline | None, collector: Collector

@@ -76,6 +76,11 @@ class ProviderBase(Generic[ClientT, ModelT]):
             server ends connections at 60 minutes).
         ws_cooldown: Seconds on HTTP after a failed WebSocket connect; doubles with each
             further failure up to ``ws_cooldown_max``, and resets on success.
+        ws_keepalive: Seconds an idle WebSocket connection waits before a client ping;
+            a connection whose peer shows no sign of life as long after it is closed
+            (so a dead peer is found before a turn is sent into it). Server pings are
+            answered while a connection sits idle between turns (a slow tool) either
+            way, so the connection and its cache survive. None: no client pings.
 
     Raises:
         UsageError: an invalid combination of settings, or an invalid key or header.
@@ -98,6 +103,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         ws_max_age: float = 55 * 60,
         ws_cooldown: float = 30.0,
         ws_cooldown_max: float = 600.0,
+        ws_keepalive: float | None = 20.0,
     ) -> None:
         if websocket and not use_responses_api:
             raise UsageError(
@@ -110,6 +116,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
             ws_max_age=ws_max_age,
             ws_cooldown=ws_cooldown,
             ws_cooldown_max=ws_cooldown_max,
+            ws_keepalive=ws_keepalive,
         )
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0")
@@ -162,6 +169,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
                         read_timeout=read_timeout,
                         secrets=secrets,
                         ssl_context=websocket_tls,
+                        keepalive=ws_keepalive,
                     ),
                     session=SessionSettings(
                         max_connections=ws_max_connections,

@@ -39,6 +39,7 @@ __all__ = [
     "cause",
     "closed_by_server",
     "invalid_utf8",
+    "no_pong",
     "not_text",
     "same_origin_redirect",
     "too_large",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 CLOSE_ABNORMAL = 1006
+CLOSE_INTERNAL_ERROR = 1011
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -82,6 +84,9 @@ class Endpoint:
         read_timeout: Longest wait for each frame of a response (None: no limit).
         secrets: What to redact from anything shown (the key, credential headers).
         ssl_context: Verifies a ``wss://`` server (None: the library's default).
+        keepalive: Seconds of idleness after which a client ping goes out; a socket
+            whose peer shows no sign of life as long after it is closed (None: no client
+            pings; server pings are answered either way).
     """
 
     def __init__(
@@ -93,8 +98,10 @@ class Endpoint:
         read_timeout: float | None,
         secrets: Sequence[str] = (),
         ssl_context: ssl.SSLContext | None = None,
+        keepalive: float | None = 20.0,
     ) -> None:
         self.url = url
+        self.keepalive = keepalive
         self._headers = headers
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -222,6 +229,13 @@ def closed_by_server(code: int | None, reason: str, secrets: Sequence[str]) -> C
 def broken() -> ConnectionClosed:
     """The connection ended without a close frame."""
     return ConnectionClosed("the WebSocket connection broke", code=CLOSE_ABNORMAL)
+
+
+def no_pong() -> ConnectionClosed:
+    """An idle connection's peer did not answer a client ping in time (closed)."""
+    return ConnectionClosed(
+        "the WebSocket peer did not answer a keepalive ping", code=CLOSE_INTERNAL_ERROR
+    )
 
 
 def unsent() -> ConnectionClosed:

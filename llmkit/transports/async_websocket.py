@@ -14,7 +14,12 @@ Choices that matter:
   (websocket-client has no permessage-deflate), so ``bytes_sent`` means the same.
 * Redirects stay within the origin. websockets alone would follow a cross-origin one
   and strip only ``Authorization``, not an Azure ``api-key``.
-* Pings are answered by websockets, which also sends its own keep-alive pings.
+* Pings are answered by websockets' background reader, idle or not; its keep-alive
+  pings (``ping_interval``/``ping_timeout``) are the transport's ``keepalive`` (None:
+  none), so a dead peer is found between turns and `probe` sees the close.
+* One reader per socket (`_async_ws_reader`): the receiver awaiting a frame calls
+  ``recv`` itself and routes others' frames to them (websockets allows one ``recv``
+  at a time).
 * websockets logs every handshake header at DEBUG; its client logger is wrapped so
   that the credentials are redacted there too.
 * `close` is synchronous: it writes a close frame when it can and closes the socket
@@ -39,14 +44,12 @@ from websockets.protocol import State
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError, Timeout, redact
 from llmkit.transports import _ws_common as common
+from llmkit.transports._async_ws_reader import AsyncReader, AsyncReceiver, AsyncReceiverPayloads
 from llmkit.transports._tls import http11_only
+from llmkit.transports._ws_routing import Lane
 from llmkit.transports.base import MAX_EVENT_SIZE
 
-__all__ = [
-    "AsyncWebSocketConnection",
-    "AsyncWebSocketPayloadStream",
-    "AsyncWebSocketTransport",
-]
+__all__ = ["AsyncWebSocketConnection", "AsyncWebSocketPayloadStream", "AsyncWebSocketTransport"]
 
 
 class _RedirectRefused(Exception):
@@ -93,11 +96,14 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
 
 
 class AsyncWebSocketConnection(common.ConnectionFacts):
-    """One open WebSocket on the running event loop. One user at a time (leased)."""
+    """One open WebSocket on the running event loop, owned by its `AsyncReader`: any
+    number of receivers (one per response in flight, by lane) may await it."""
 
     def __init__(self, ws: ClientConnection, *, url: str, secrets: Sequence[str]) -> None:
         super().__init__(url=url, secrets=secrets)
         self._ws = ws
+        self.reader = AsyncReader(self)
+        """Who reads the socket, and the receivers its frames go to."""
 
     @classmethod
     async def connect(
@@ -108,10 +114,13 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         timeout: float | None,
         secrets: Sequence[str] = (),
         ssl_context: ssl.SSLContext | None = None,
+        ping_interval: float | None = 20.0,
     ) -> AsyncWebSocketConnection:
         """As `WebSocketConnection.connect`: same-origin redirects only; raises
         `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`.
-        ``ssl_context`` verifies a ``wss://`` server (None: websockets' default)."""
+        ``ssl_context`` verifies a ``wss://`` server (None: websockets' default).
+        ``ping_interval``: a client ping this often, and the socket closed when its
+        pong is as late (None: no client pings)."""
         errors = common.ConnectErrors(url, secrets)
         # websockets refuses ssl for ws:// and ssl=None for wss://; redirects keep the
         # scheme (the origin rule).
@@ -126,6 +135,8 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             open_timeout=timeout,
             max_size=MAX_EVENT_SIZE,
             compression=None,
+            ping_interval=ping_interval,
+            ping_timeout=ping_interval,
             logger=_RedactingLogger(secrets),
         )
         try:
@@ -152,7 +163,7 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
     @property
     def connected(self) -> bool:
         """Whether the connection is open on this side."""
-        return self._ws.state is State.OPEN
+        return self._ws.state is State.OPEN and self.reader.failure is None
 
     async def send_text(self, text: str) -> int:
         """Send one text frame; returns its payload size in bytes.
@@ -168,8 +179,18 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             raise common.unsent() from exc
         return len(data)
 
+    @property
+    def open(self) -> bool:
+        """Whether the socket is open (the reader may not have noticed a failure yet)."""
+        return self._ws.state is State.OPEN
+
+    def receiver(self, stream_id: Lane = None) -> AsyncReceiver:
+        """As `WebSocketConnection.receiver`: register before sending."""
+        return self.reader.receiver(stream_id)
+
     async def recv_text(self, timeout: float | None) -> str:
-        """Wait at most ``timeout`` seconds for the next text frame.
+        """Wait at most ``timeout`` seconds for the next text frame (the reader's read:
+        call it only through a receiver while receivers exist).
 
         Raises:
             Timeout: no frame in time.
@@ -189,7 +210,7 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         raise common.not_text("binary")
 
     def _closed(self, exc: ConnectionClosed) -> LLMKitError:
-        self.close()
+        self.shut()
         sent, received = exc.sent, exc.rcvd
         if sent is not None and (received is None or exc.rcvd_then_sent is False):
             if sent.code == CloseCode.MESSAGE_TOO_BIG:  # we refused an oversized frame
@@ -209,9 +230,15 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         error about the connection's age), means no. Pings were answered already.
         """
         await asyncio.sleep(0)  # let bytes that already arrived be processed
-        if self._ws.state is not State.OPEN:
+        if not self.connected:
             self.close()
             return False
+        router = self.reader.router
+        if router.backlog and router.idle:  # a frame that is nobody's arrived
+            self.close()
+            return False
+        if self.reader.reading or not router.idle:  # other lanes: the reader sees to it
+            return True
         try:
             async with asyncio.timeout(0):  # recv is cancellation-safe in websockets
                 await self._ws.recv()
@@ -223,7 +250,12 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         return False
 
     def close(self) -> None:
-        """Close the connection at once, awaiting nothing. Safe to call more than once."""
+        """Close the connection at once, awaiting nothing. Safe to call more than once.
+        Every receiver still waiting fails (`ConnectionClosed`)."""
+        self.reader.fail(common.broken())
+
+    def shut(self) -> None:
+        """Close the socket (the reader calls it once the socket failed)."""
         ws = self._ws
         if ws.state is State.OPEN:
             with contextlib.suppress(Exception):  # best effort: the socket closes anyway
@@ -237,7 +269,7 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             transport.abort()
 
     def payloads(self, bytes_sent: int, deadline: Deadline | None) -> AsyncWebSocketPayloadStream:
-        """As `WebSocketConnection.payloads`."""
+        """As `WebSocketConnection.payloads`: the default lane's frames."""
         return AsyncWebSocketPayloadStream(
             self, bytes_sent=bytes_sent, idle_timeout=self.idle_timeout, deadline=deadline
         )
@@ -247,34 +279,25 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         return f"AsyncWebSocketConnection(url={url!r}, connected={self.connected})"
 
 
-class AsyncWebSocketPayloadStream(common.FrameStream):
-    """The frames of one response on a connection: ``async for`` until the protocol is done.
-
-    Each wait is the idle timeout, shortened to what the call's deadline leaves.
-    """
+class AsyncWebSocketPayloadStream(AsyncReceiverPayloads):
+    """As `WebSocketPayloadStream`: the default lane's frames, one response at a time."""
 
     __slots__ = ()
-    _connection: AsyncWebSocketConnection
 
-    def __aiter__(self) -> AsyncWebSocketPayloadStream:
-        return self
-
-    async def __anext__(self) -> str:
-        deadline = self._deadline
-        if deadline is None:
-            payload = await self._connection.recv_text(self._idle_timeout)
-        else:
-            try:
-                payload = await self._connection.recv_text(deadline.cap(self._idle_timeout))
-            except Timeout as exc:
-                if deadline.expired():
-                    raise deadline.error() from exc
-                raise
-        self.received += 1
-        return payload
-
-    async def aclose(self) -> None:
-        """Nothing to release: the connection belongs to its lease."""
+    def __init__(
+        self,
+        connection: AsyncWebSocketConnection,
+        *,
+        bytes_sent: int,
+        idle_timeout: float | None,
+        deadline: Deadline | None = None,
+    ) -> None:
+        super().__init__(
+            connection.reader.receiver(None, replace=True),
+            bytes_sent=bytes_sent,
+            idle_timeout=idle_timeout,
+            deadline=deadline,
+        )
 
 
 class AsyncWebSocketTransport(common.Endpoint):
@@ -282,6 +305,8 @@ class AsyncWebSocketTransport(common.Endpoint):
 
     async def connect(self, deadline: Deadline | None) -> AsyncWebSocketConnection:
         """Open a connection within ``deadline`` (see `AsyncWebSocketConnection.connect`)."""
-        connection = await AsyncWebSocketConnection.connect(self.url, **self.connect_args(deadline))
+        connection = await AsyncWebSocketConnection.connect(
+            self.url, **self.connect_args(deadline), ping_interval=self.keepalive
+        )
         self.opened(connection)
         return connection

@@ -42,6 +42,7 @@ class WebSocketSettings(TypedDict):
     read_timeout: float | None
     secrets: Sequence[str]
     ssl_context: ssl.SSLContext | None
+    keepalive: float | None
 
 
 class Transports:

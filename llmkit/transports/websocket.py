@@ -12,39 +12,37 @@ Choices that matter:
 * ``skip_utf8_validation``: websocket-client's own check is pure Python and costs most
   of the per-frame time; decoding the frame to ``str`` validates it anyway, in C.
 * Redirects are followed only within the same origin, so credentials never leave it.
-* Pings are answered inside `recv_text`; between turns `probe` reads whatever arrived
-  while the connection sat idle (a close, a ping, a late error frame) without blocking.
-* `recv_text`'s timeout bounds the whole wait for the next message. websocket-client
-  answers pings inside its read loop and the socket timeout restarts on every read, so
-  a server sending pings, single bytes or endless continuation frames would keep a
-  call waiting forever; every socket read therefore gets only what is left of the wait.
+* One reader per socket (`_ws_reader`): the receiver waiting for a frame reads it
+  itself (leader/follower) and routes others' frames to them; between turns the
+  transport's keepalive thread (`_ws_keepalive`) answers pings, notices a close and
+  sends client pings. Socket reads are buffered: one system call serves many frames
+  (websocket-client alone reads each frame's header, length and payload separately).
+* `recv_text`'s timeout bounds the whole wait for the next message (``_ws_frames``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import websocket
 
 from llmkit._deadline import Deadline
-from llmkit.exceptions import ConnectionClosed, LLMKitError, Timeout, redact
+from llmkit.exceptions import redact
 from llmkit.transports import _ws_common as common
 from llmkit.transports._tls import http11_only
+from llmkit.transports._ws_frames import SocketFrames, limited
+from llmkit.transports._ws_keepalive import Keepalive
+from llmkit.transports._ws_reader import Reader, Receiver, ReceiverPayloads
+from llmkit.transports._ws_routing import Lane
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream", "WebSocketTransport"]
 
 _PROBE_READ_TIMEOUT = 0.5
-# A socket read's timeout is shortened to what is left of the wait only once that is
-# this much shorter: a message's quick reads cost no extra system call, and a wait
-# overruns its bound by this much at most.
-_SLACK = 0.05
 
 
 class _FrameTooLarge(Exception):
@@ -76,16 +74,29 @@ def _limited(ws: websocket.WebSocket) -> websocket.WebSocket:
     return ws
 
 
-class WebSocketConnection(common.ConnectionFacts):
-    """One open WebSocket. Not thread-safe: one user at a time (the session leases it)."""
+class WebSocketConnection(SocketFrames):
+    """One open WebSocket, owned by its `Reader`: any number of receivers (one per
+    response in flight, by lane) may wait on it from any threads; sends are serialized.
 
-    def __init__(self, ws: websocket.WebSocket, *, url: str, secrets: Sequence[str]) -> None:
-        super().__init__(url=url, secrets=secrets)
-        self._ws = ws
-        self._until: float | None = None  # when the current wait ends (monotonic)
-        self._sock_timeout: float | None = ws.gettimeout()  # the socket's timeout now
-        self._raw_recv: Callable[[int], bytes] = ws._recv
-        ws.frame_buffer = _LimitedFrameBuffer(self._recv_bounded, True)
+    ``keepalive`` (the transport's) tends the socket while it is idle.
+    """
+
+    def __init__(
+        self,
+        ws: websocket.WebSocket,
+        *,
+        url: str,
+        secrets: Sequence[str],
+        keepalive: Keepalive | None = None,
+        ping_interval: float | None = None,
+    ) -> None:
+        super().__init__(ws, url=url, secrets=secrets)
+        self.reader = Reader(self, ping_interval=ping_interval)
+        """Who reads the socket, and the receivers its frames go to."""
+        self._keepalive = keepalive
+        if keepalive is not None:
+            self.reader.on_idle = keepalive.wake
+            keepalive.watch(self)
 
     @classmethod
     def connect(
@@ -96,11 +107,15 @@ class WebSocketConnection(common.ConnectionFacts):
         timeout: float | None,
         secrets: Sequence[str] = (),
         ssl_context: ssl.SSLContext | None = None,
+        keepalive: Keepalive | None = None,
+        ping_interval: float | None = None,
     ) -> WebSocketConnection:
         """Open a connection, following same-origin redirects only.
 
         ``ssl_context`` verifies a ``wss://`` server (None: websocket-client's default,
         the system's CA store); the provider passes the one its HTTP client uses.
+        ``keepalive`` tends the socket while idle, with a client ping after
+        ``ping_interval`` seconds of idleness (None: none).
 
         Raises:
             APIStatusError: the server refused the upgrade with an HTTP status.
@@ -114,9 +129,12 @@ class WebSocketConnection(common.ConnectionFacts):
         for _ in range(common.MAX_REDIRECTS + 1):
             if ssl_context is not None:
                 http11_only(ssl_context)
-            ws = _limited(
+            ws = limited(
                 websocket.WebSocket(
-                    sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False
+                    # the library's send lock: a reader's pong never splits a request frame
+                    sslopt=sslopt,
+                    skip_utf8_validation=True,
+                    enable_multithread=True,
                 )
             )
             try:
@@ -147,7 +165,9 @@ class WebSocketConnection(common.ConnectionFacts):
                 continue
             except (OSError, ssl.SSLError) as exc:
                 raise errors.unreachable(exc) from exc
-            return cls(ws, url=target, secrets=secrets)
+            return cls(
+                ws, url=target, secrets=secrets, keepalive=keepalive, ping_interval=ping_interval
+            )
         raise errors.too_many_redirects()
 
     @staticmethod
@@ -161,10 +181,11 @@ class WebSocketConnection(common.ConnectionFacts):
     @property
     def connected(self) -> bool:
         """Whether the socket is still open on this side."""
-        return bool(self._ws.connected)
+        return bool(self._ws.connected) and self.reader.failure is None
 
     def send_text(self, text: str) -> int:
-        """Send one text frame; returns its payload size in bytes.
+        """Send one text frame; returns its payload size in bytes. Safe from any
+        thread: frames never interleave.
 
         Raises:
             ConnectionClosed: the socket is gone (nothing was delivered).
@@ -177,70 +198,41 @@ class WebSocketConnection(common.ConnectionFacts):
             raise common.unsent() from exc
         return len(data)
 
-    def _bound(self, timeout: float | None) -> None:
-        """Start a wait of at most ``timeout`` seconds (None: unbounded).
+    # ------------------------------------------------------------ receivers (the reader)
 
-        The socket's timeout is set only when it changes: every message of a stream
-        waits as long, and setting it costs a system call.
+    def receiver(self, stream_id: Lane = None) -> Receiver:
+        """Register a receiver for lane ``stream_id`` (None: the default lane); do it
+        before sending the request whose frames it is to get.
+
+        Raises:
+            ValueError: the lane already has a receiver, or is being drained.
         """
-        if timeout != self._sock_timeout:
-            self._ws.settimeout(timeout)
-            self._sock_timeout = timeout
-        self._until = None if timeout is None else time.monotonic() + timeout
+        return self.reader.receiver(stream_id)
 
-    def _recv_bounded(self, size: int) -> bytes:
-        """One socket read, within what is left of the current wait (`_bound`)."""
-        until = self._until
-        if until is not None:
-            remaining = until - time.monotonic()
-            if self._sock_timeout is not None and remaining < self._sock_timeout - _SLACK:
-                if remaining <= 0:
-                    raise websocket.WebSocketTimeoutException("the wait ran out")
-                self._ws.settimeout(remaining)
-                self._sock_timeout = remaining
-        return self._raw_recv(size)
+    def payloads(self, bytes_sent: int, deadline: Deadline | None) -> WebSocketPayloadStream:
+        """The frames answering the frame just sent (``bytes_sent`` long) on the default
+        lane, each waited for at most `idle_timeout`, all of them within ``deadline``;
+        closing the stream frees the lane. What arrived before is kept for it."""
+        return WebSocketPayloadStream(
+            self, bytes_sent=bytes_sent, idle_timeout=self.idle_timeout, deadline=deadline
+        )
 
     def recv_text(self, timeout: float | None) -> str:
-        """Wait at most ``timeout`` seconds in all for the next complete text message.
-
-        Pings (answered here), pongs, partial frames and continuation frames do not
-        extend the wait: ``timeout`` bounds it as a whole.
+        """Wait at most ``timeout`` seconds in all for the next text message on the
+        default lane (a receiver for it is registered for the wait).
 
         Raises:
             Timeout: no complete message in time.
             ConnectionClosed: the peer closed the connection or it broke.
-            ProtocolError: a binary frame (the Responses protocol is text only), or a
-                frame over `MAX_EVENT_SIZE` bytes (the connection is closed).
+            ProtocolError: a binary frame, or a frame over `MAX_EVENT_SIZE` bytes.
         """
+        receiver = self.reader.receiver(None, replace=True)
         try:
-            self._bound(timeout)
-            opcode, frame = self._ws.recv_data_frame(False)
-        except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
-            raise Timeout(f"no WebSocket event for {timeout} seconds") from exc
-        except _FrameTooLarge as exc:
-            self.close()
-            raise common.too_large(exc.args[0]) from None
-        except (websocket.WebSocketException, OSError) as exc:
-            self.close()
-            raise common.broken() from exc
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            data = frame.data
-            if len(data) > MAX_EVENT_SIZE:
-                self.close()
-                raise common.too_large(len(data))
-            try:
-                return data if isinstance(data, str) else data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise common.invalid_utf8() from exc
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise self._closed(bytes(frame.data))
-        raise common.not_text(f"opcode {opcode}")
+            return receiver.next(timeout)
+        finally:
+            receiver.close()
 
-    def _closed(self, data: bytes) -> ConnectionClosed:
-        self.close()
-        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-        reason = data[2:].decode("utf-8", errors="replace")
-        return common.closed_by_server(code, reason, self._secrets)
+    # ------------------------------------------------------------ idle (Watched)
 
     def probe(self) -> bool:
         """Whether an idle connection can take a request, without blocking.
@@ -248,100 +240,132 @@ class WebSocketConnection(common.ConnectionFacts):
         Anything that arrived while idle is read: a ping is answered, while a close, EOF
         or a late frame (such as an error about the connection's age) means no.
         """
-        if not self._ws.connected:
+        reader = self.reader
+        if not self.connected:
             return False
-        sock = self._ws.sock
-        try:
-            while self._readable(sock):
-                opcode, _ = self._recv_control()
-                if opcode not in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
-                    self.close()
-                    return False
-        except (LLMKitError, websocket.WebSocketException, OSError, ValueError):
+        reader.service(wait=_PROBE_READ_TIMEOUT)
+        if reader.failure is not None or not self._ws.connected:
+            self.close()
+            return False
+        if reader.router.backlog and reader.router.idle:  # a frame of nobody's
             self.close()
             return False
         return True
 
-    @staticmethod
-    def _readable(sock: socket.socket | None) -> bool:
-        if sock is None:
-            raise ValueError("socket is gone")
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return True
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
+    @property
+    def idle(self) -> bool:
+        """No receiver, nothing pending, open: the keepalive tends it."""
+        return self.reader.idle and not self._shut
 
-    def _recv_control(self) -> tuple[int, Any]:
-        self._bound(_PROBE_READ_TIMEOUT)
-        return self._ws.recv_data_frame(True)
+    def selectable(self) -> socket.socket | None:
+        """The socket for the keepalive's `select` (None: closed)."""
+        sock = self._ws.sock
+        return None if self._shut or sock is None else sock
+
+    def wait(self, now: float) -> float | None:
+        """Seconds until the keepalive must look at it anyway."""
+        return 0.0 if self._buffer else self.reader.heartbeat.wait(now)
+
+    def tend(self, now: float, readable: bool) -> None:
+        """The keepalive's turn on an idle socket: read what arrived, then ping it or
+        close it when its peer is gone (`Heartbeat.due`)."""
+        reader = self.reader
+        if readable or self.readable():
+            reader.service()
+        if not self.idle:
+            return
+        due = reader.heartbeat.due(now)
+        if due == "ping":
+            try:
+                self._ws.ping()
+            except (websocket.WebSocketException, OSError) as exc:
+                reader.fail(common.broken())
+                del exc
+                return
+            reader.heartbeat.pinged(now)
+        elif due == "dead":
+            reader.fail(common.no_pong())
+
+    # ------------------------------------------------------------ closing
 
     def close(self) -> None:
-        """Close the connection at once. Safe to call more than once.
+        """Close the connection at once. Safe to call more than once, from any thread.
 
-        A close frame is sent when the socket is still up, but nothing is awaited: an
-        abandoned response may still be streaming, and its frames are of no use. (The
-        library's own ``close`` waits for the peer and, once the peer has closed first,
-        returns without closing the socket.)
+        Every receiver still waiting fails (`ConnectionClosed`). A close frame is sent
+        when the socket is still up, but nothing is awaited: an abandoned response may
+        still be streaming, and its frames are of no use. (The library's own ``close``
+        waits for the peer and, once the peer has closed first, returns without closing
+        the socket.)
         """
+        self.reader.fail(common.broken())
+
+    def shut(self) -> None:
+        """Close the socket (the reader calls it once the socket failed)."""
+        if self._shut:
+            return
+        self._shut = True
+        if self._keepalive is not None:
+            self._keepalive.forget(self)
         if self._ws.connected:
             with contextlib.suppress(websocket.WebSocketException, OSError):
                 self._ws.send_close()
+        sock = self._ws.sock
+        if sock is not None:  # wakes a reader blocked in another thread
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._ws.shutdown()  # type: ignore[no-untyped-call]
-
-    def payloads(self, bytes_sent: int, deadline: Deadline | None) -> WebSocketPayloadStream:
-        """The frames answering the frame just sent (``bytes_sent`` long), each waited
-        for at most `idle_timeout`, all of them within ``deadline``."""
-        return WebSocketPayloadStream(
-            self, bytes_sent=bytes_sent, idle_timeout=self.idle_timeout, deadline=deadline
-        )
 
     def __repr__(self) -> str:
         url = redact(self.url, self._secrets)
         return f"WebSocketConnection(url={url!r}, connected={self.connected})"
 
 
-class WebSocketPayloadStream(common.FrameStream):
-    """The frames of one response on a connection: iterate until the protocol is done.
-
-    Each wait is the idle timeout, shortened to what the call's deadline leaves.
-    """
+class WebSocketPayloadStream(ReceiverPayloads):
+    """The frames of one response on the default lane (one response at a time): a
+    receiver is registered for them, replacing one a previous response left."""
 
     __slots__ = ()
-    _connection: WebSocketConnection
 
-    def __iter__(self) -> Iterator[str]:
-        recv, idle, deadline = self._connection.recv_text, self._idle_timeout, self._deadline
-        if deadline is None:
-            while True:
-                payload = recv(idle)
-                self.received += 1
-                yield payload
-        while True:
-            payload = _within(deadline, recv, idle)
-            self.received += 1
-            yield payload
-
-    def close(self) -> None:
-        """Nothing to release: the connection belongs to its lease."""
-
-
-def _within(deadline: Deadline, recv: Callable[[float | None], str], idle: float | None) -> str:
-    """``recv(idle)``, the wait shortened to the deadline; its `Timeout` when that ran out."""
-    try:
-        return recv(deadline.cap(idle))
-    except Timeout as exc:
-        if deadline.expired():
-            raise deadline.error() from exc
-        raise
+    def __init__(
+        self,
+        connection: WebSocketConnection,
+        *,
+        bytes_sent: int,
+        idle_timeout: float | None,
+        deadline: Deadline | None = None,
+    ) -> None:
+        super().__init__(
+            connection.reader.receiver(None, replace=True),
+            bytes_sent=bytes_sent,
+            idle_timeout=idle_timeout,
+            deadline=deadline,
+        )
 
 
 class WebSocketTransport(common.Endpoint):
     """Opens WebSocket connections to one endpoint: `HTTPTransport`'s twin for
     WebSocket mode (same arguments as `Endpoint`). Each connection then carries
-    responses one after another: `Connection.send_text`, `Connection.payloads`."""
+    responses one after another (`Connection.send_text`, `Connection.payloads`), or
+    several at once on lanes (`WebSocketConnection.receiver`).
+
+    One keepalive thread tends the idle connections of the transport; `close` stops it.
+    """
+
+    def __init__(self, url: str, **settings: Any) -> None:
+        super().__init__(url, **settings)
+        self._keepalive = Keepalive()
 
     def connect(self, deadline: Deadline | None) -> WebSocketConnection:
         """Open a connection within ``deadline`` (see `WebSocketConnection.connect`)."""
-        connection = WebSocketConnection.connect(self.url, **self.connect_args(deadline))
+        connection = WebSocketConnection.connect(
+            self.url,
+            **self.connect_args(deadline),
+            keepalive=self._keepalive,
+            ping_interval=self.keepalive,
+        )
         self.opened(connection)
         return connection
+
+    def close(self) -> None:
+        """Stop the keepalive thread (the connections are their owners' to close)."""
+        self._keepalive.close()
