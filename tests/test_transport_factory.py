@@ -56,6 +56,9 @@ class Recording(Transports):
                 connections.append(connection)
                 return connection
 
+            def close(self) -> None:
+                inner.close()
+
         return Counting()
 
     def async_websocket(self, settings: WebSocketSettings) -> AsyncConnectionOpener:

@@ -130,9 +130,7 @@ class WebSocketSession:
     def close(self) -> None:
         """Close every connection, and the transport (its keepalive thread)."""
         self._pool.close()
-        close = getattr(self._transport, "close", None)
-        if close is not None:
-            close()
+        self._transport.close()
 
     def _turn(
         self, body: JSON, *, warmup: bool, deadline: Deadline | None, collector: Collector

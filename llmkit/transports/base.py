@@ -168,6 +168,10 @@ class ConnectionOpener(Protocol):
 
     def connect(self, deadline: Deadline | None) -> Connection: ...
 
+    def close(self) -> None:
+        """Release what the transport holds besides its connections (a keepalive thread)."""
+        ...
+
 
 class AsyncConnectionOpener(Protocol):
     """`ConnectionOpener` for asyncio."""

@@ -38,40 +38,10 @@ from llmkit.transports._ws_frames import SocketFrames, limited
 from llmkit.transports._ws_keepalive import Keepalive
 from llmkit.transports._ws_reader import Reader, Receiver, ReceiverPayloads
 from llmkit.transports._ws_routing import Lane
-from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream", "WebSocketTransport"]
 
 _PROBE_READ_TIMEOUT = 0.5
-
-
-class _FrameTooLarge(Exception):
-    """A frame (or a message of continuation frames) announced more than the limit."""
-
-
-class _LimitedFrameBuffer(websocket._abnf.frame_buffer):
-    """websocket-client's frame reader, refusing a frame by the length in its header,
-    before reading (and allocating) the payload."""
-
-    def recv_length(self) -> None:
-        super().recv_length()
-        if self.length is not None and self.length > MAX_EVENT_SIZE:
-            raise _FrameTooLarge(self.length)
-
-
-class _LimitedContinuation(websocket._abnf.continuous_frame):
-    """websocket-client's continuation assembly, refusing a message beyond the limit."""
-
-    def add(self, frame: websocket.ABNF) -> None:
-        super().add(frame)
-        if self.cont_data and len(self.cont_data[1]) > MAX_EVENT_SIZE:
-            raise _FrameTooLarge(len(self.cont_data[1]))
-
-
-def _limited(ws: websocket.WebSocket) -> websocket.WebSocket:
-    ws.frame_buffer = _LimitedFrameBuffer(ws._recv, True)
-    ws.cont_frame = _LimitedContinuation(False, True)
-    return ws
 
 
 class WebSocketConnection(SocketFrames):
