@@ -95,11 +95,13 @@ class AsyncWebSocketSession:
         max_age: float,
         wait_timeout: float | None,
         cooldown: Cooldown,
+        lanes: bool = True,
     ) -> None:
         self._transport = transport
         self._pool = _AsyncPool(max_connections, wait_timeout)
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
+        self.lanes = lanes
         self.loop: asyncio.AbstractEventLoop | None = None
         """The event loop of the first turn; the connections belong to it."""
 

@@ -89,11 +89,13 @@ class WebSocketSession:
         max_age: float,
         wait_timeout: float | None,
         cooldown: Cooldown,
+        lanes: bool = True,
     ) -> None:
         self._transport = transport
         self._pool = _Pool(max_connections, wait_timeout)
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
+        self.lanes = lanes
 
     def stream(
         self, body: JSON, http: HTTPTurn, deadline: Deadline | None, collector: Collector

@@ -81,6 +81,11 @@ class ProviderBase(Generic[ClientT, ModelT]):
             (so a dead peer is found before a turn is sent into it). Server pings are
             answered while a connection sits idle between turns (a slow tool) either
             way, so the connection and its cache survive. None: no client pings.
+        ws_lanes: Run several conversations on one connection at once, each on its own
+            ``stream_id`` lane with its own cache head, where the server supports it
+            (learned per connection from its first answer; a server that refuses or
+            ignores lanes gets one response at a time, and no call fails for it).
+            False: always one response at a time per connection.
 
     Raises:
         UsageError: an invalid combination of settings, or an invalid key or header.
@@ -104,6 +109,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         ws_cooldown: float = 30.0,
         ws_cooldown_max: float = 600.0,
         ws_keepalive: float | None = 20.0,
+        ws_lanes: bool = True,
     ) -> None:
         if websocket and not use_responses_api:
             raise UsageError(
@@ -176,6 +182,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
                         max_age=ws_max_age,
                         wait_timeout=pool_timeout,
                         cooldown=Cooldown(initial=ws_cooldown, maximum=ws_cooldown_max),
+                        lanes=ws_lanes,
                     ),
                 )
                 if websocket
@@ -223,6 +230,7 @@ class SessionSettings(TypedDict):
     max_age: float
     wait_timeout: float | None
     cooldown: Cooldown
+    lanes: bool
 
 
 @dataclass(frozen=True, slots=True)
