@@ -395,6 +395,8 @@ class ResponseMetadata:
 
     ``input_mode`` is ``"incremental"`` when only new input items were sent on a chained
     WebSocket connection; ``fallback_reason`` says why a WebSocket call went over HTTP.
+    ``stream_id`` is the WebSocket lane the response ran on (None: the default lane, or
+    HTTP); ``previous_response_id`` the response its request chained on (None: none).
     """
 
     response_id: str | None = None
@@ -407,6 +409,8 @@ class ResponseMetadata:
     fallback_reason: str | None = None
     time_to_first_token: float | None = None
     duration: float = 0.0
+    stream_id: str | None = None
+    previous_response_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ def answer(steps: int) -> str:
 def shape(metadata: llmkit.ResponseMetadata) -> dict[str, Any]:
     """What two runs of the same loop must share: every field but ids and timings."""
     fields = dataclasses.asdict(metadata)
-    for varying in ("response_id", "time_to_first_token", "duration"):
+    for varying in ("response_id", "previous_response_id", "time_to_first_token", "duration"):
         fields[varying] = type(fields[varying]).__name__
     return fields
 
@@ -248,17 +248,21 @@ async def first_delta(stream: llmkit.AsyncStream) -> None:
             return
 
 
-def test_cancelling_a_websocket_stream_closes_its_connection_and_drops_its_chain(
-    server: ResponsesServer,
+@pytest.mark.parametrize("lanes", [True, False])
+def test_cancelling_a_websocket_stream_drops_its_chain_and_its_lane_or_connection(
+    server: ResponsesServer, lanes: bool
 ) -> None:
-    """Cancellation is a failure like any other: the connection goes, its chain too,
-    and the lease is released (one connection in the pool, so a leak would hang)."""
+    """Cancellation is an abandoned stream like any other: its chain goes, and its lane
+    drains (lanes) or its connection is closed (one response at a time); either way it
+    is given back (one connection in the pool, so a leak would hang)."""
     server.token_delay = 0.005
     history: list[llmkit.Message] = [llmkit.UserMessage("Say many words")]
     metadata: list[llmkit.ResponseMetadata] = []
 
     async def main() -> None:
-        async with async_provider(server, "websocket", ws_max_connections=1, timeout=5) as p:
+        async with async_provider(
+            server, "websocket", ws_max_connections=1, timeout=5, ws_lanes=lanes
+        ) as p:
             model = p.language_model(SLOW)
             first = await model.generate(llmkit.Call(history))
             history.extend([first.message, llmkit.UserMessage("More")])
@@ -282,12 +286,16 @@ def test_cancelling_a_websocket_stream_closes_its_connection_and_drops_its_chain
     run(main)
     first, again = metadata
     assert first.transport == again.transport == "websocket"
-    assert again.input_mode == "full"  # the chain went with the connection
+    assert again.input_mode == "full"  # the chain went with the lane or connection
+    assert server.stats.context_violations == 0
+    if lanes:  # the other lanes would have gone on: the socket stays
+        assert again.connection_reused is True
+        assert server.stats.connections_opened == 1
+        return
     assert again.connection_reused is False
     assert server.stats.connections_opened == 2
     # The cancelled turn's connection was closed (the server notices it a moment later).
     assert eventually(lambda: not server.stats.connections[0].open)
-    assert server.stats.context_violations == 0
     assert [r.status for r in server.stats.requests][-1] == "completed"
 
 
@@ -315,14 +323,16 @@ def test_asyncio_timeout_ends_a_call_and_the_next_one_is_correct(
     assert server.stats.context_violations == 0
 
 
+@pytest.mark.parametrize("lanes", [True, False])
 @pytest.mark.parametrize("path", PATHS)
 def test_leaving_an_async_for_early_releases_the_connection(
-    server: ResponsesServer, path: str
+    server: ResponsesServer, path: str, lanes: bool
 ) -> None:
     server.token_delay = 0.002
+    options = {"ws_lanes": lanes} if path == "websocket" else {}
 
     async def main() -> str:
-        async with async_provider(server, path, ws_max_connections=1, timeout=5) as p:
+        async with async_provider(server, path, ws_max_connections=1, timeout=5, **options) as p:
             model = p.language_model(SLOW)
             for _ in range(3):  # one connection: an unreleased lease would time out
                 async with model.stream(llmkit.Call("Say many words")) as stream:
@@ -330,8 +340,9 @@ def test_leaving_an_async_for_early_releases_the_connection(
             return (await p.language_model("gpt-test").generate(llmkit.Call("hi"))).text
 
     assert run(main).startswith("Echo: hi")
-    if path == "websocket":
-        assert server.stats.connections_opened == 4  # each abandoned turn's was closed
+    if path == "websocket":  # each abandoned turn's lane drained, or its socket closed
+        assert server.stats.connections_opened == (1 if lanes else 4)
+        assert server.stats.context_violations == 0
 
 
 def test_an_error_mid_stream_carries_the_partial_response(server: ResponsesServer) -> None:
@@ -352,7 +363,7 @@ def test_an_error_mid_stream_carries_the_partial_response(server: ResponsesServe
 
 def test_aclose_closes_every_websocket_connection(server: ResponsesServer) -> None:
     async def main() -> None:
-        p = async_provider(server, "websocket", ws_max_connections=3)
+        p = async_provider(server, "websocket", ws_max_connections=3, ws_lanes=False)
         model = p.language_model("gpt-test")
         await asyncio.gather(*(model.generate(llmkit.Call(f"hi {i}")) for i in range(3)))
         assert server.stats.connections_opened == 3

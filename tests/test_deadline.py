@@ -86,7 +86,7 @@ def test_a_call_within_its_max_duration_is_unaffected(
 @pytest.mark.parametrize("transport", [t for t in RESPONSES_TRANSPORTS if t == "websocket"])
 def test_the_pool_wait_honours_the_deadline(server: ResponsesServer, transport: Transport) -> None:
     server.token_delay = 0.05
-    with provider(server, transport, ws_max_connections=1, timeout=30) as p:
+    with provider(server, transport, ws_max_connections=1, timeout=30, ws_lanes=False) as p:
         model = p.language_model("scripted")
         holder = model.stream(WORDS)
         next(iter(holder))  # the only connection is now leased

@@ -24,7 +24,8 @@ Pair = tuple[socket.socket, socket.socket]
 
 def connections(p: Any) -> list[Any]:
     """The open connections of a provider's WebSocket pool."""
-    return [s.connection for s in p._websocket._pool._slots if s.connection is not None]
+    connections: list[Any] = p._websocket.connections()
+    return connections
 
 
 def keepalive_threads() -> list[threading.Thread]:
@@ -172,7 +173,11 @@ def test_the_keepalive_thread_is_one_per_provider_and_stops_on_close(
 ) -> None:
     before = len(keepalive_threads())
     with llmkit.Provider(
-        base_url=server.base_url, use_responses_api=True, websocket=True, ws_max_connections=3
+        base_url=server.base_url,
+        use_responses_api=True,
+        websocket=True,
+        ws_max_connections=3,
+        ws_lanes=False,
     ) as p:
         model = p.language_model("m")
         threads = [threading.Thread(target=model.generate, args=(f"hi {i}",)) for i in range(3)]

@@ -597,7 +597,7 @@ def _transport_reprs(p: llmkit.Provider | llmkit.AsyncProvider | PortalProvider)
     texts = [repr(p), repr(p._http)]
     if p._websocket is not None:
         texts.append(repr(p._websocket))
-        texts += [repr(slot.connection) for slot in p._websocket._pool._slots]
+        texts += [repr(connection) for connection in p._websocket.connections()]
     return texts
 
 

@@ -191,7 +191,7 @@ def connection_of(server: ResponsesServer, response: llmkit.Response) -> int | N
 def test_an_explicit_previous_response_id_goes_to_the_connection_that_holds_it(
     server: ResponsesServer, transport: Transport
 ) -> None:
-    with provider(server, transport, ws_max_connections=2) as p:
+    with provider(server, transport, ws_max_connections=2, ws_lanes=False) as p:
         model = p.language_model("scripted")
         first = model.generate(llmkit.Call("first"))
         second = model.generate(llmkit.Call("second"))
@@ -209,7 +209,7 @@ def test_an_explicit_previous_response_id_goes_to_the_connection_that_holds_it(
 def test_a_new_conversation_takes_the_least_recently_used_idle_connection(
     server: ResponsesServer, transport: Transport
 ) -> None:
-    with provider(server, transport, ws_max_connections=2) as p:
+    with provider(server, transport, ws_max_connections=2, ws_lanes=False) as p:
         model = p.language_model("scripted")
         first = model.generate(llmkit.Call("first"))
         second = model.generate(llmkit.Call("second"))
@@ -266,7 +266,7 @@ def test_a_successful_connect_resets_the_cool_down(
     # in between starts it over at ws_cooldown.
     with (
         caplog.at_level(logging.DEBUG, logger="llmkit"),
-        provider(server, transport, ws_cooldown=0.1, ws_cooldown_max=10) as p,
+        provider(server, transport, ws_cooldown=0.1, ws_cooldown_max=10, ws_lanes=False) as p,
     ):
         model = p.language_model("scripted")
         server.faults.reject_upgrades(status=503)
@@ -306,7 +306,7 @@ def test_a_call_finding_every_connection_busy_times_out(
     server: ResponsesServer, transport: Transport
 ) -> None:
     timeout = httpx.Timeout(10.0, pool=0.3)
-    with provider(server, transport, ws_max_connections=1, timeout=timeout) as p:
+    with provider(server, transport, ws_max_connections=1, timeout=timeout, ws_lanes=False) as p:
         model = p.language_model("scripted")
         server.faults.slow(0.02)
         stream = model.stream(llmkit.Call("a b c d e f g h"))

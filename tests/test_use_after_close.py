@@ -365,7 +365,7 @@ def test_a_caller_http_client_closed_by_its_owner_is_said_so(server: ResponsesSe
 def test_a_call_waiting_for_a_connection_is_refused_by_the_close(server: ResponsesServer) -> None:
     server.token_delay = 0.05
     words = " ".join(f"w{i}" for i in range(100))  # about 5 s of deltas
-    p = provider(server, "websocket", ws_max_connections=1)
+    p = provider(server, "websocket", ws_max_connections=1, ws_lanes=False)
     model = p.language_model("scripted")
     started = threading.Event()
     outcomes: dict[str, BaseException | str] = {}
@@ -412,7 +412,7 @@ def test_a_task_waiting_for_a_connection_is_refused_by_aclose(server: ResponsesS
     words = " ".join(f"w{i}" for i in range(100))
 
     async def main() -> list[BaseException | llmkit.Response]:
-        p = async_provider(server, "websocket", ws_max_connections=1)
+        p = async_provider(server, "websocket", ws_max_connections=1, ws_lanes=False)
         model = p.language_model("scripted")
         started = asyncio.Event()
 

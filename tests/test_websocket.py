@@ -281,23 +281,34 @@ def test_a_failed_warmup_raises_and_bills_no_output(
 # --------------------------------------------------------------------------- connections
 
 
-def test_an_abandoned_stream_retires_its_connection(
-    model: llmkit.LanguageModel, server: ResponsesServer
+@pytest.mark.parametrize("lanes", [True, False])
+def test_an_abandoned_stream_drains_its_lane_or_retires_its_connection(
+    server: ResponsesServer, lanes: bool
 ) -> None:  # bugs 4, 5
     server.faults.slow(0.01)
-    with model.stream(llmkit.Call("one two three four five six seven eight")) as stream:
-        next(iter(stream))
-    assert not stream.finished
-    with pytest.raises(llmkit.UsageError):
-        _ = stream.response
-    after = model.generate(llmkit.Call("next"))
-    assert after.text.startswith("Echo: next")
-    assert not after.metadata.connection_reused
-    assert server.stats.connections_opened == 2
+    with provider(server, "websocket", ws_lanes=lanes) as p:
+        model = p.language_model("scripted")
+        with model.stream(llmkit.Call("one two three four five six seven eight")) as stream:
+            next(iter(stream))
+        assert not stream.finished
+        with pytest.raises(llmkit.UsageError):
+            _ = stream.response
+        after = model.generate(llmkit.Call("next"))
+        assert after.text.startswith("Echo: next")
+        if lanes:  # another lane of the same socket; the abandoned one drains
+            assert after.metadata.connection_reused
+            assert after.metadata.stream_id not in (None, "lane-1")
+            assert server.stats.connections_opened == 1
+            later = model.generate(llmkit.Call("later"))  # the server sent the rest meanwhile
+            assert later.text.startswith("Echo: later")
+        else:
+            assert not after.metadata.connection_reused
+            assert server.stats.connections_opened == 2
+    assert server.stats.context_violations == 0
 
 
 def test_a_busy_pool_waits_with_a_bounded_timeout(server: ResponsesServer) -> None:  # bug 7
-    with provider(server, "websocket", ws_max_connections=1, timeout=0.5) as p:
+    with provider(server, "websocket", ws_max_connections=1, timeout=0.5, ws_lanes=False) as p:
         model = p.language_model("scripted")
         server.faults.slow(0.02)
         stream = model.stream(llmkit.Call("a b c d e f g h"))

@@ -77,6 +77,8 @@ class Meter:
     bytes_sent: int = 0
     connection_reused: bool = False
     fallback_reason: str | None = None
+    stream_id: str | None = None
+    previous_response_id: str | None = None
 
     def apply(self, metadata: ResponseMetadata) -> ResponseMetadata:
         now = time.perf_counter()
@@ -88,6 +90,8 @@ class Meter:
             bytes_sent=self.bytes_sent,
             connection_reused=self.connection_reused,
             fallback_reason=self.fallback_reason,
+            stream_id=self.stream_id,
+            previous_response_id=self.previous_response_id,
             time_to_first_token=None
             if self.first_token is None
             else self.first_token - self.started,

@@ -1,16 +1,17 @@
 """Responses WebSocket mode over asyncio: the async I/O shell of ``_session``.
 
-Every decision (which connection, what to send, what a failure means, what the cache
-holds afterwards) is made in ``_session``, as for the threaded session; this module
-awaits the connects, sends and frames. Cancellation is a failure like any other: a
-`asyncio.CancelledError` while a turn streams closes its connection and drops its chain
-(`Turn.settle`), and the lease is released in ``finally``, so the next call is correct.
+Every decision (which socket and lane, what to send, what a failure means, what the
+lane's cache holds afterwards) is made in ``_session``, as for the threaded session;
+this module awaits room, connects, sends and frames. Cancellation is an abandoned
+stream like any other: a `asyncio.CancelledError` while a turn streams drains its lane
+(a socket with lanes) or closes its socket, and a call cancelled while it waits for
+room or a connect gives its placement back, so the next call is correct.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -20,8 +21,9 @@ from llmkit._core.run import opening
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
+from llmkit.openai._lanes import Placement
 from llmkit.openai._recovery import Cooldown
-from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
+from llmkit.openai._session import CooldownGate, Lanes, Turn
 from llmkit.stream import Collector, Finish, StreamPart
 from llmkit.transports.base import AsyncConnection, AsyncConnectionOpener
 
@@ -31,58 +33,8 @@ JSON = dict[str, Any]
 AsyncHTTPTurn = Callable[[JSON, str, Deadline | None, Collector], AsyncGenerator[StreamPart, None]]
 
 
-class _AsyncPool:
-    """`Slots` for tasks of one event loop: a call waits for a slot, at most ``wait_timeout``.
-
-    Leasing and releasing never await, so a cancelled task releases its slot from
-    ``finally`` without a chance of being cancelled again half-way.
-    """
-
-    def __init__(self, size: int, wait_timeout: float | None) -> None:
-        self._slots: Slots[AsyncConnection] = Slots(size, wait_timeout)
-        self._released: asyncio.Event | None = None
-
-    async def acquire(
-        self, body: Mapping[str, Any], deadline: Deadline | None
-    ) -> Slot[AsyncConnection]:
-        """Lease a slot for ``body``; waits for one to free up, within the call's deadline."""
-        wait = self._slots.wait_timeout
-        try:
-            async with asyncio.timeout(wait if deadline is None else deadline.cap(wait)):
-                while (slot := self._slots.lease(body)) is None:
-                    if self._released is None:
-                        self._released = asyncio.Event()
-                    self._released.clear()
-                    await self._released.wait()
-        except TimeoutError:
-            if deadline is not None and deadline.expired():
-                raise deadline.error() from None
-            raise self._slots.busy_error() from None
-        return slot
-
-    def release(self, slot: Slot[AsyncConnection]) -> None:
-        """Return a leased slot and wake the waiting calls."""
-        self._slots.release(slot)
-        if self._released is not None:
-            self._released.set()
-
-    def admit(self, slot: Slot[AsyncConnection], connection: AsyncConnection) -> None:
-        """Keep a new connection in ``slot``; refused (and closed) once the pool closed."""
-        self._slots.admit(slot, connection)
-
-    def refuse_if_closed(self) -> None:
-        """Raise the provider's "closed" `UsageError` once the pool closed."""
-        self._slots.refuse_if_closed()
-
-    def close(self) -> None:
-        """Close every connection; waiting and later calls are refused."""
-        self._slots.close()
-        if self._released is not None:
-            self._released.set()
-
-
 class AsyncWebSocketSession:
-    """All WebSocket state of one `AsyncProvider`: the pool, its chains and the cool-down.
+    """All WebSocket state of one `AsyncProvider`: its sockets and lanes, and the cool-down.
 
     Args: as `WebSocketSession`, with an async ``transport``.
     """
@@ -98,10 +50,9 @@ class AsyncWebSocketSession:
         lanes: bool = True,
     ) -> None:
         self._transport = transport
-        self._pool = _AsyncPool(max_connections, wait_timeout)
+        self._lanes: Lanes[AsyncConnection] = Lanes(max_connections, wait_timeout, lanes=lanes)
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
-        self.lanes = lanes
         self.loop: asyncio.AbstractEventLoop | None = None
         """The event loop of the first turn; the connections belong to it."""
 
@@ -116,7 +67,7 @@ class AsyncWebSocketSession:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started.
 
         ``max_duration`` starts the call's deadline when iteration starts; it bounds
-        every wait: the pool, connect, each frame, the HTTP fallback. The call's
+        every wait: for room, connect, each frame, the HTTP fallback. The call's
         ``warnings`` come first; every attempt, and the HTTP fallback, folds into the
         call's ``collector``.
         """
@@ -128,13 +79,10 @@ class AsyncWebSocketSession:
                 async for part in parts:
                     yield part
             return
-        turn = await self._turn(body, warmup=False, deadline=deadline, collector=collector)
-        try:
-            async with aclosing(self._attempts(turn, deadline)) as parts:
-                async for part in parts:
-                    yield part
-        finally:
-            self._pool.release(turn.slot)
+        turn = self._turn(body, warmup=False, collector=collector)
+        async with aclosing(self._attempts(turn, deadline)) as parts:
+            async for part in parts:
+                yield part
         if turn.failure is not None:
             reason = turn.fallback_reason()
             async with aclosing(http(body, reason, deadline, collector)) as parts:
@@ -142,30 +90,29 @@ class AsyncWebSocketSession:
                     yield part
 
     async def warmup(self, body: JSON, deadline: Deadline | None = None) -> WarmupResult:
-        """Send ``body`` with ``generate: false``; its response becomes the chain head."""
-        self._pool.refuse_if_closed()
+        """Send ``body`` with ``generate: false``; its response becomes the lane's head."""
+        self._lanes.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
-        turn = await self._turn(body, warmup=True, deadline=deadline, collector=Collector())
-        try:
-            async with aclosing(self._attempts(turn, deadline)) as parts:
-                finishes = [part async for part in parts if isinstance(part, Finish)]
-        finally:
-            self._pool.release(turn.slot)
+        turn = self._turn(body, warmup=True, collector=Collector())
+        async with aclosing(self._attempts(turn, deadline)) as parts:
+            finishes = [part async for part in parts if isinstance(part, Finish)]
         return turn.warmup_result(finishes)
+
+    def connections(self) -> list[AsyncConnection]:
+        """The open connections (for tests and diagnostics)."""
+        return self._lanes.connections()
 
     def close(self) -> None:
         """Close every connection."""
-        self._pool.close()
+        self._lanes.close()
 
-    async def _turn(
-        self, body: JSON, *, warmup: bool, deadline: Deadline | None, collector: Collector
-    ) -> Turn[AsyncConnection]:
+    def _turn(self, body: JSON, *, warmup: bool, collector: Collector) -> Turn[AsyncConnection]:
         self.loop = bind_loop(self.loop)
-        slot = await self._pool.acquire(body, deadline)
         return Turn(
-            slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate, collector=collector
-        )
+            self._lanes, body, warmup=warmup, max_age=self._max_age, gate=self._gate,
+            collector=collector,
+        )  # fmt: skip
 
     async def _attempts(
         self, turn: Turn[AsyncConnection], deadline: Deadline | None
@@ -173,35 +120,71 @@ class AsyncWebSocketSession:
         """Run the turn; `Turn.attempt` decides whether an error is raised, resent or
         sent over HTTP instead."""
         while not turn.over:
-            connection = await self._reusable(turn)
-            reused = connection is not None
-            connection = connection or await self._open(turn, deadline)
+            placement = await self._place(turn, deadline)
+            connection = await self._connection(turn, placement, deadline)
             if connection is None:
-                return  # turn.failure says why: the turn goes over HTTP
-            with turn.attempt(connection, reused=reused) as attempt:
-                size = await connection.send_text(attempt.text)
-                payloads = attempt.sent(connection.payloads(size, deadline))
+                continue  # placed again, or (turn.over) the turn goes over HTTP
+            with turn.attempt(placement, connection) as attempt:
+                assert attempt.end is not None
+                payloads = connection.receive(placement.stream_id, deadline, attempt.end)
+                payloads.sent(await connection.send_text(attempt.text))
+                attempt.sent(payloads)
                 parts = arun_protocol(payloads, attempt.meter, attempt.protocol)
                 async with aclosing(parts):
                     async for part in parts:
                         yield part
 
-    @staticmethod
-    async def _reusable(turn: Turn[AsyncConnection]) -> AsyncConnection | None:
-        connection = turn.reusable()
-        if connection is not None and turn.alive(await connection.probe()):
-            return connection
-        return None
-
-    async def _open(
+    async def _place(
         self, turn: Turn[AsyncConnection], deadline: Deadline | None
-    ) -> AsyncConnection | None:
-        self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
+    ) -> Placement[AsyncConnection]:
+        """The turn's placement; waits for room at most the pool timeout, within the
+        call's deadline. A task cancelled meanwhile gives back what it was handed."""
+        found = turn.place()
+        if isinstance(found, Placement):
+            return found
+        lanes, waiter, placed = self._lanes, found, asyncio.Event()
+        wait = lanes.wait_timeout
         try:
+            if lanes.arm(waiter, placed.set):
+                async with asyncio.timeout(wait if deadline is None else deadline.cap(wait)):
+                    await placed.wait()
+        except TimeoutError:
+            pass
+        except BaseException:
+            given = lanes.withdraw(waiter)
+            if given is not None:
+                lanes.cancel(given)
+            raise
+        placement = lanes.withdraw(waiter)
+        if placement is not None:
+            return placement
+        lanes.refuse_if_closed()
+        if deadline is not None and deadline.expired():
+            raise deadline.error() from None
+        raise lanes.busy_error(waiter)
+
+    async def _connection(
+        self,
+        turn: Turn[AsyncConnection],
+        placement: Placement[AsyncConnection],
+        deadline: Deadline | None,
+    ) -> AsyncConnection | None:
+        """As `WebSocketSession._connection`; a connect cancelled midway gives the
+        placement back."""
+        if not placement.connect:
+            connection = turn.reusable(placement)
+            if connection is None or not turn.must_probe(placement):
+                return connection
+            return connection if turn.alive(placement, await connection.probe()) else None
+        try:
+            self._lanes.refuse_if_closed()  # no reconnect or resend after the provider closed
             connection = await self._transport.connect(deadline)
         except LLMKitError as exc:
-            if not turn.connect_failed(exc, deadline):
+            if not turn.connect_failed(placement, exc, deadline):
                 raise
             return None
-        self._pool.admit(turn.slot, connection)
+        except BaseException:
+            self._lanes.cancel(placement)
+            raise
+        turn.connected(placement, connection)
         return connection

@@ -28,6 +28,7 @@ socket one response at a time on the default lane.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,16 @@ from llmkit.messages import AssistantMessage
 from llmkit.openai._chain import Chain, Continuation, Plan, continuation, plan_request, record_chain
 from llmkit.openai._encode import render_output
 
-__all__ = ["Lane", "LanePool", "Placement", "Socket", "Verdict", "Wait"]
+__all__ = [
+    "Lane",
+    "LanePool",
+    "Placement",
+    "Socket",
+    "Verdict",
+    "Wait",
+    "event_facts",
+    "is_terminal",
+]
 
 logger = logging.getLogger("llmkit")
 
@@ -220,16 +230,21 @@ class LanePool(Generic[ConnectionT]):
         return self._apply(body, choice, warmup=warmup)
 
     def hand_over(
-        self, bodies: Sequence[Mapping[str, Any]], *, warmups: Sequence[bool] = ()
+        self,
+        bodies: Sequence[Mapping[str, Any]],
+        *,
+        warmups: Sequence[bool] = (),
+        fulls: Sequence[bool] = (),
     ) -> tuple[int, Placement[ConnectionT]] | None:
         """Place the waiting call that gains most now; its index and placement.
 
         Affinity first: a waiter whose chain a lane holds (its own lane, then a fork)
         before a new conversation, ties to the earliest waiter; None while all must wait.
+        ``warmups`` and ``fulls`` are the waiters' `place` flags.
         """
         best: tuple[int, int, _Choice] | None = None
         for index, body in enumerate(bodies):
-            choice = self._choose(body, full=False)
+            choice = self._choose(body, full=index < len(fulls) and fulls[index])
             if not isinstance(choice, Wait) and (best is None or choice.rank < best[0]):
                 best = (choice.rank, index, choice)
         if best is None:
@@ -413,7 +428,16 @@ class LanePool(Generic[ConnectionT]):
         """The caller gave up on the response (closed or cancelled its stream): the lane
         is unusable until `drained`; the reader discards its frames meanwhile."""
         placement.abandoned = True
-        placement.lane.forget()  # whatever ends the response decides the head
+        if placement.lane.current is placement:  # else drained already, maybe reused
+            placement.lane.forget()  # whatever ends the response decides the head
+
+    def cancel(self, placement: Placement[ConnectionT]) -> None:
+        """``placement`` was never sent (its caller gave up, or it must go elsewhere):
+        the lane is free again; a socket that was never opened is forgotten."""
+        self._end(placement)
+        socket = placement.socket
+        if socket.connection is None and not any(lane.current for lane in socket.lanes.values()):
+            self.drop(socket)
 
     def drained(self, placement: Placement[ConnectionT]) -> None:
         """The terminal event of an abandoned response arrived: its lane is free."""
@@ -451,3 +475,30 @@ class LanePool(Generic[ConnectionT]):
         lane = socket.lanes.setdefault(None, Lane(None))
         lane.current = placement
         placement.lane = lane
+
+
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+
+
+def event_facts(text: str) -> tuple[str | None, str | None]:
+    """The ``type`` and ``stream_id`` of an event's JSON text (None where absent).
+
+    Read only for a probe's first frame and an abandoned lane's frames: never on the
+    path of every event.
+    """
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(event, dict):
+        return None, None
+    kind, stream_id = event.get("type"), event.get("stream_id")
+    return (
+        kind if isinstance(kind, str) else None,
+        stream_id if isinstance(stream_id, str) else None,
+    )
+
+
+def is_terminal(text: str) -> bool:
+    """Whether ``text`` is the last event of its response (PROTOCOL.md §2)."""
+    return event_facts(text)[0] in TERMINAL

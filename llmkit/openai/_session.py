@@ -1,18 +1,19 @@
 """The decisions of Responses WebSocket mode, shared by the sync and the async session.
 
-No sockets and no waiting here: which pooled connection a call gets (`Slots`), whether a
-connection may be reused, what to send (``_chain``), what a failure means
-(``_recovery``), what the connection's cache holds afterwards, and when WebSocket is
-cooling down. The shells, `llmkit.openai._websocket` (threads, websocket-client) and
+No sockets and no waiting here: where a call goes (`Lanes`, over `_lanes.LanePool`),
+whether a pooled connection may be used, what a failure means (``_recovery``) and for
+which lane or socket, and when WebSocket is cooling down. The shells,
+`llmkit.openai._websocket` (threads, websocket-client) and
 `llmkit.openai._async_websocket` (asyncio, websockets), do the I/O between these steps,
 so both keep the same rules (each one a bug of the Go original, PEERS.md (b)):
 
-* One response in flight per connection: a slot is leased for one turn and released
-  by the shell in ``finally``.
-* A connection whose response did not complete on it is closed, never reused.
-* Chains live on connections and are matched to conversations by content: a call goes
-  to the idle connection whose chain it extends.
-* A chain exists only after ``completed``/``incomplete`` on that connection, and after a
+* Each response has a lane to itself until it ends: a lane is placed for one turn and
+  freed when its response ended (or, when abandoned, once its last frame arrived).
+* A socket that failed, or carried a response that did not complete on a socket
+  running one response at a time, is closed, never reused.
+* Chains live on lanes and are matched to conversations by content: a call goes to the
+  lane whose head it extends, or forks from it when that lane is busy.
+* A chain exists only after ``completed``/``incomplete`` on that lane, and after a
   warm-up only if it prepared something (``_chain.warmup_prepared``).
 """
 
@@ -22,25 +23,18 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from llmkit._closing import closed_error
+from llmkit._core.protocol import State
 from llmkit._core.run import Meter
 from llmkit._deadline import Deadline
-from llmkit.exceptions import ConnectionClosed, LLMKitError, Timeout, TransportError
-from llmkit.messages import WarmupResult
-from llmkit.openai._chain import (
-    Chain,
-    Continuation,
-    Plan,
-    continuation,
-    plan_request,
-    record_chain,
-    warmup_prepared,
-)
-from llmkit.openai._encode import render_output
+from llmkit.exceptions import APIError, ConnectionClosed, LLMKitError, Timeout, TransportError
+from llmkit.messages import Response, WarmupResult
+from llmkit.openai._chain import Plan, warmup_prepared
+from llmkit.openai._lanes import LanePool, Placement, Verdict, Wait, event_facts, is_terminal
 from llmkit.openai._recovery import (
     Action,
     Cooldown,
@@ -52,9 +46,9 @@ from llmkit.openai._recovery import (
 )
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Collector, Finish
-from llmkit.transports.base import ConnectionBase, FrameCount, json_text
+from llmkit.transports.base import ConnectionBase, FrameCount, LaneEnd, json_text
 
-__all__ = ["COOLING_DOWN", "Attempt", "CooldownGate", "Slot", "Slots", "Turn"]
+__all__ = ["COOLING_DOWN", "Attempt", "CooldownGate", "Lanes", "Turn", "Waiter"]
 
 logger = logging.getLogger("llmkit")
 
@@ -72,123 +66,251 @@ ConnectionT = TypeVar("ConnectionT", bound=ConnectionBase)
 FramesT = TypeVar("FramesT", bound=FrameCount)
 
 
-@dataclass(eq=False, slots=True)
-class Slot(Generic[ConnectionT]):
-    """One pooled connection and what its server-side cache holds."""
-
-    number: int
-    connection: ConnectionT | None = None
-    chain: Chain | None = None
-    head_id: str | None = None
-    busy: bool = False
-    last_used: float = 0.0
-    continuation: Continuation | None = None
-    """How the leased turn's request continues ``chain``, as `Slots.lease` found it
-    (None: it does not); forgotten with the chain."""
-
-    def drop(self, reason: str) -> None:
-        """Close the connection and forget its cache (fail closed)."""
-        if self.connection is not None:
-            logger.debug("closing WebSocket connection %d: %s", self.number, reason)
-            self.connection.close()
-        self.connection = None
-        self.forget_chain(reason)
-
-    def forget_chain(self, reason: str) -> None:
-        """Forget what the cache holds, keeping the connection."""
-        if self.chain is not None:
-            logger.debug("chain reset on WebSocket connection %d: %s", self.number, reason)
-        self.chain = None
-        self.head_id = None
-        self.continuation = None
+def _nothing() -> None:
+    return None
 
 
-class Slots(Generic[ConnectionT]):
-    """Up to ``size`` slots; a call leases the one whose chain it extends.
+class Waiter(Generic[ConnectionT]):
+    """A call that found no room (`Lanes.place`): it waits to be handed a placement."""
 
-    Not thread-safe by itself: each shell calls it under its own lock and brings its
-    own way of waiting for `release`.
+    __slots__ = ("body", "full", "placement", "reason", "wake", "warmup")
 
-    Once `close` ran, nothing is leased or kept: `lease` and `admit` refuse with the
-    provider's "closed" error, and `release` drops the connection of a turn that was
-    in flight during the close (a connect that completed after it included).
+    def __init__(self, body: Mapping[str, Any], *, warmup: bool, full: bool, reason: str) -> None:
+        self.body = body
+        self.warmup = warmup
+        self.full = full
+        self.reason = reason
+        self.placement: Placement[ConnectionT] | None = None
+        self.wake: Callable[[], None] = _nothing
+
+
+_After = tuple[ConnectionBase | None, list[Callable[[], None]]]
+
+
+def _call(wakes: list[Callable[[], None]]) -> None:
+    for wake in wakes:
+        wake()
+
+
+def _finish(after: _After | None) -> None:
+    """Close what `Lanes._settled` dropped and wake whom it placed, outside the lock."""
+    if after is None:
+        return
+    closing, wakes = after
+    if closing is not None:
+        closing.close()
+    _call(wakes)
+
+
+class Lanes(Generic[ConnectionT]):
+    """The sockets of a session (`LanePool`) behind a lock, and the calls waiting.
+
+    Both shells use it: a thread or a task asks `place` for a (socket, lane) and gets
+    one, or a `Waiter` it waits on (`arm`, then its own event) until `hand_over` gives
+    it one, at most ``wait_timeout``. Whenever something frees room (a response ends,
+    a lane is drained, a socket is dropped, a probe is answered), the waiters that gain
+    most get placed first (affinity: a waiter whose chain a lane holds before a new
+    conversation), so a freed socket goes to the call whose cache it holds, with
+    threads and asyncio alike.
+
+    Lock order: a reader may call in (`drained`) while holding its own lock; nothing
+    here calls a connection under this lock (connections are closed after it).
+
+    Once `close` ran, nothing is placed or kept: `place` and `connected` refuse with the
+    provider's "closed" error, and waiters wake to it.
     """
 
-    def __init__(self, size: int, wait_timeout: float | None) -> None:
-        self.size = size
+    def __init__(self, max_connections: int, wait_timeout: float | None, *, lanes: bool) -> None:
+        self.pool: LanePool[ConnectionT] = LanePool(max_connections, lanes=lanes)
         self.wait_timeout = wait_timeout
-        self._slots: list[Slot[ConnectionT]] = []
         self.closed = False
+        self._lock = threading.Lock()
+        self._waiters: list[Waiter[ConnectionT]] = []
 
-    def __iter__(self) -> Iterator[Slot[ConnectionT]]:
-        return iter(self._slots)
+    def connections(self) -> list[ConnectionT]:
+        """The open connections (for tests and diagnostics)."""
+        with self._lock:
+            return [s.connection for s in self.pool.sockets if s.connection is not None]
 
-    def lease(self, body: Mapping[str, Any]) -> Slot[ConnectionT] | None:
-        """The slot for ``body``, marked busy; None while every slot is busy.
+    # -- placing ---------------------------------------------------------------------
+
+    def place(
+        self, body: Mapping[str, Any], *, warmup: bool, full: bool
+    ) -> Placement[ConnectionT] | Waiter[ConnectionT]:
+        """A placement for ``body``, or the `Waiter` to wait on.
 
         Raises:
             UsageError: the session is closed.
         """
-        self.refuse_if_closed()
-        slot, continued = self._pick(body)
-        if slot is not None:
-            slot.busy = True
-            slot.continuation = continued  # the plan reuses it: the suffix is found once
-        return slot
+        with self._lock:
+            self.refuse_if_closed()
+            found = self.pool.place(body, warmup=warmup, full=full)
+            if isinstance(found, Wait):
+                waiter: Waiter[ConnectionT] = Waiter(
+                    body, warmup=warmup, full=full, reason=found.reason
+                )
+                self._waiters.append(waiter)
+                return waiter
+            return found
 
-    def _pick(
-        self, body: Mapping[str, Any]
-    ) -> tuple[Slot[ConnectionT] | None, Continuation | None]:
-        idle = [slot for slot in self._slots if not slot.busy]
-        chained = [
-            (found, s)
-            for s in idle
-            if s.chain is not None and (found := continuation(body, s.chain)) is not None
-        ]
-        if chained:  # the longest matching chain is this conversation's latest turn
-            found, slot = max(chained, key=lambda pair: len(pair[0].chain.context))
-            return slot, found
-        explicit = body.get("previous_response_id")
-        for slot in idle:
-            if explicit is not None and slot.head_id == explicit:
-                return slot, None
-        if len(self._slots) < self.size:
-            self._slots.append(Slot(len(self._slots)))
-            return self._slots[-1], None
-        return (min(idle, key=lambda s: s.last_used) if idle else None), None
+    def arm(self, waiter: Waiter[ConnectionT], wake: Callable[[], None]) -> bool:
+        """Call ``wake`` when ``waiter`` is placed; False if it was placed already."""
+        with self._lock:
+            if waiter.placement is not None or self.closed:
+                return False
+            waiter.wake = wake
+            return True
 
-    def release(self, slot: Slot[ConnectionT]) -> None:
-        """Return a leased slot (its connection closed if the session closed meanwhile)."""
-        slot.busy = False
-        slot.last_used = time.monotonic()
-        if self.closed:
-            slot.drop("the provider was closed")
+    def withdraw(self, waiter: Waiter[ConnectionT]) -> Placement[ConnectionT] | None:
+        """``waiter`` stops waiting; the placement it got meanwhile, if any (to use or
+        `cancel`)."""
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            return waiter.placement
+
+    def busy_error(self, waiter: Waiter[ConnectionT]) -> Timeout:
+        """What a call that waited ``wait_timeout`` for room raises."""
+        return Timeout(
+            f"all {self.pool.max_connections} WebSocket connections stayed busy for "
+            f"{self.wait_timeout} seconds ({waiter.reason})"
+        )
 
     def refuse_if_closed(self) -> None:
         """Raise the provider's "closed" `UsageError` once `close` ran."""
         if self.closed:
             raise closed_error()
 
-    def admit(self, slot: Slot[ConnectionT], connection: ConnectionT) -> None:
-        """Keep a newly opened ``connection`` in ``slot``, unless the session closed
-        while it was connecting: then close it and raise the "closed" `UsageError`."""
-        if self.closed:
+    # -- what happened ---------------------------------------------------------------
+
+    def connected(self, placement: Placement[ConnectionT], connection: ConnectionT) -> None:
+        """The new socket of ``placement`` is open; refused (and closed) once closed."""
+        with self._lock:
+            closed = self.closed
+            if not closed:
+                self.pool.connected(placement.socket, connection)
+        if closed:
             connection.close()
             raise closed_error()
-        slot.connection = connection
+
+    def answered(self, placement: Placement[ConnectionT], stream_id: str | None) -> None:
+        """The first event of ``placement``'s response carried ``stream_id``."""
+        with self._lock:
+            self.pool.answered(placement, stream_id)
+            wakes = self._hand_over()
+        _call(wakes)
+
+    def completed(
+        self, placement: Placement[ConnectionT], response: Response, *, keep: bool
+    ) -> None:
+        """The response ended; its lane's head is it (``keep``), else holds nothing."""
+        with self._lock:
+            self.pool.completed(placement, response.id, response.message)
+            if not keep:
+                placement.lane.forget()
+            after = self._settled(placement)
+        _finish(after)
+
+    def failed(
+        self, placement: Placement[ConnectionT], error: APIError, *, before_output: bool
+    ) -> Verdict:
+        """A request-scoped error ended the response (`LanePool.failed`)."""
+        with self._lock:
+            if placement.lane.chain is not None:
+                where = f"lane {placement.stream_id} of WebSocket connection"
+                logger.debug(
+                    "chain reset on %s %d: %s", where, placement.socket.number, error.message
+                )
+            verdict = self.pool.failed(
+                placement, error.code, error.param, before_output=before_output,
+                message=error.message,
+            )  # fmt: skip
+            after = self._settled(placement) if verdict is not Verdict.RESEND_WITHOUT_LANE else None
+        _finish(after)
+        return verdict
+
+    def abandoned(self, placement: Placement[ConnectionT]) -> None:
+        """Its caller gave up on the response; its lane is busy until `drained`."""
+        with self._lock:
+            self.pool.abandoned(placement)
+
+    def drained(self, placement: Placement[ConnectionT]) -> None:
+        """An abandoned response's last frame arrived (called by the reader)."""
+        with self._lock:
+            self.pool.drained(placement)
+            after = self._settled(placement)
+        _finish(after)
+
+    def cancel(self, placement: Placement[ConnectionT]) -> None:
+        """``placement`` was never sent: its room goes to someone else."""
+        with self._lock:
+            self.pool.cancel(placement)
+            after = self._settled(placement)
+        _finish(after)
+
+    def retire(self, placement: Placement[ConnectionT], reason: str) -> None:
+        """Send nothing more on ``placement``'s socket; close it once idle."""
+        socket = placement.socket
+        with self._lock:
+            self.pool.retire(socket)
+            idle = socket.closable
+            after = self._settled(placement)
+        what = "closing" if idle else "retiring (closed once idle)"
+        logger.debug("%s WebSocket connection %d: %s", what, socket.number, reason)
+        _finish(after)
+
+    def drop(self, placement: Placement[ConnectionT], reason: str) -> None:
+        """Close ``placement``'s socket and forget every chain of it (fail closed)."""
+        socket = placement.socket
+        logger.debug("closing WebSocket connection %d: %s", socket.number, reason)
+        with self._lock:
+            if any(lane.chain is not None for lane in socket.lanes.values()):
+                logger.debug("chain reset on WebSocket connection %d: %s", socket.number, reason)
+            self.pool.drop(socket)
+            wakes = self._hand_over()
+        if socket.connection is not None:
+            socket.connection.close()
+        _call(wakes)
 
     def close(self) -> None:
-        """Close every connection and refuse what comes; leased ones fail on their next
-        read, and their slots are emptied again when released."""
-        self.closed = True
-        for slot in self._slots:
-            slot.drop("the provider was closed")
+        """Close every connection; waiting and later calls are refused."""
+        with self._lock:
+            self.closed = True
+            sockets = list(self.pool.sockets)
+            for socket in sockets:
+                self.pool.drop(socket)
+            waiters, self._waiters = self._waiters, []
+        for socket in sockets:
+            if socket.connection is not None:
+                socket.connection.close()
+        _call([waiter.wake for waiter in waiters])
 
-    def busy_error(self) -> Timeout:
-        """What a call that waited ``wait_timeout`` for a free slot raises."""
-        return Timeout(
-            f"all {self.size} WebSocket connections stayed busy for {self.wait_timeout} seconds"
-        )
+    def _settled(self, placement: Placement[ConnectionT]) -> _After:
+        """Under the lock, after room was freed: a retired socket that went idle is
+        dropped, and the waiters that can go now are placed; `_finish` (after the
+        lock) closes that socket and wakes them."""
+        socket = placement.socket
+        closing = None
+        if socket.closable and socket in self.pool.sockets:
+            self.pool.drop(socket)
+            closing = socket.connection
+        return closing, self._hand_over()
+
+    def _hand_over(self) -> list[Callable[[], None]]:
+        wakes: list[Callable[[], None]] = []
+        while self._waiters and not self.closed:
+            found = self.pool.hand_over(
+                [w.body for w in self._waiters],
+                warmups=[w.warmup for w in self._waiters],
+                fulls=[w.full for w in self._waiters],
+            )
+            if found is None:
+                break
+            index, placement = found
+            waiter = self._waiters.pop(index)
+            waiter.placement = placement
+            wakes.append(waiter.wake)
+        return wakes
 
 
 class CooldownGate:
@@ -235,15 +357,21 @@ class CooldownGate:
 
 
 @dataclass(slots=True)
-class Attempt:
-    """One send of a turn on a connection: what goes out, and how far it got."""
+class Attempt(Generic[ConnectionT]):
+    """One send of a turn on a placement: what goes out, and how far it got."""
 
-    plan: Plan
+    placement: Placement[ConnectionT]
     text: str
     meter: Meter
     protocol: ResponsesProtocol  # folds into the call's collector
     stage: Literal["send", "receive"] = "send"
     payloads: FrameCount | None = None
+    end: LaneEnd | None = None
+    """How the connection tells this response's end (`Turn.attempt` sets it)."""
+
+    @property
+    def plan(self) -> Plan:
+        return self.placement.plan
 
     def sent(self, payloads: FramesT) -> FramesT:
         """The frame went out; ``payloads`` will receive the response."""
@@ -261,21 +389,31 @@ class Attempt:
 
 
 class Turn(Generic[ConnectionT]):
-    """The decisions of one turn on a leased slot, in the order the shell meets them.
+    """The decisions of one turn, in the order the shell meets them.
 
-    A shell's loop, until `over`: `reusable` (and a liveness probe, confirmed with
-    `alive`), or a new connection (`connect_failed` when that fails); then, inside
-    ``with turn.attempt(...)``, send and stream. When the turn must go over HTTP
-    instead, `failure` is set and `fallback_reason` says why.
+    A shell's loop, until `over`: `place` (or wait on its `Waiter`); a new socket is
+    opened (`connected`, or `connect_failed`), a pooled one checked (`reusable`, and
+    a liveness probe confirmed with `alive` when the socket is otherwise idle); then,
+    inside ``with turn.attempt(...)``, the lane's frames are registered for
+    (``Connection.receive`` with `Attempt.end`), the frame sent and the response
+    streamed. When the turn must go over HTTP instead, `failure` is set and
+    `fallback_reason` says why.
 
-    A failed attempt closes its connection, except after ``previous_response_not_found``
-    (`Action.RESEND_FULL`): that error is about the request and the socket is healthy,
-    so only the chain is forgotten and the resend goes out on the same connection.
+    What a failure costs (PROTOCOL.md §6.2): an ``error`` frame or ``response.failed``
+    of a lane ends that response and drops that lane's chain only, on a socket running
+    lanes; a close, a drop, a timeout on a socket without lanes, an error about the
+    whole socket, or any other failure on a socket running one response at a time
+    closes the socket, failing every response on it. ``previous_response_not_found``
+    keeps the socket and resends the full input (`Action.RESEND_FULL`); a refused
+    ``stream_id`` resends the same request without a lane, a full socket moves it
+    (both before any output, so nothing is generated twice). An abandoned or cancelled
+    stream drains its lane on a socket with lanes (the other lanes go on) and closes
+    the socket otherwise.
     """
 
     def __init__(
         self,
-        slot: Slot[ConnectionT],
+        lanes: Lanes[ConnectionT],
         body: JSON,
         *,
         warmup: bool,
@@ -283,7 +421,7 @@ class Turn(Generic[ConnectionT]):
         gate: CooldownGate,
         collector: Collector | None = None,
     ) -> None:
-        self.slot = slot
+        self.lanes = lanes
         self.collector = Collector() if collector is None else collector
         """The call's `Collector`: every attempt's protocol folds into it."""
         self.body = body
@@ -292,33 +430,54 @@ class Turn(Generic[ConnectionT]):
         self._gate = gate
         self._resends_left = 1
         self._silent_closes = 0
+        self._full = False
+        self._again: Placement[ConnectionT] | None = None
         self.prepared = False
-        """Whether the turn left a chain head on its connection (a warm-up: `_record`)."""
+        """Whether the turn left a chain head on its lane (a warm-up: `_record`)."""
         self.failure: Failure | None = None
         self.over = False
         """Whether the turn is done on WebSocket: completed, or going over HTTP."""
 
-    def reusable(self) -> ConnectionT | None:
-        """The slot's connection if it is young enough to reuse (a probe still due)."""
-        connection = self.slot.connection
-        if connection is not None and connection.age > self._max_age:
-            self.slot.drop(f"connection older than {self._max_age} seconds")
+    def place(self) -> Placement[ConnectionT] | Waiter[ConnectionT]:
+        """Where the next attempt goes, or the `Waiter` to wait on."""
+        again, self._again = self._again, None
+        if again is not None:
+            return again
+        return self.lanes.place(self.body, warmup=self.warmup, full=self._full)
+
+    def reusable(self, placement: Placement[ConnectionT]) -> ConnectionT | None:
+        """The pooled connection of ``placement`` if it is young enough (else the
+        socket is retired and the shell places the turn again)."""
+        connection = placement.socket.connection
+        assert connection is not None  # a socket is placed on only once it is open
+        if connection.age > self._max_age:
+            self.lanes.cancel(placement)
+            self.lanes.retire(placement, f"connection older than {self._max_age} seconds")
             return None
         return connection
 
-    def alive(self, probed: bool) -> bool:
+    @staticmethod
+    def must_probe(placement: Placement[ConnectionT]) -> bool:
+        """Whether the socket is idle but for this placement: then nobody reads it, and
+        a probe looks at what arrived meanwhile before sending."""
+        return placement.socket.in_flight == 1
+
+    def alive(self, placement: Placement[ConnectionT], probed: bool) -> bool:
         """Take the probe's answer; a dead connection is dropped."""
         if not probed:
-            self.slot.drop("connection found closed before sending")
+            self.lanes.drop(placement, "connection found closed before sending")
         return probed
 
-    def connect_failed(self, exc: LLMKitError, deadline: Deadline | None = None) -> bool:
+    def connect_failed(
+        self, placement: Placement[ConnectionT], exc: LLMKitError, deadline: Deadline | None = None
+    ) -> bool:
         """Whether a failed connect sends this turn over HTTP (else the shell raises).
 
         Raises:
             Timeout: the call's ``deadline`` ran out (`Deadline.error`): that cut the
                 connect short, so WebSocket is not to blame and there is no time for HTTP.
         """
+        self.lanes.drop(placement, "the connect failed")
         if deadline is not None and deadline.expired():
             raise deadline.error() from exc
         failure = Failure("connect", exc)
@@ -330,77 +489,123 @@ class Turn(Generic[ConnectionT]):
         self.over = True
         return True
 
+    def connected(self, placement: Placement[ConnectionT], connection: ConnectionT) -> None:
+        """A new connection for ``placement`` is open (refused once the session closed)."""
+        self.lanes.connected(placement, connection)
+        self._gate.succeeded()
+        logger.debug("opened WebSocket connection %d", placement.socket.number)
+
     @contextlib.contextmanager
-    def attempt(self, connection: ConnectionT, *, reused: bool) -> Iterator[Attempt]:
-        """One send of the turn on ``connection`` (new, unless ``reused``).
+    def attempt(
+        self, placement: Placement[ConnectionT], connection: ConnectionT
+    ) -> Iterator[Attempt[ConnectionT]]:
+        """One send of the turn by ``placement`` on ``connection``.
 
-        The shell sends `Attempt.text` and streams the response inside the block. On
-        the way out the connection's cache is settled (the chain recorded after a
-        completed response, else the connection dropped), and an error is recovered
-        from: `decide` says whether it is raised, or swallowed to send the turn again
-        (at most once, before any event) or to fall back to HTTP (`failure` is set).
-        Either way `over` says whether the shell's loop is done.
-
-        The one failure that keeps the connection is ``previous_response_not_found``
-        (`Action.RESEND_FULL`): an error about this request, not the socket (PROTOCOL.md
-        §3.1, "Recovery after a miss"), after which the server is idle again. The chain
-        is forgotten and the shell's next attempt reuses the connection (probed first)
-        to send the full input. An abandoned or cancelled stream, and every other
-        error, close it.
+        The shell registers for the lane's frames (with `Attempt.end`), sends
+        `Attempt.text` and streams the response inside the block. On the way out the
+        lane is settled (the chain recorded after a completed response), and an error is
+        recovered from: `decide` says whether it is raised, or swallowed to send the
+        turn again (at most once, before any event) or to fall back to HTTP (`failure`
+        is set). Either way `over` says whether the shell's loop is done.
         """
-        if not reused:
-            self.slot.connection = connection
-            self._gate.succeeded()
-            logger.debug("opened WebSocket connection %d", self.slot.number)
-        plan = plan_request(self.body, self.slot.continuation, warmup=self.warmup)
-        meter = Meter("websocket", plan.mode, plan.items_sent, connection_reused=reused)
+        plan = placement.plan
+        meter = Meter(
+            "websocket",
+            plan.mode,
+            plan.items_sent,
+            connection_reused=not placement.connect,
+            stream_id=placement.stream_id,
+            previous_response_id=placement.previous_response_id,
+        )
         protocol = ResponsesProtocol(self.collector)
-        attempt = Attempt(plan, json_text(plan.frame), meter, protocol)
+        attempt: Attempt[ConnectionT] = Attempt(
+            placement, json_text(placement.frame), meter, protocol
+        )
+        attempt.end = self._end(attempt)
         try:
             yield attempt
         except LLMKitError as exc:
-            error = self._recover(attempt, exc)
+            error = self._recover(attempt, connection, exc)
             if error is exc:
                 raise
             if error is not None:
                 raise error from exc
         except BaseException:  # an abandoned or cancelled stream
-            self.slot.drop("the response did not complete on this connection")
+            if attempt.stage == "receive" and self._lanes_socket(placement, connection):
+                self.lanes.abandoned(placement)  # the lane drains; the others go on
+            else:
+                self.lanes.drop(placement, "the response did not complete on this connection")
             raise
         else:
             self._record(attempt)
             self.over = True
 
-    def _record(self, attempt: Attempt) -> None:
-        """Keep the completed response as the connection's chain head, unless it is a
-        warm-up that prepared nothing (`warmup_prepared`): then the connection stays,
-        its chain is forgotten, and the session warns once."""
+    def _end(self, attempt: Attempt[ConnectionT]) -> LaneEnd:
+        placement, protocol, lanes = attempt.placement, attempt.protocol, self.lanes
+
+        def answered(text: str) -> None:
+            kind, stream_id = event_facts(text)
+            if kind != "error":  # an error goes to `LanePool.failed`
+                lanes.answered(placement, stream_id)
+                attempt.meter.stream_id = placement.stream_id
+
+        return LaneEnd(
+            ended=lambda: protocol.state is State.DONE,
+            is_end=is_terminal,
+            drained=lambda: lanes.drained(placement),
+            answered=answered if placement.socket.capability == "unknown" else None,
+        )
+
+    @staticmethod
+    def _lanes_socket(placement: Placement[ConnectionT], connection: ConnectionT) -> bool:
+        return placement.socket.capability == "lanes" and connection.connected
+
+    def _record(self, attempt: Attempt[ConnectionT]) -> None:
+        """Keep the completed response as the lane's chain head, unless it is a warm-up
+        that prepared nothing (`warmup_prepared`): then the lane's chain is forgotten
+        and the session warns once."""
         response = attempt.protocol.partial()  # the call's collector, with this attempt's ids
-        if self.warmup and not warmup_prepared(self.body, response.usage.input_tokens):
-            self.slot.forget_chain("the warm-up prepared nothing")
+        keep = not self.warmup or warmup_prepared(self.body, response.usage.input_tokens)
+        self.lanes.completed(attempt.placement, response, keep=keep)
+        if keep:
+            self.prepared = True
+        else:
+            logger.debug("chain reset: the warm-up prepared nothing")
             self._gate.warn_once(UNPREPARED_WARMUP)
-            return
-        self.prepared = True
-        self.slot.head_id = response.id
-        output = render_output(response.message, store=bool(self.body.get("store", False)))
-        self.slot.chain = record_chain(self.body, attempt.plan, response.id, output)
 
-    def _recover(self, attempt: Attempt, exc: LLMKitError) -> LLMKitError | None:
-        """Settle the slot after ``exc``; the error to raise (``exc``, or what it means),
-        or None when it is dealt with (resend, or HTTP instead).
+    def _recover(
+        self, attempt: Attempt[ConnectionT], connection: ConnectionT, exc: LLMKitError
+    ) -> LLMKitError | None:
+        """Settle the lane and socket after ``exc``; the error to raise (``exc``, or
+        what it means), or None when it is dealt with (sent again, or HTTP instead).
 
-        Only `Action.RESEND_FULL` keeps the connection: the server answered with a
-        request-scoped error (``previous_response_not_found``) and is idle again, so the
-        socket is healthy and only the chain it named is gone. Every other failure
-        leaves the connection in an unknown state, and it is closed. A second clean
-        close with no event (`silent_close`) raises `not_served`.
+        A second clean close with no event (`silent_close`) raises `not_served`.
         """
         failure = attempt.failure(exc)
+        placement = attempt.placement
+        request_scoped = (
+            isinstance(exc, APIError) and attempt.stage == "receive" and connection.connected
+        )
+        if request_scoped:
+            assert isinstance(exc, APIError)
+            verdict = self.lanes.failed(placement, exc, before_output=failure.events == 0)
+            if verdict is Verdict.RESEND_WITHOUT_LANE:
+                logger.debug("resending without a lane: %s", exc.message)
+                self._again = placement
+                return None
+            if verdict is Verdict.MOVE:
+                logger.debug("moving the request to another connection: %s", exc.message)
+                return None
         action = decide(failure, resends_left=self._resends_left)
-        if action is Action.RESEND_FULL:
-            self.slot.forget_chain("the server no longer has the chain's head")
-        else:
-            self.slot.drop("the response did not complete on this connection")
+        if not request_scoped:
+            if isinstance(exc, Timeout) and self._lanes_socket(placement, connection):
+                self.lanes.abandoned(placement)  # one lane's stall: the lane drains
+            else:
+                self.lanes.drop(placement, "the response did not complete on this connection")
+        elif action is Action.RECONNECT:
+            self.lanes.retire(placement, exc.message)
+        elif action is not Action.RESEND_FULL and placement.socket.capability != "lanes":
+            self.lanes.drop(placement, "the response did not complete on this connection")
         if silent_close(failure):
             self._silent_closes += 1
         if action is Action.RAISE:
@@ -411,8 +616,9 @@ class Turn(Generic[ConnectionT]):
             self.failure = failure
             self.over = True
         else:
-            where = "on the same connection" if action is Action.RESEND_FULL else "reconnecting"
+            where = "a new lane" if action is Action.RESEND_FULL else "reconnecting"
             logger.debug("resending with full input (%s) after: %s", where, exc.message)
+            self._full = True
             self._resends_left -= 1
         return None
 

@@ -1,25 +1,26 @@
 """Responses WebSocket mode over threads: the sync I/O shell of ``_session``.
 
-Every decision (which connection, what to send, what a failure means, what the cache
-holds afterwards) is made in ``_session``; this module opens, leases, probes and closes
-connections with websocket-client and runs the protocol loop. The lease is taken only
-when iteration starts, so a stream that is never iterated holds nothing, and released
-in ``finally``, also when a stream is abandoned.
+Every decision (which socket and lane, what to send, what a failure means, what the
+lane's cache holds afterwards) is made in ``_session``; this module waits for room,
+opens and probes connections with websocket-client and runs the protocol loop over the
+lane's frames. A call is placed only when iteration starts, so a stream that is never
+iterated holds nothing; its lane is settled on every way out of the attempt, also when
+the stream is abandoned.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llmkit._core.run import run_protocol
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError
 from llmkit.messages import WarmupResult
+from llmkit.openai._lanes import Placement
 from llmkit.openai._recovery import Cooldown
-from llmkit.openai._session import CooldownGate, Slot, Slots, Turn
+from llmkit.openai._session import CooldownGate, Lanes, Turn
 from llmkit.stream import Collector, Finish, StreamPart
 from llmkit.transports.base import Connection, ConnectionOpener
 
@@ -29,56 +30,17 @@ JSON = dict[str, Any]
 HTTPTurn = Callable[[JSON, str, Deadline | None, Collector], Iterator[StreamPart]]
 
 
-class _Pool:
-    """`Slots` behind a condition variable: a call waits for a slot, at most ``wait_timeout``."""
-
-    def __init__(self, size: int, wait_timeout: float | None) -> None:
-        self._slots: Slots[Connection] = Slots(size, wait_timeout)
-        self._cond = threading.Condition()
-
-    def acquire(self, body: Mapping[str, Any], call: Deadline | None) -> Slot[Connection]:
-        """Lease a slot for ``body``; waits for one to free up, within the call's deadline."""
-        wait = self._slots.wait_timeout
-        deadline = None if wait is None else time.monotonic() + wait
-        with self._cond:
-            while (slot := self._slots.lease(body)) is None:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise self._slots.busy_error()
-                self._cond.wait(remaining if call is None else call.cap(remaining))
-            return slot
-
-    def release(self, slot: Slot[Connection]) -> None:
-        """Return a leased slot."""
-        with self._cond:
-            self._slots.release(slot)
-            self._cond.notify()
-
-    def admit(self, slot: Slot[Connection], connection: Connection) -> None:
-        """Keep a new connection in ``slot``; refused (and closed) once the pool closed."""
-        with self._cond:
-            self._slots.admit(slot, connection)
-
-    def refuse_if_closed(self) -> None:
-        """Raise the provider's "closed" `UsageError` once the pool closed."""
-        self._slots.refuse_if_closed()
-
-    def close(self) -> None:
-        """Close every connection; waiting and later calls are refused."""
-        with self._cond:
-            self._slots.close()
-            self._cond.notify_all()
-
-
 class WebSocketSession:
-    """All WebSocket state of one provider: the pool, its chains and the cool-down.
+    """All WebSocket state of one provider: its sockets and lanes, and the cool-down.
 
     Args:
         transport: Opens the connections (`WebSocketTransport` in production).
-        max_connections: Pool size; calls beyond it wait for a free connection.
-        max_age: Seconds after which a connection is replaced before sending.
-        wait_timeout: Longest wait for a free connection.
+        max_connections: Sockets kept open at most; calls beyond their room wait.
+        max_age: Seconds after which a connection takes no new request.
+        wait_timeout: Longest wait for room on a socket.
         cooldown: When to try WebSocket again after a failed connect.
+        lanes: Run several responses per socket on ``stream_id`` lanes where the server
+            supports them (False: one at a time).
     """
 
     def __init__(
@@ -92,84 +54,105 @@ class WebSocketSession:
         lanes: bool = True,
     ) -> None:
         self._transport = transport
-        self._pool = _Pool(max_connections, wait_timeout)
+        self._lanes: Lanes[Connection] = Lanes(max_connections, wait_timeout, lanes=lanes)
         self._max_age = max_age
         self._gate = CooldownGate(cooldown)
-        self.lanes = lanes
 
     def stream(
         self, body: JSON, http: HTTPTurn, deadline: Deadline | None, collector: Collector
     ) -> Iterator[StreamPart]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started.
 
-        ``deadline`` bounds every wait: the pool, connect, each frame, the HTTP fallback.
+        ``deadline`` bounds every wait: for room, connect, each frame, the HTTP fallback.
         Every attempt, and the HTTP fallback, folds into the call's ``collector``.
         """
         if self._gate.active():
             yield from http(body, self._gate.reason, deadline, collector)
             return
-        turn = self._turn(body, warmup=False, deadline=deadline, collector=collector)
-        try:
-            yield from self._attempts(turn, deadline)
-        finally:
-            self._pool.release(turn.slot)
+        turn = self._turn(body, warmup=False, collector=collector)
+        yield from self._attempts(turn, deadline)
         if turn.failure is not None:
             yield from http(body, turn.fallback_reason(), deadline, collector)
 
     def warmup(self, body: JSON, deadline: Deadline | None = None) -> WarmupResult:
-        """Send ``body`` with ``generate: false``; its response becomes the chain head."""
-        self._pool.refuse_if_closed()
+        """Send ``body`` with ``generate: false``; its response becomes the lane's head."""
+        self._lanes.refuse_if_closed()
         if self._gate.active():
             return WarmupResult.skipped()
-        turn = self._turn(body, warmup=True, deadline=deadline, collector=Collector())
-        try:
-            attempts = self._attempts(turn, deadline)
-            finishes = [part for part in attempts if isinstance(part, Finish)]
-        finally:
-            self._pool.release(turn.slot)
+        turn = self._turn(body, warmup=True, collector=Collector())
+        finishes = [part for part in self._attempts(turn, deadline) if isinstance(part, Finish)]
         return turn.warmup_result(finishes)
+
+    def connections(self) -> list[Connection]:
+        """The open connections (for tests and diagnostics)."""
+        return self._lanes.connections()
 
     def close(self) -> None:
         """Close every connection, and the transport (its keepalive thread)."""
-        self._pool.close()
+        self._lanes.close()
         self._transport.close()
 
-    def _turn(
-        self, body: JSON, *, warmup: bool, deadline: Deadline | None, collector: Collector
-    ) -> Turn[Connection]:
-        slot = self._pool.acquire(body, deadline)
+    def _turn(self, body: JSON, *, warmup: bool, collector: Collector) -> Turn[Connection]:
         return Turn(
-            slot, body, warmup=warmup, max_age=self._max_age, gate=self._gate, collector=collector
-        )
+            self._lanes, body, warmup=warmup, max_age=self._max_age, gate=self._gate,
+            collector=collector,
+        )  # fmt: skip
 
     def _attempts(self, turn: Turn[Connection], deadline: Deadline | None) -> Iterator[StreamPart]:
         """Run the turn; `Turn.attempt` decides whether an error is raised, resent or
         sent over HTTP instead."""
         while not turn.over:
-            reused = self._reusable(turn)
-            connection = reused or self._open(turn, deadline)
+            placement = self._place(turn, deadline)
+            connection = self._connection(turn, placement, deadline)
             if connection is None:
-                return  # turn.failure says why: the turn goes over HTTP
-            with turn.attempt(connection, reused=reused is not None) as attempt:
-                size = connection.send_text(attempt.text)
-                payloads = attempt.sent(connection.payloads(size, deadline))
+                continue  # placed again, or (turn.over) the turn goes over HTTP
+            with turn.attempt(placement, connection) as attempt:
+                assert attempt.end is not None
+                payloads = connection.receive(placement.stream_id, deadline, attempt.end)
+                payloads.sent(connection.send_text(attempt.text))
+                attempt.sent(payloads)
                 # run_protocol returns only after completed/incomplete; else it raises.
                 yield from run_protocol(payloads, attempt.meter, attempt.protocol)
 
-    @staticmethod
-    def _reusable(turn: Turn[Connection]) -> Connection | None:
-        connection = turn.reusable()
-        if connection is not None and turn.alive(connection.probe()):
-            return connection
-        return None
-
-    def _open(self, turn: Turn[Connection], deadline: Deadline | None) -> Connection | None:
-        self._pool.refuse_if_closed()  # no reconnect or resend after the provider closed
+    def _place(self, turn: Turn[Connection], deadline: Deadline | None) -> Placement[Connection]:
+        """The turn's placement; waits for room at most the pool timeout, within the
+        call's deadline."""
+        found = turn.place()
+        if isinstance(found, Placement):
+            return found
+        lanes, waiter, placed = self._lanes, found, threading.Event()
         try:
+            if lanes.arm(waiter, placed.set):
+                wait = lanes.wait_timeout
+                placed.wait(wait if deadline is None else deadline.cap(wait))
+        finally:
+            placement = lanes.withdraw(waiter)
+        if placement is not None:
+            return placement
+        lanes.refuse_if_closed()
+        if deadline is not None and deadline.expired():
+            raise deadline.error()
+        raise lanes.busy_error(waiter)
+
+    def _connection(
+        self, turn: Turn[Connection], placement: Placement[Connection], deadline: Deadline | None
+    ) -> Connection | None:
+        """The open connection for ``placement``: a new one, or the pooled one if still
+        usable. None: the turn goes over HTTP (``turn.over``) or is placed again."""
+        if not placement.connect:
+            connection = turn.reusable(placement)
+            if connection is None or not turn.must_probe(placement):
+                return connection
+            return connection if turn.alive(placement, connection.probe()) else None
+        try:
+            self._lanes.refuse_if_closed()  # no reconnect or resend after the provider closed
             connection = self._transport.connect(deadline)
         except LLMKitError as exc:
-            if not turn.connect_failed(exc, deadline):
+            if not turn.connect_failed(placement, exc, deadline):
                 raise
             return None
-        self._pool.admit(turn.slot, connection)
+        except BaseException:
+            self._lanes.cancel(placement)
+            raise
+        turn.connected(placement, connection)
         return connection

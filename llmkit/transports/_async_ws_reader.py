@@ -21,6 +21,7 @@ from llmkit.exceptions import LLMKitError, Timeout
 from llmkit.transports import _ws_common as common
 from llmkit.transports._ws_reader import fresh
 from llmkit.transports._ws_routing import BROADCAST, STASH, Lane, Router
+from llmkit.transports.base import LaneEnd
 
 __all__ = ["AsyncFrameSocket", "AsyncReader", "AsyncReceiver", "AsyncReceiverPayloads"]
 
@@ -50,6 +51,7 @@ class AsyncReader:
         self._waiters: set[AsyncReceiver] = set()
         self.router: Router[AsyncReceiver] = Router()
         self.failure: LLMKitError | None = None
+        self._drainer: asyncio.Task[None] | None = None
 
     def receiver(self, lane: Lane = None, *, replace: bool = False) -> AsyncReceiver:
         """As `Reader.receiver`."""
@@ -62,9 +64,9 @@ class AsyncReader:
 
     @property
     def idle(self) -> bool:
-        """No receiver, nothing to drain, nothing unclaimed, not failed."""
+        """No receiver, nothing unclaimed, not failed (as `Reader.idle`)."""
         router = self.router
-        return router.idle and not router.backlog and self.failure is None
+        return not router.receivers and not router.backlog and self.failure is None
 
     async def next(self, receiver: AsyncReceiver, timeout: float | None) -> str:
         """The next frame of ``receiver``'s lane, within ``timeout`` seconds."""
@@ -145,11 +147,44 @@ class AsyncReader:
         self._wake_all()
         self._sock.shut()
 
-    def leave(self, receiver: AsyncReceiver, is_end: Callable[[str], bool] | None) -> None:
-        if is_end is None:
+    def leave(
+        self,
+        receiver: AsyncReceiver,
+        is_end: Callable[[str], bool] | None,
+        drained: Callable[[], None] | None = None,
+    ) -> None:
+        if is_end is not None and any(is_end(text) for text in receiver.queue):
+            self.router.remove(receiver.lane, receiver)  # its last frame is here already
+            if drained is not None:
+                drained()
+        elif is_end is None:
             self.router.remove(receiver.lane, receiver)
         else:
-            self.router.abandon(receiver.lane, receiver, is_end)
+            self.router.abandon(receiver.lane, receiver, is_end, drained)
+            if not self.router.receivers and not self.reading and self._drainer is None:
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Read an abandoned lane's frames away while no receiver reads the socket
+        (websockets buffers only a few frames before it stops reading the socket,
+        pings included); a receiver that comes meanwhile gets its frames routed."""
+        self.reading = True
+        try:
+            while self.router.abandoned and self.failure is None:
+                text = await self._sock.recv_text(_DRAIN_WAIT)
+                self._dispatch(self.router.route(text), text)
+        except Timeout:
+            pass  # the server never ended it: the lane stays unusable, the socket open
+        except LLMKitError as exc:
+            self.fail(exc)
+        finally:
+            self.reading = False
+            self._drainer = None
+            self._wake_all()
+
+
+_DRAIN_WAIT = 60.0
+"""Longest wait for the next frame of an abandoned lane while nobody else reads."""
 
 
 class AsyncReceiver:
@@ -177,23 +212,29 @@ class AsyncReceiver:
         """The response is over (or failed with the socket): the lane is free."""
         self.reader.leave(self, None)
 
-    def abandon(self, is_end: Callable[[str], bool]) -> None:
+    def abandon(
+        self, is_end: Callable[[str], bool], drained: Callable[[], None] | None = None
+    ) -> None:
         """As `Receiver.abandon`."""
-        self.reader.leave(self, is_end)
+        self.reader.leave(self, is_end, drained)
 
     def payloads(
-        self, bytes_sent: int, deadline: Deadline | None, idle: float | None
+        self,
+        bytes_sent: int,
+        deadline: Deadline | None,
+        idle: float | None,
+        end: LaneEnd | None = None,
     ) -> AsyncReceiverPayloads:
-        """The frames as an `AsyncFramePayloads` stream."""
+        """The frames as an `AsyncFramePayloads` stream (as `Receiver.payloads`)."""
         return AsyncReceiverPayloads(
-            self, bytes_sent=bytes_sent, idle_timeout=idle, deadline=deadline
+            self, bytes_sent=bytes_sent, idle_timeout=idle, deadline=deadline, end=end
         )
 
 
 class AsyncReceiverPayloads(common.FrameStream):
     """A receiver's frames as an async payload stream; closing it frees the lane."""
 
-    __slots__ = ("_receiver",)
+    __slots__ = ("_end", "_receiver")
 
     def __init__(
         self,
@@ -202,6 +243,7 @@ class AsyncReceiverPayloads(common.FrameStream):
         bytes_sent: int,
         idle_timeout: float | None,
         deadline: Deadline | None,
+        end: LaneEnd | None = None,
     ) -> None:
         super().__init__(
             receiver.reader._sock,
@@ -210,6 +252,7 @@ class AsyncReceiverPayloads(common.FrameStream):
             deadline=deadline,
         )
         self._receiver = receiver
+        self._end = end
 
     def __aiter__(self) -> AsyncReceiverPayloads:
         return self
@@ -226,8 +269,14 @@ class AsyncReceiverPayloads(common.FrameStream):
                     raise deadline.error() from exc
                 raise
         self.received += 1
+        if self.received == 1 and self._end is not None and self._end.answered is not None:
+            self._end.answered(payload)
         return payload
 
     async def aclose(self) -> None:
-        """Free the lane (the connection stays; its lease decides about it)."""
-        self._receiver.close()
+        """Free the lane, at once or once drained (as `ReceiverPayloads.close`)."""
+        end = self._end
+        if end is None or end.ended():
+            self._receiver.close()
+        else:
+            self._receiver.abandon(end.is_end, end.drained)

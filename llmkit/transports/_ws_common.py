@@ -161,6 +161,10 @@ class FrameStream:
         """Size of the ``response.create`` frame."""
         return self._bytes_sent
 
+    def sent(self, bytes_sent: int) -> None:
+        """The ``response.create`` frame went out, ``bytes_sent`` long."""
+        self._bytes_sent = bytes_sent
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """What to redact from server text that reaches an exception."""

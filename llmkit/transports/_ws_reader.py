@@ -28,6 +28,7 @@ from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError, Timeout
 from llmkit.transports import _ws_common as common
 from llmkit.transports._ws_routing import BROADCAST, STASH, Heartbeat, Lane, Router
+from llmkit.transports.base import LaneEnd
 
 __all__ = ["FrameSocket", "Reader", "Receiver", "ReceiverPayloads"]
 
@@ -104,13 +105,24 @@ class Reader:
             receiver.queue.extend(self.router.add(lane, receiver))
         return receiver
 
-    def _leave(self, receiver: Receiver, is_end: Callable[[str], bool] | None) -> None:
+    def _leave(
+        self,
+        receiver: Receiver,
+        is_end: Callable[[str], bool] | None,
+        drained: Callable[[], None] | None = None,
+    ) -> None:
         with self._cond:
+            if is_end is not None and any(is_end(text) for text in receiver.queue):
+                is_end = None  # its last frame is here already: nothing left to drain
+            else:
+                drained = None
             if is_end is None:
                 self.router.remove(receiver.lane, receiver)
             else:
-                self.router.abandon(receiver.lane, receiver, is_end)
-            idle = self.router.idle
+                self.router.abandon(receiver.lane, receiver, is_end, drained)
+            idle = not self.router.receivers
+        if drained is not None:
+            drained()
         if idle:
             self.heartbeat.alive(time.monotonic())
             if self.on_idle is not None:
@@ -118,9 +130,10 @@ class Reader:
 
     @property
     def idle(self) -> bool:
-        """No receiver, nothing to drain, nothing unclaimed, not failed."""
+        """No receiver, nothing unclaimed, not failed: nobody reads it (an abandoned
+        lane may still be draining; whoever tends the socket reads its frames away)."""
         router = self.router
-        return router.idle and not router.backlog and self.failure is None
+        return not router.receivers and not router.backlog and self.failure is None
 
     # ----------------------------------------------------------------- reading
 
@@ -270,23 +283,31 @@ class Receiver:
         """The response is over (or failed with the socket): the lane is free."""
         self.reader._leave(self, None)
 
-    def abandon(self, is_end: Callable[[str], bool]) -> None:
+    def abandon(
+        self, is_end: Callable[[str], bool], drained: Callable[[], None] | None = None
+    ) -> None:
         """Give up on the response: its frames are discarded until ``is_end`` says
-        one is its last; the lane is free after that one."""
-        self.reader._leave(self, is_end)
+        one is its last; the lane is free after that one, and ``drained`` is called."""
+        self.reader._leave(self, is_end, drained)
 
     def payloads(
-        self, bytes_sent: int, deadline: Deadline | None, idle: float | None
+        self,
+        bytes_sent: int,
+        deadline: Deadline | None,
+        idle: float | None,
+        end: LaneEnd | None = None,
     ) -> ReceiverPayloads:
         """The frames as a `FramePayloads` stream, each waited for at most ``idle``
-        seconds, all within ``deadline``."""
-        return ReceiverPayloads(self, bytes_sent=bytes_sent, idle_timeout=idle, deadline=deadline)
+        seconds, all within ``deadline``; ``end``: closing it early drains the lane."""
+        return ReceiverPayloads(
+            self, bytes_sent=bytes_sent, idle_timeout=idle, deadline=deadline, end=end
+        )
 
 
 class ReceiverPayloads(common.FrameStream):
     """A receiver's frames as a payload stream; closing it frees the lane."""
 
-    __slots__ = ("_receiver",)
+    __slots__ = ("_end", "_receiver")
 
     def __init__(
         self,
@@ -295,6 +316,7 @@ class ReceiverPayloads(common.FrameStream):
         bytes_sent: int,
         idle_timeout: float | None,
         deadline: Deadline | None,
+        end: LaneEnd | None = None,
     ) -> None:
         super().__init__(
             receiver.reader._sock,
@@ -303,10 +325,17 @@ class ReceiverPayloads(common.FrameStream):
             deadline=deadline,
         )
         self._receiver = receiver
+        self._end = end
 
     def __iter__(self) -> Iterator[str]:
         receiver, idle, deadline = self._receiver, self._idle_timeout, self._deadline
         reader = receiver.reader
+        answered = None if self._end is None else self._end.answered
+        if answered is not None:  # the first frame is looked at once, off the hot loop
+            payload = self._wait(idle if deadline is None else deadline.cap(idle))
+            self.received += 1
+            answered(payload)
+            yield payload
         if deadline is None:
             while True:
                 payload = reader.next(receiver, idle)
@@ -322,6 +351,19 @@ class ReceiverPayloads(common.FrameStream):
             self.received += 1
             yield payload
 
+    def _wait(self, timeout: float | None) -> str:
+        try:
+            return self._receiver.next(timeout)
+        except Timeout as exc:
+            if self._deadline is not None and self._deadline.expired():
+                raise self._deadline.error() from exc
+            raise
+
     def close(self) -> None:
-        """Free the lane (the connection stays; its lease decides about it)."""
-        self._receiver.close()
+        """Free the lane (the connection stays; its lease decides about it): at once
+        after the response's end, else once its last frame arrived (`LaneEnd`)."""
+        end = self._end
+        if end is None or end.ended():
+            self._receiver.close()
+        else:
+            self._receiver.abandon(end.is_end, end.drained)

@@ -68,6 +68,7 @@ def stream_id_of(text: str) -> str | None:
 @dataclass(slots=True)
 class _Abandoned:
     is_end: Callable[[str], bool]
+    drained: Callable[[], None] | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -102,12 +103,19 @@ class Router(Generic[R]):
             del self.receivers[lane]
             self._refresh()
 
-    def abandon(self, lane: Lane, receiver: R, is_end: Callable[[str], bool]) -> None:
+    def abandon(
+        self,
+        lane: Lane,
+        receiver: R,
+        is_end: Callable[[str], bool],
+        drained: Callable[[], None] | None = None,
+    ) -> None:
         """``receiver`` gives up on its response: the lane's frames are dropped until
-        one for which ``is_end`` is true (its terminal event), then the lane is free."""
+        one for which ``is_end`` is true (its terminal event), then the lane is free and
+        ``drained`` is called (by whoever routed that frame)."""
         if self.receivers.get(lane) is receiver:
             del self.receivers[lane]
-            self.abandoned[lane] = _Abandoned(is_end)
+            self.abandoned[lane] = _Abandoned(is_end, drained)
             self._refresh()
 
     @property
@@ -132,6 +140,8 @@ class Router(Generic[R]):
             if drained.is_end(text):
                 del self.abandoned[lane]
                 self._refresh()
+                if drained.drained is not None:  # after the lane is free here
+                    drained.drained()
             return DISCARD
         if lane is None and self.receivers:
             return BROADCAST

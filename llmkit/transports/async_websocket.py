@@ -47,7 +47,7 @@ from llmkit.transports import _ws_common as common
 from llmkit.transports._async_ws_reader import AsyncReader, AsyncReceiver, AsyncReceiverPayloads
 from llmkit.transports._tls import http11_only
 from llmkit.transports._ws_routing import Lane
-from llmkit.transports.base import MAX_EVENT_SIZE
+from llmkit.transports.base import MAX_EVENT_SIZE, LaneEnd
 
 __all__ = ["AsyncWebSocketConnection", "AsyncWebSocketPayloadStream", "AsyncWebSocketTransport"]
 
@@ -187,6 +187,12 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
     def receiver(self, stream_id: Lane = None) -> AsyncReceiver:
         """As `WebSocketConnection.receiver`: register before sending."""
         return self.reader.receiver(stream_id)
+
+    def receive(
+        self, stream_id: Lane, deadline: Deadline | None, end: LaneEnd
+    ) -> AsyncReceiverPayloads:
+        """As `WebSocketConnection.receive`."""
+        return self.reader.receiver(stream_id).payloads(0, deadline, self.idle_timeout, end)
 
     async def recv_text(self, timeout: float | None) -> str:
         """Wait at most ``timeout`` seconds for the next text frame (the reader's read:

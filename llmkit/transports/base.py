@@ -11,7 +11,7 @@ point one way: transports import no provider package and no protocol.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +30,7 @@ __all__ = [
     "ConnectionOpener",
     "FrameCount",
     "FramePayloads",
+    "LaneEnd",
     "PayloadOpener",
     "PayloadFacts",
     "PayloadStream",
@@ -116,9 +117,33 @@ class FrameCount(Protocol):
 class FramePayloads(PayloadStream, FrameCount, Protocol):
     """The payloads of one response on a WebSocket connection."""
 
+    def sent(self, bytes_sent: int) -> None:
+        """The request went out, ``bytes_sent`` long (for the response's metadata)."""
+        ...
+
 
 class AsyncFramePayloads(AsyncPayloadStream, FrameCount, Protocol):
     """`FramePayloads` for asyncio."""
+
+    def sent(self, bytes_sent: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LaneEnd:
+    """How a connection tells a response's end, which only its protocol knows.
+
+    When the payload stream of a lane is closed before ``ended()`` (the consumer gave
+    up, or the wait for a frame ran out), the response may still be streaming: its
+    frames are discarded until one ``is_end`` calls its last, then the lane is free
+    again and ``drained`` is called (from whichever task or thread read that frame).
+    """
+
+    ended: Callable[[], bool]
+    is_end: Callable[[str], bool]
+    drained: Callable[[], None]
+    answered: Callable[[str], None] | None = None
+    """Called with the response's first frame (None: not needed; a capability probe
+    reads the lane its answer came on)."""
 
 
 class ConnectionBase(Protocol):
@@ -127,6 +152,11 @@ class ConnectionBase(Protocol):
     @property
     def age(self) -> float:
         """Seconds since it was opened."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """Whether it is open and has not failed."""
         ...
 
     def close(self) -> None:
@@ -145,6 +175,14 @@ class Connection(ConnectionBase, Protocol):
         """The payloads answering the frame just sent (``bytes_sent`` long)."""
         ...
 
+    def receive(
+        self, stream_id: str | None, deadline: Deadline | None, end: LaneEnd
+    ) -> FramePayloads:
+        """The payloads of lane ``stream_id`` (None: the default lane), registered
+        before its request is sent (then `FramePayloads.sent`). Other lanes' frames go
+        to their own streams; closing this one before ``end.ended()`` drains the lane."""
+        ...
+
     def probe(self) -> bool:
         """Whether the connection is still open, checked without blocking."""
         ...
@@ -156,6 +194,10 @@ class AsyncConnection(ConnectionBase, Protocol):
     async def send_text(self, text: str) -> int: ...
 
     def payloads(self, bytes_sent: int, deadline: Deadline | None) -> AsyncFramePayloads: ...
+
+    def receive(
+        self, stream_id: str | None, deadline: Deadline | None, end: LaneEnd
+    ) -> AsyncFramePayloads: ...
 
     async def probe(self) -> bool: ...
 

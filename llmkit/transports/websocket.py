@@ -38,6 +38,7 @@ from llmkit.transports._ws_frames import SocketFrames, limited
 from llmkit.transports._ws_keepalive import Keepalive
 from llmkit.transports._ws_reader import Reader, Receiver, ReceiverPayloads
 from llmkit.transports._ws_routing import Lane
+from llmkit.transports.base import LaneEnd
 
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream", "WebSocketTransport"]
 
@@ -186,6 +187,16 @@ class WebSocketConnection(SocketFrames):
         return WebSocketPayloadStream(
             self, bytes_sent=bytes_sent, idle_timeout=self.idle_timeout, deadline=deadline
         )
+
+    def receive(self, stream_id: Lane, deadline: Deadline | None, end: LaneEnd) -> ReceiverPayloads:
+        """The frames of lane ``stream_id`` (None: the default lane), registered before
+        its request is sent (then ``sent``): each waited for at most `idle_timeout`, all
+        within ``deadline``. Closing the stream before ``end.ended()`` drains the lane.
+
+        Raises:
+            ValueError: the lane already has a receiver, or is being drained.
+        """
+        return self.reader.receiver(stream_id).payloads(0, deadline, self.idle_timeout, end)
 
     def recv_text(self, timeout: float | None) -> str:
         """Wait at most ``timeout`` seconds in all for the next text message on the
