@@ -266,23 +266,32 @@ RUNNERS = [pytest.param(run_threads, id="threads"), pytest.param(run_tasks, id="
         # connection idle, so chains survive and most turns are incremental.
         pytest.param("websocket", 8, 0.0, id="websocket-8-connections-instant-tools"),
         pytest.param("websocket", None, 0.0, id="websocket-default-4-instant-tools"),
-        # Tools that take 2 ms: other agents take the connection meanwhile, evicting
-        # chains, so turns go out in full on whichever connection is free.
+        # Tools that take 2 ms: without lanes other agents take the connection
+        # meanwhile, evicting chains, so turns go out in full on whichever connection is
+        # free (with lanes each conversation keeps its own lane).
         pytest.param("websocket", 8, 0.002, id="websocket-8-connections-slow-tools"),
         pytest.param("websocket", None, 0.002, id="websocket-default-4-slow-tools"),
         pytest.param("chat", None, 0.002, id="chat"),
         pytest.param("http", None, 0.002, id="http"),
     ],
 )
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "no-lanes"])
 def test_32_agents_share_one_provider(
     server: ResponsesServer,
     path: str,
     max_connections: int | None,
     tool_seconds: float,
     run: Runner,
+    lanes: bool,
 ) -> None:
+    if path != "websocket" and not lanes:
+        pytest.skip("lanes are a WebSocket setting")
     fds, thread_count = open_fds(), threading.active_count()
-    overrides = {} if max_connections is None else {"ws_max_connections": max_connections}
+    overrides: dict[str, Any] = (
+        {} if max_connections is None else {"ws_max_connections": max_connections}
+    )
+    if path == "websocket":
+        overrides["ws_lanes"] = lanes
     crew = agents(tool_seconds)
     run(server, path, crew, **overrides)
     wait_until_quiet(server, fds, thread_count)
@@ -332,8 +341,11 @@ def inject_faults(server: ResponsesServer, stop: threading.Event) -> int:
     return armed
 
 
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "no-lanes"])
 @pytest.mark.parametrize("run", RUNNERS)
-def test_32_agents_with_faults_injected_meanwhile(server: ResponsesServer, run: Runner) -> None:
+def test_32_agents_with_faults_injected_meanwhile(
+    server: ResponsesServer, run: Runner, lanes: bool
+) -> None:
     """Faults hit whichever agent's request comes next; every agent still ends right."""
     fds, thread_count = open_fds(), threading.active_count()
     crew = agents(0.002)
@@ -342,7 +354,7 @@ def test_32_agents_with_faults_injected_meanwhile(server: ResponsesServer, run: 
     chaos = threading.Thread(target=lambda: injected.append(inject_faults(server, stop)))
     chaos.start()
     try:
-        run(server, "websocket", crew)
+        run(server, "websocket", crew, ws_lanes=lanes)
     finally:
         stop.set()
         chaos.join(10)
@@ -354,3 +366,72 @@ def test_32_agents_with_faults_injected_meanwhile(server: ResponsesServer, run: 
     assert server.stats.context_violations == 0
     retries = sum(a.retries for a in crew)
     print(f"\nwebsocket with faults: {injected} faults injected, {retries} agent retries")
+
+
+# --------------------------------------------------------------------------- lanes
+
+
+def six_turn_agents() -> list[Agent]:
+    """32 conversations of 6 turns each (5 tool calls, then the answer)."""
+    return [Agent(i, 5, 1000 * (i + 1), 0.002) for i in range(THREADS)]
+
+
+def incremental_share(crew: list[Agent]) -> float:
+    """The share of turns 2..6 that went out incremental."""
+    later = [
+        step.metadata.input_mode == "incremental"
+        for agent in crew
+        if agent.result is not None
+        for step in agent.result.steps[1:]
+    ]
+    return sum(later) / len(later)
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_32_agents_on_default_settings_keep_their_chains_on_lanes(
+    server: ResponsesServer, run: Runner
+) -> None:
+    """Issue acceptance: default settings, 32 agents x 6 turns: >= 99 % of turns 2..6
+    incremental, at most 2 sockets, >= 8 responses in flight on one socket."""
+    server.ttft = 0.02  # responses overlap, as a real model's do
+    fds, thread_count = open_fds(), threading.active_count()
+    crew = six_turn_agents()
+    run(server, "websocket", crew)
+    wait_until_quiet(server, fds, thread_count)
+
+    turns = sum(check_agent(agent) for agent in crew)
+    assert turns == 32 * 6
+    assert server.stats.context_violations == 0
+    assert server.stats.generations == turns
+    assert incremental_share(crew) >= 0.99
+    assert server.stats.connections_opened <= 2
+    assert server.stats.max_in_flight >= 8
+    print(
+        f"\nlanes: {turns} turns, {incremental_share(crew):.1%} of turns 2..6 incremental, "
+        f"{server.stats.connections_opened} sockets, {server.stats.max_in_flight} in flight, "
+        f"{server.stats.lanes_used} lanes"
+    )
+
+
+@pytest.mark.parametrize("mode", ["refuse", "ignore", "serial"])
+@pytest.mark.parametrize("run", RUNNERS)
+def test_32_agents_against_servers_without_lanes(
+    server: ResponsesServer, run: Runner, mode: str
+) -> None:
+    """A server that refuses ``stream_id``, one that ignores it, and one without lanes:
+    every answer right, nothing generated twice, one response at a time per socket."""
+    server.ws_lanes = mode  # type: ignore[assignment]
+    fds, thread_count = open_fds(), threading.active_count()
+    crew = six_turn_agents()
+    run(server, "websocket", crew)
+    wait_until_quiet(server, fds, thread_count)
+
+    turns = sum(check_agent(agent) for agent in crew)
+    assert server.stats.context_violations == 0
+    assert server.stats.generations == turns
+    assert server.stats.max_in_flight == 1
+    assert {r.transport for r in server.stats.requests} == {"websocket"}
+    print(
+        f"\n{mode}: {turns} turns, {incremental_share(crew):.1%} of turns 2..6 incremental, "
+        f"{server.stats.connections_opened} sockets"
+    )

@@ -214,6 +214,8 @@ class LanePool(Generic[ConnectionT]):
         self.max_in_flight = max_in_flight
         self.max_lanes = max_lanes
         self.sockets: list[Socket[ConnectionT]] = []
+        self.learned: Literal["refused", "ignored"] | None = None
+        """Set once a socket's probe found the server without lanes."""
         self._opened = 0
         self._clock = 0
 
@@ -323,7 +325,7 @@ class LanePool(Generic[ConnectionT]):
     ) -> Placement[ConnectionT]:
         socket, connect = choice.socket, choice.socket is None
         if socket is None:
-            socket = Socket(self._opened, "unknown" if self.lanes else "off")
+            socket = Socket(self._opened, self._starting_capability())
             socket.named_limit = self.max_lanes
             self._opened += 1
             self.sockets.append(socket)
@@ -341,6 +343,14 @@ class LanePool(Generic[ConnectionT]):
             logger.debug("fork on lane %s of WebSocket %d from %s", lane.stream_id,
                          socket.number, placement.previous_response_id)  # fmt: skip
         return placement
+
+    def _starting_capability(self) -> Capability:
+        """What a new socket is assumed to support: unknown (it probes), unless lanes
+        are off or another socket of the same server already refused or ignored them
+        (the same server answers the same way: no probe is paid per socket)."""
+        if not self.lanes:
+            return "off"
+        return self.learned or "unknown"
 
     def _open_lane(self, socket: Socket[ConnectionT]) -> Lane:
         if socket.capability not in ("unknown", "lanes"):
@@ -470,6 +480,7 @@ class LanePool(Generic[ConnectionT]):
         socket = placement.socket
         logger.debug("WebSocket %d: stream_id %s; one response at a time", socket.number, why)
         socket.capability = why
+        self.learned = "refused" if why == "refused" else "ignored"
         socket.lanes.pop(placement.stream_id, None)
         socket.named_used = 0
         lane = socket.lanes.setdefault(None, Lane(None))

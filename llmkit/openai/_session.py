@@ -591,6 +591,7 @@ class Turn(Generic[ConnectionT]):
             verdict = self.lanes.failed(placement, exc, before_output=failure.events == 0)
             if verdict is Verdict.RESEND_WITHOUT_LANE:
                 logger.debug("resending without a lane: %s", exc.message)
+                placement.connect = False  # on the same, open connection
                 self._again = placement
                 return None
             if verdict is Verdict.MOVE:

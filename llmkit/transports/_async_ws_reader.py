@@ -136,6 +136,11 @@ class AsyncReader:
         elif target == STASH and not self.router.stash(text):
             self.fail(common.broken())
 
+    def release(self) -> None:
+        """Give the read role back (taken by setting `reading`) and wake the waiters."""
+        self.reading = False
+        self._wake_all()
+
     def _wake_all(self) -> None:
         for waiter in self._waiters:
             waiter.event.set()
@@ -161,14 +166,15 @@ class AsyncReader:
             self.router.remove(receiver.lane, receiver)
         else:
             self.router.abandon(receiver.lane, receiver, is_end, drained)
-            if not self.router.receivers and not self.reading and self._drainer is None:
+            if not self.router.receivers and not self.reading:
+                self.reading = True  # the drain's from now: a receiver that comes follows
                 self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         """Read an abandoned lane's frames away while no receiver reads the socket
         (websockets buffers only a few frames before it stops reading the socket,
-        pings included); a receiver that comes meanwhile gets its frames routed."""
-        self.reading = True
+        pings included); a receiver that comes meanwhile gets its frames routed.
+        The read role was taken for it when it was made."""
         try:
             while self.router.abandoned and self.failure is None:
                 text = await self._sock.recv_text(_DRAIN_WAIT)

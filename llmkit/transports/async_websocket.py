@@ -243,8 +243,10 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         if router.backlog and router.idle:  # a frame that is nobody's arrived
             self.close()
             return False
-        if self.reader.reading or not router.idle:  # other lanes: the reader sees to it
+        reader = self.reader
+        if reader.reading or not router.idle:  # other lanes: the reader sees to it
             return True
+        reader.reading = True  # the read role: a lane placed meanwhile waits its turn
         try:
             async with asyncio.timeout(0):  # recv is cancellation-safe in websockets
                 await self._ws.recv()
@@ -252,6 +254,8 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             return True  # nothing was waiting: the connection is idle and open
         except ConnectionClosed:
             pass
+        finally:
+            reader.release()
         self.close()
         return False
 
