@@ -12,6 +12,23 @@ conversation (the Codex rule, PROTOCOL.md §3.4):
 
 Otherwise the full input goes out without ``previous_response_id``. Items are compared,
 never counted. A warm-up's chain has no output, so the next turn's suffix may be empty.
+
+"Every non-input field" includes whatever ``extra_body`` merged into the body: a changed
+raw field is another request, so it goes out in full.
+
+Server-side compaction (``context_management``) needs no rule of its own. A compacting
+response's output holds a ``compaction`` item, and the server's head then holds the
+compacted context (that item and what followed it), no longer the items before it. The
+chain still records the full input plus the output, compaction item included, exactly as
+the caller's history replays it (`ProviderItemPart`, verbatim), and a delta is sent only
+when the new input is that history plus new items. The two ways of sending that history
+are then equivalent by the API's own rules: a full resend carries the compaction item,
+which stands for everything before it (the server keeps only the latest compaction item
+and what follows; the older items are superseded, not an error), and a delta on the head
+continues that same compacted context. The API asks chained clients not to prune
+(PROTOCOL.md §3.3), so llmkit never drops the items before a compaction item itself;
+a caller who does (the API's latency tip for full resends) edits the history, which then
+no longer extends the chain and goes out in full, as any edit does.
 """
 
 from __future__ import annotations

@@ -230,6 +230,7 @@ class Engine:
         self.store = store
         self.stats = stats
         self.faults = faults
+        self.record_bodies = False  # keep each request's body in its record (tests)
 
     def record(
         self,
@@ -254,6 +255,7 @@ class Engine:
                 generate=generate is not False,
                 endpoint=endpoint,
                 stream_id=stream_id if isinstance(stream_id, str) else None,
+                body=body if self.record_bodies and isinstance(body, dict) else None,
             )
         )
 

@@ -60,7 +60,9 @@ class RequestRecord:
     """What the server saw for one `response.create` (or one HTTP POST).
 
     `endpoint` is ``"chat"`` for `POST /v1/chat/completions` (then `input_items` is the
-    number of messages and `response_id` the ``chatcmpl-`` id).
+    number of messages and `response_id` the ``chatcmpl-`` id). `body` is the decoded
+    request (the `response.create` frame over WebSocket) when the server records bodies
+    (``ResponsesServer(record_bodies=True)``), else None.
     """
 
     transport: Transport
@@ -75,6 +77,7 @@ class RequestRecord:
     endpoint: Endpoint = "responses"
     stream_id: str | None = None
     fork: bool = False
+    body: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
