@@ -13,7 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmkit.testing import _chat as chat, _chat_request as chat_request, _models as m
+from llmkit.testing import (
+    _chat as chat,
+    _chat_request as chat_request,
+    _compaction as compaction,
+    _models as m,
+)
 from llmkit.testing._events import (
     Accounting,
     ApiError,
@@ -41,6 +46,7 @@ _ROLES = ("user", "assistant", "system", "developer")
 _REQUIRED = {
     "function_call": ("call_id", "name", "arguments"),
     "function_call_output": ("call_id",),
+    "compaction": ("encrypted_content",),
 }
 
 
@@ -121,7 +127,9 @@ def validate(body: Any, transport: Transport) -> ApiError | None:
     if isinstance(limit, int) and limit < 16:
         msg = f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {limit} instead."  # noqa: E501
         return _bad(msg, "max_output_tokens", "integer_below_min_value")
-    return _check_tools(body.get("tools"))
+    return compaction.check_settings(body.get("context_management")) or _check_tools(
+        body.get("tools")
+    )
 
 
 def input_count(body: Any) -> int:
@@ -188,7 +196,9 @@ class ChatProduction:
 
 def _check_conversation(turn: Exchange, store: ResponseStore) -> ApiError | None:
     """Errors the real service gives for an inconsistent conversation."""
-    calls: set[Any] = set()
+    # Calls a compaction item carries count too (the items before it may be pruned).
+    carried = compaction.expand(turn.conversation).items
+    calls = {i.get("call_id") for i in carried if m.item_type(i) == "function_call"}
     prefix_len = len(turn.conversation) - len(turn.new_items)
     stored = turn.request.get("store", True) is not False
     for index, item in enumerate(turn.conversation):
@@ -200,6 +210,10 @@ def _check_conversation(turn: Exchange, store: ResponseStore) -> ApiError | None
             return _bad(msg, "input", None)
         elif kind == "reasoning" and index >= prefix_len:
             error = _check_reasoning(item, stored, store)
+            if error is not None:
+                return error
+        elif kind == "compaction" and index >= prefix_len:
+            error = compaction.verify(item)
             if error is not None:
                 return error
     return None
@@ -308,10 +322,11 @@ class Engine:
         self.stats.update(turn.record, response_id=meta.id)
         if faults.fail is not None:
             return Production(faults, rendered=render_failure(meta, *faults.fail))
-        tokens = m.input_tokens(turn.conversation, turn.request.get("instructions"))
+        instructions = turn.request.get("instructions")
+        tokens = compaction.rendered_tokens(turn.conversation, instructions)
         cached = 0
         if turn.previous is not None:
-            cached = sum(m.item_tokens(i) for i in turn.previous.conversation)
+            cached = min(tokens, compaction.rendered_tokens(turn.previous.conversation, None))
         if not turn.generate:
             return Production(faults, rendered=render_warmup(meta, tokens, cached))
         include = turn.request.get("include") or []
@@ -323,8 +338,15 @@ class Engine:
             obfuscate=stream_options.get("include_obfuscation", True) is not False,
             max_output_tokens=turn.request.get("max_output_tokens"),
         )
-        specs = m.plan(turn.request, turn.conversation, turn.violations)
-        return Production(faults, rendered=render_generation(meta, specs, acct))
+        view = compaction.expand(turn.conversation)
+        limit = compaction.threshold(turn.request)
+        compacted = compaction.new_item(view) if limit is not None and tokens >= limit else None
+        if compacted is not None:
+            self.stats.count(turn.connection_id, compaction=True)
+            self.stats.update(turn.record, compacted=True)
+            view = compaction.View(view.items, view.compactions + 1)
+        specs = m.plan(turn.request, view.items, turn.violations, view.compactions)
+        return Production(faults, rendered=render_generation(meta, specs, acct, compacted))
 
     def begin_chat(self, body: Item, record: int) -> ChatExchange:
         """A validated chat request: the whole history is in `messages` (no chaining)."""

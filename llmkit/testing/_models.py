@@ -63,8 +63,9 @@ class Counts:
     tool_outputs: int
     items: int
 
-    def render(self, violations: int) -> str:
+    def render(self, violations: int, compactions: int = 0) -> str:
         extra = f" violations={violations}" if violations else ""
+        extra += f" compactions={compactions}" if compactions else ""
         return (
             f"[user={self.user} assistant={self.assistant} "
             f"tool_outputs={self.tool_outputs} items={self.items}{extra}]"
@@ -105,10 +106,12 @@ def item_key(item: Item) -> str | None:
     """Identity of an item for duplicate detection, or None if duplicates are legitimate.
 
     Tool calls and outputs are identified by `call_id`; assistant messages by their text;
-    reasoning by its encrypted content (or its summary). User, system and developer
-    messages may repeat, so they have no key.
+    reasoning by its encrypted content (or its summary), compaction items by theirs. User,
+    system and developer messages may repeat, so they have no key.
     """
     kind = item_type(item)
+    if kind == "compaction":
+        return "compaction:" + str(item.get("encrypted_content"))
     if kind in ("function_call", "function_call_output", "custom_tool_call"):
         return f"{kind}:{item.get('call_id')}"
     if kind == "message" and item.get("role") == "assistant":
@@ -330,8 +333,11 @@ def spend(specs: Sequence[OutputSpec], max_tokens: int | None) -> tuple[list[Pie
     return pieces, True
 
 
-def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[OutputSpec]:
-    """The scripted model: what to output for this conversation."""
+def plan(
+    request: Item, conversation: Sequence[Item], violations: int, compactions: int = 0
+) -> list[OutputSpec]:
+    """The scripted model: what to output for this conversation (``compactions``: how many
+    compactions it went through, `_compaction`)."""
     counts = count(conversation)
     start = last_user_index(conversation)
     last_user = content_text(conversation[start].get("content")) if start >= 0 else ""
@@ -351,10 +357,10 @@ def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[O
         final = MessageOut(bench_text(words))
     elif output is not None:
         action = "answer directly"
-        final = MessageOut(f"The answer is {output}. {counts.render(violations)}")
+        final = MessageOut(f"The answer is {output}. {counts.render(violations, compactions)}")
     else:
         action = "answer directly"
-        final = MessageOut(f"Echo: {last_user} {counts.render(violations)}")
+        final = MessageOut(f"Echo: {last_user} {counts.render(violations, compactions)}")
     if not wants_reasoning(request):
         return [final]
     summary = (
