@@ -196,3 +196,16 @@ def test_an_incremental_turn_with_extra_body_changed_goes_out_in_full(
     ]
     assert [len(b["input"]) for b in bodies] == [1, 1, 5, 1, 9]
     assert recording.stats.context_violations == 0
+
+
+def test_the_server_records_bodies_only_when_asked(server: ResponsesServer) -> None:
+    with provider(server, "http") as p:
+        p.language_model("gpt-test").generate(call(EXTRA))
+        server.record_bodies = True
+        p.language_model("gpt-test").generate(call(EXTRA))
+    first, second = server.stats.requests
+    assert first.body is None
+    assert second.body is not None and second.body["x_vendor"] == EXTRA["x_vendor"]
+    assert second.body["stream"] is True
+    with ResponsesServer(record_bodies=True) as other:
+        assert other.record_bodies

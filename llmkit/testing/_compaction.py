@@ -145,6 +145,16 @@ def expand(conversation: Sequence[Item]) -> View:
     return View([*payload["items"], *rest], int(payload["compactions"]))
 
 
+def apply(request: Item, conversation: Sequence[Item], tokens: int) -> tuple[View, Item | None]:
+    """What the model sees of ``conversation`` (rendered as ``tokens``) and the compaction
+    item the response begins with, if ``request`` asks for compaction past its threshold."""
+    view = expand(conversation)
+    limit = threshold(request)
+    if limit is None or tokens < limit:
+        return view, None
+    return View(view.items, view.compactions + 1), new_item(view)
+
+
 def rendered_tokens(conversation: Sequence[Item], instructions: Any) -> int:
     """Input tokens of the context as rendered: from the latest compaction item on, which
     counts a tenth of what it carries (``_models.input_tokens`` otherwise)."""

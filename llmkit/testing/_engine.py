@@ -127,9 +127,8 @@ def validate(body: Any, transport: Transport) -> ApiError | None:
     if isinstance(limit, int) and limit < 16:
         msg = f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {limit} instead."  # noqa: E501
         return _bad(msg, "max_output_tokens", "integer_below_min_value")
-    return compaction.check_settings(body.get("context_management")) or _check_tools(
-        body.get("tools")
-    )
+    error = compaction.check_settings(body.get("context_management"))
+    return error if error is not None else _check_tools(body.get("tools"))
 
 
 def input_count(body: Any) -> int:
@@ -338,13 +337,10 @@ class Engine:
             obfuscate=stream_options.get("include_obfuscation", True) is not False,
             max_output_tokens=turn.request.get("max_output_tokens"),
         )
-        view = compaction.expand(turn.conversation)
-        limit = compaction.threshold(turn.request)
-        compacted = compaction.new_item(view) if limit is not None and tokens >= limit else None
+        view, compacted = compaction.apply(turn.request, turn.conversation, tokens)
         if compacted is not None:
             self.stats.count(turn.connection_id, compaction=True)
             self.stats.update(turn.record, compacted=True)
-            view = compaction.View(view.items, view.compactions + 1)
         specs = m.plan(turn.request, view.items, turn.violations, view.compactions)
         return Production(faults, rendered=render_generation(meta, specs, acct, compacted))
 
