@@ -19,16 +19,13 @@ on the input, before the answer (the real service may also compact mid-answer).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llmkit.testing._events import ApiError, new_id
-from llmkit.testing._models import item_tokens, item_type
+from llmkit.testing._models import item_tokens, item_type, seal, unseal
 
 Item = dict[str, Any]
 
@@ -89,23 +86,13 @@ def threshold(request: Item) -> int | None:
 
 # -- the item ---------------------------------------------------------------------------
 def _seal(payload: Item) -> str:
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    mac = hmac.new(_KEY, data, hashlib.sha256).digest()[:16]
-    return _PREFIX + base64.urlsafe_b64encode(mac + data).decode()
+    return seal(_KEY, _PREFIX, json.dumps(payload, separators=(",", ":")).encode())
 
 
 def _open(token: Any) -> Item | None:
     """The payload of a compaction item's ``encrypted_content``; None if not ours."""
-    if not isinstance(token, str) or not token.startswith(_PREFIX):
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token[len(_PREFIX) :].encode())
-    except ValueError:
-        return None
-    mac, data = raw[:16], raw[16:]
-    if not hmac.compare_digest(mac, hmac.new(_KEY, data, hashlib.sha256).digest()[:16]):
-        return None
-    payload = json.loads(data)
+    data = unseal(_KEY, _PREFIX, token)
+    payload = json.loads(data) if data is not None else None
     return payload if isinstance(payload, dict) else None
 
 

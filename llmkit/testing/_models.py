@@ -172,23 +172,34 @@ def split_chunks(text: str, size: int = 8) -> list[str]:
 
 
 # -- encrypted reasoning --------------------------------------------------------------------
+def seal(key: bytes, prefix: str, data: bytes) -> str:
+    """``data`` signed with ``key``: an opaque token like the real service's encrypted
+    content (readable, but only this server makes valid ones)."""
+    mac = hmac.new(key, data, hashlib.sha256).digest()[:16]
+    return prefix + base64.urlsafe_b64encode(mac + data).decode()
+
+
+def unseal(key: bytes, prefix: str, token: Any) -> bytes | None:
+    """The data of a token `seal` made with ``key`` and ``prefix``; None for any other."""
+    if not isinstance(token, str) or not token.startswith(prefix):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token[len(prefix) :].encode())
+    except ValueError:
+        return None
+    mac, data = raw[:16], raw[16:]
+    expected = hmac.new(key, data, hashlib.sha256).digest()[:16]
+    return data if hmac.compare_digest(mac, expected) else None
+
+
 def encrypt_reasoning(item_id: str, summary: str) -> str:
     """An opaque, verifiable stand-in for the real service's encrypted reasoning."""
     payload = json.dumps({"id": item_id, "summary": summary}, separators=(",", ":")).encode()
-    mac = hmac.new(_REASONING_KEY, payload, hashlib.sha256).digest()[:16]
-    return _ENCRYPTED_PREFIX + base64.urlsafe_b64encode(mac + payload).decode()
+    return seal(_REASONING_KEY, _ENCRYPTED_PREFIX, payload)
 
 
 def verify_reasoning(token: Any) -> bool:
-    if not isinstance(token, str) or not token.startswith(_ENCRYPTED_PREFIX):
-        return False
-    try:
-        raw = base64.urlsafe_b64decode(token[len(_ENCRYPTED_PREFIX) :].encode())
-    except ValueError:
-        return False
-    mac, payload = raw[:16], raw[16:]
-    expected = hmac.new(_REASONING_KEY, payload, hashlib.sha256).digest()[:16]
-    return hmac.compare_digest(mac, expected)
+    return unseal(_REASONING_KEY, _ENCRYPTED_PREFIX, token) is not None
 
 
 # -- the scripted model -----------------------------------------------------------------------
