@@ -63,6 +63,7 @@ from llmkit.openai.async_provider import AsyncProvider
 from llmkit.openai.provider import Provider
 from llmkit.stream import (
     AsyncStream,
+    CompactionStart,
     Finish,
     ReasoningDelta,
     ReasoningEnd,
@@ -99,6 +100,7 @@ __all__ = [
     "BadRequestError",
     "Call",
     "CallableTool",
+    "CompactionStart",
     "ConnectError",
     "ConnectionClosed",
     "FilePart",

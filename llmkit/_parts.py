@@ -116,6 +116,17 @@ class ToolInputEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class CompactionStart:
+    """The server started compacting the context into output item ``id`` (Responses
+    ``context_management``). The item itself follows as a `ProviderItemPart` of
+    ``item_type`` ``"compaction"`` with the same id, and is kept in `Response.message`:
+    later input replays it, so the compacted context carries on."""
+
+    id: str | None
+    type: Literal["compaction_start"] = field(default="compaction_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The response reached a terminal event."""
 
@@ -139,5 +150,6 @@ StreamPart: TypeAlias = (
     | ToolCall
     | SourcePart
     | ProviderItemPart
+    | CompactionStart
     | Finish
 )

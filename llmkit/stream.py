@@ -22,6 +22,7 @@ from typing import TypeAlias, assert_never
 
 from llmkit._closing import AsyncClosing, Closing
 from llmkit._parts import (
+    CompactionStart,
     Finish,
     ReasoningDelta,
     ReasoningEnd,
@@ -51,6 +52,7 @@ from llmkit.messages import (
 __all__ = [
     "AsyncStream",
     "Collector",
+    "CompactionStart",
     "Finish",
     "ReasoningDelta",
     "ReasoningEnd",
@@ -150,8 +152,8 @@ class Collector:
                 slot_r = self._reasoning_slot(part.id)
                 index = self._open_reasoning.pop(part.id)
                 self._slots[index] = slot_r.part(part)
-            case ToolInputStart() | ToolInputDelta() | ToolInputEnd():
-                pass  # the ToolCall part that follows carries the complete call
+            case ToolInputStart() | ToolInputDelta() | ToolInputEnd() | CompactionStart():
+                pass  # the ToolCall (ProviderItemPart) that follows carries the whole item
             case ToolCall() | SourcePart() | ProviderItemPart():
                 self._slots.append(part)
             case Warnings():

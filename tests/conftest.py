@@ -27,8 +27,8 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     """The session server, reset (stats, faults, store, sockets) and with default settings.
 
     Settings a test changes (`ttft`, `token_delay`, `keepalive_interval`,
-    `max_connection_age`, `api_key`, the `ws_*` lane, ping and gateway settings) are restored
-    afterwards.
+    `max_connection_age`, `api_key`, the `ws_*` lane, ping and gateway settings,
+    `record_bodies`) are restored afterwards.
     """
     server_session.reset()
     yield server_session
@@ -46,4 +46,5 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     server_session.ws_ping_interval = None
     server_session.ws_pong_timeout = None
     server_session.ws_fake_warmups = False
+    server_session.record_bodies = False
     server_session.reset()

@@ -28,7 +28,7 @@ from llmkit.messages import (
     ToolResult,
     UserMessage,
 )
-from llmkit.openai import ResponsesOptions, ResponsesProtocol
+from llmkit.openai import ContextManagement, ResponsesOptions, ResponsesProtocol
 from llmkit.openai._encode import EncodedRequest, encode_request, render_output
 from llmkit.openai.options import responses_options
 from llmkit.stream import StreamPart, collect
@@ -474,6 +474,8 @@ def test_every_option_field_is_encoded() -> None:
         max_tool_calls=2,
         safety_identifier="s",
         truncation="disabled",
+        context_management=(ContextManagement(compact_threshold=2000),),
+        extra_body={"z": 1},
     )
     assert set(ResponsesOptions.model_fields) == {
         "previous_response_id",
@@ -491,6 +493,8 @@ def test_every_option_field_is_encoded() -> None:
         "max_tool_calls",
         "safety_identifier",
         "truncation",
+        "context_management",
+        "extra_body",
     }
     body = encode("hi", options).body
     del body["input"]
@@ -510,6 +514,8 @@ def test_every_option_field_is_encoded() -> None:
         "reasoning": {"effort": "medium", "summary": "concise"},
         "include": ["x"],
         "text": {"verbosity": "high"},
+        "context_management": [{"type": "compaction", "compact_threshold": 2000}],
+        "z": 1,
     }
 
 

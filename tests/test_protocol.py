@@ -808,9 +808,9 @@ def test_hosted_tool_items_become_provider_items() -> None:
 
 
 def test_unknown_item_only_in_the_final_output() -> None:
-    item = {"type": "compaction", "id": "cmp_1", "encrypted_content": "opaque"}
+    item = {"type": "local_shell_call", "id": "lsh_1", "action": {"command": ["ls"]}}
     parts = run([ev.created(), ev.completed(output=[item])])
-    assert parts == [ProviderItemPart("cmp_1", "compaction", item), finish()]
+    assert parts == [ProviderItemPart("lsh_1", "local_shell_call", item), finish()]
 
 
 def test_provider_item_without_id_is_kept_verbatim() -> None:

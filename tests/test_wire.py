@@ -77,12 +77,12 @@ FAMILIES: dict[type[Any], tuple[str, ...]] = {
         "response.shell_call_output_content.done",
         "response.apply_patch_call_operation_diff.delta",
         "response.apply_patch_call_operation_diff.done",
-        "response.compaction.compacting",
         "response.audio.delta",
         "response.audio.done",
         "response.audio.transcript.delta",
         "response.audio.transcript.done",
     ),
+    wire.CompactionEvent: ("response.compaction.compacting",),
     wire.WebSocketOnlyEvent: (
         "response.steer.accepted",
         "response.steer.pending",
@@ -150,6 +150,22 @@ def test_unknown_type_is_passed_through_with_its_fields() -> None:
     assert parsed.type == "codex.rate_limits"
     assert parsed.sequence_number == 3
     assert parsed.model_extra == {"primary": {"used_percent": 5}}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["response.compaction.in_progress", "response.compaction.completed", "response.compaction.x"],
+)
+def test_every_compaction_event_type_is_a_compaction_event(name: str) -> None:
+    parsed = wire.parse_event(ev.event(name, item_id="cmp_1", output_index=2, phase="p"))
+    assert type(parsed) is wire.CompactionEvent
+    assert (parsed.type, parsed.item_id, parsed.output_index) == (name, "cmp_1", 2)
+    assert parsed.model_extra == {"phase": "p"}
+
+
+def test_a_malformed_compaction_event_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match=r"malformed 'response\.compaction\.compacting'"):
+        wire.parse_event(ev.event("response.compaction.compacting", output_index="first"))
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,24 @@ conversation (the Codex rule, PROTOCOL.md §3.4):
 
 Otherwise the full input goes out without ``previous_response_id``. Items are compared,
 never counted. A warm-up's chain has no output, so the next turn's suffix may be empty.
+
+"Every non-input field" includes whatever ``extra_body`` merged into the body: a changed
+raw field is another request, so it goes out in full.
+
+Server-side compaction (``context_management``) needs no rule of its own. A compacting
+response's output holds a ``compaction`` item, and the server's head then holds the
+compacted context (that item stands for everything before it), no longer those items.
+The chain still records the full input plus the output, compaction item included, exactly
+as the caller's history replays it (a `ProviderItemPart`, verbatim), and a delta is sent
+only when the new input is that history plus new items. Both ways of sending that history
+are then the API's own patterns for compaction (PROTOCOL.md §3.3, OpenAI's compaction
+guide): a full resend is "stateless input-array chaining" (output items appended as
+usual, compaction items included; dropping the items before the latest one is only a
+latency tip), and a delta on the head is "``previous_response_id`` chaining", which
+continues the compacted context and must not prune. So what the server's head holds and
+what the client would resend differ in form only, never in meaning. llmkit never prunes;
+a caller who does edits the history, which then no longer extends the chain and goes out
+in full, as any edit does.
 """
 
 from __future__ import annotations

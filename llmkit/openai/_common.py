@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llmkit.exceptions import ProtocolError, UsageError
 from llmkit.messages import FunctionTool, Tool
 
-__all__ = ["JSON", "EncodedRequest", "load_json", "tool_choice_name"]
+__all__ = ["JSON", "EncodedRequest", "load_json", "merge_extra_body", "tool_choice_name"]
 
 JSON = dict[str, Any]
 
@@ -37,6 +38,33 @@ def tool_choice_name(choice: str, tools: Sequence[Tool]) -> str | None:
             f"tool_choice {choice!r} is neither 'auto', 'none', 'required' nor a tool name"
         )
     return choice
+
+
+def merge_extra_body(
+    body: JSON, extra: Mapping[str, Any] | None, delivery: Collection[str]
+) -> None:
+    """Merge ``extra`` (``extra_body``) into ``body`` as given, after llmkit's fields.
+
+    A key llmkit already set for this request, or one of the ``delivery`` fields a
+    transport adds later (``stream``, ...), is refused rather than overridden: two values
+    for one field would leave it to chance which one the server sees. Keys llmkit did not
+    set this time are the caller's, including fields an option could have set (a new
+    sub-field of ``reasoning``, say, when no reasoning option is given).
+
+    Raises:
+        UsageError: ``extra`` names a field llmkit set or a delivery field.
+    """
+    if not extra:
+        return
+    taken = sorted(key for key in extra if key in body or key in delivery)
+    if taken:
+        raise UsageError(
+            f"extra_body sets {', '.join(map(repr, taken))}, which llmkit sets for this "
+            "request: use the Call argument or option for it, or leave it out of extra_body"
+        )
+    # A copy: the WebSocket chain keeps this body's settings to compare the next request
+    # with, and the options (and so ``extra``) may be changed in place after this call.
+    body.update(copy.deepcopy(dict(extra)))
 
 
 def load_json(payload: str | bytes) -> Any:

@@ -37,10 +37,11 @@ from llmkit.messages import (
     UserPart,
     as_call,
 )
-from llmkit.openai._common import EncodedRequest, tool_choice_name
+from llmkit.openai._common import EncodedRequest, merge_extra_body, tool_choice_name
 from llmkit.openai.options import ResponsesOptions, responses_options
 
 __all__ = [
+    "DELIVERY_FIELDS",
     "EncodedRequest",
     "encode_input",
     "encode_request",
@@ -49,6 +50,10 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
+
+DELIVERY_FIELDS = frozenset({"type", "stream", "stream_id", "generate"})
+"""Fields the transports add to a body (``stream`` over HTTP, the ``response.create``
+frame's ``type``, lanes' ``stream_id``, a warm-up's ``generate``): not for ``extra_body``."""
 
 
 def encode_request(model: str, call: Call | str) -> EncodedRequest:
@@ -73,6 +78,7 @@ def encode_request(model: str, call: Call | str) -> EncodedRequest:
         if value is not None:
             body[key] = value
     body.update(_options(options))
+    merge_extra_body(body, options.extra_body, DELIVERY_FIELDS)
     return EncodedRequest(body, tuple(warnings))
 
 
@@ -289,4 +295,8 @@ def _options(options: ResponsesOptions) -> JSON:
         body["include"] = include
     if options.text_verbosity is not None:
         body["text"] = {"verbosity": options.text_verbosity}
+    if options.context_management is not None:
+        body["context_management"] = [
+            entry.model_dump(exclude_none=True) for entry in options.context_management
+        ]
     return body

@@ -8,10 +8,11 @@ have. An option only the Responses API has (``previous_response_id``, ``instruct
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmkit._validation import describe_validation_error
 from llmkit.exceptions import UsageError
@@ -19,6 +20,7 @@ from llmkit.exceptions import UsageError
 __all__ = [
     "RESPONSES_ONLY",
     "ChatOptions",
+    "ContextManagement",
     "ResponsesOptions",
     "SharedOptions",
     "chat_options",
@@ -39,6 +41,41 @@ class SharedOptions(BaseModel):
     user: str | None = None
     metadata: dict[str, str] | None = None
     safety_identifier: str | None = None
+    extra_body: dict[str, Any] | None = None
+    """Request fields llmkit does not know, merged into the body as given, after its own
+    fields; a key llmkit set in that request (or a delivery field: ``stream``, ...) is a
+    `UsageError` naming it. Part of the settings a WebSocket chain compares."""
+
+    @field_validator("extra_body")
+    @classmethod
+    def _json_data(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """JSON data only, kept as a copy: a value changed in place after the call was
+        made must not change what an earlier request is remembered to have sent (the
+        WebSocket chain compares the two)."""
+        if value is None:
+            return None
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"must be JSON data ({exc})") from None
+        copied: dict[str, Any] = json.loads(text)
+        return copied
+
+
+class ContextManagement(BaseModel):
+    """One ``context_management`` entry of a Responses request: server-side compaction.
+
+    When the context the server renders passes ``compact_threshold`` tokens, it compacts
+    it: the stream carries a ``compaction`` output item (an opaque, encrypted summary of
+    everything before it) that replays in later input like any output item.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["compaction"] = "compaction"
+    compact_threshold: int | None = Field(default=None, ge=1000)
+    """Tokens of rendered context that trigger compaction (the API's minimum is 1000);
+    None: the server's default."""
 
 
 class ResponsesOptions(SharedOptions):
@@ -58,6 +95,8 @@ class ResponsesOptions(SharedOptions):
     reasoning_summary: Literal["auto", "concise", "detailed"] | None = None
     max_tool_calls: int | None = None
     truncation: Literal["auto", "disabled"] | None = None
+    context_management: tuple[ContextManagement, ...] | None = None
+    """Server-side compaction, e.g. ``[{"type": "compaction", "compact_threshold": 200000}]``."""
 
 
 def responses_options(provider_options: Mapping[str, Any] | None) -> ResponsesOptions:

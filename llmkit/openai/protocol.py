@@ -51,6 +51,7 @@ from llmkit.openai._protocol import (
 )
 from llmkit.stream import (
     Collector,
+    CompactionStart,
     Finish,
     ReasoningDelta,
     ReasoningEnd,
@@ -172,6 +173,8 @@ class ResponsesProtocol(ProtocolBase):
                 return self._on_content_part(event)
             case wire.AnnotationAddedEvent():
                 return self._on_annotation(event)
+            case wire.CompactionEvent():
+                return self._on_compaction(event)
             case wire.LifecycleEvent():
                 return self._on_lifecycle(event)
             case wire.ErrorEvent():
@@ -224,6 +227,9 @@ class ResponsesProtocol(ProtocolBase):
             case wire.ReasoningItem():
                 item.started = True
                 return [ReasoningStart(item.id)]
+            case wire.OtherItem(type="compaction"):
+                item.started = True
+                return [CompactionStart(item.id)]
         return []
 
     def _complete(
@@ -240,7 +246,10 @@ class ResponsesProtocol(ProtocolBase):
             case wire.ReasoningItem():
                 return self._complete_reasoning(item, parsed)
             case wire.OtherItem():
-                return [ProviderItemPart(item.id, parsed.type, raw)]
+                # A compaction item always comes with its start, even when the server
+                # sent neither its ``added`` nor a ``response.compaction.*`` event.
+                start = self._start(item, parsed) if parsed.type == "compaction" else []
+                return [*start, ProviderItemPart(item.id, parsed.type, raw)]
             case _:
                 assert_never(parsed)
 
@@ -355,6 +364,16 @@ class ResponsesProtocol(ProtocolBase):
         if event.annotation is None:
             return []
         return [source(item.id, event.annotation)]
+
+    def _on_compaction(self, event: wire.CompactionEvent) -> list[StreamPart]:
+        """Any ``response.compaction.*`` event names the compaction item being made: its
+        start, once (``output_item.done`` brings the item itself). Items are keyed by
+        ``output_index``; an event without one cannot be placed, and is left to the
+        item's own events, which start it just the same."""
+        if event.output_index is None:
+            return []
+        item = self._item(event.item_id, event.output_index, "compaction")
+        return self._start(item, wire.OtherItem(type="compaction"))
 
     # ----------------------------------------------------------------- tools, reasoning
 

@@ -34,6 +34,8 @@ from llmkit.openai._common import load_json
 
 __all__ = [
     "AnnotationAddedEvent",
+    "COMPACTION_PREFIX",
+    "CompactionEvent",
     "ContentPartEvent",
     "CustomToolCallItem",
     "ErrorDetail",
@@ -395,12 +397,25 @@ class HostedToolEvent(_Event):
         "response.shell_call_output_content.done",
         "response.apply_patch_call_operation_diff.delta",
         "response.apply_patch_call_operation_diff.done",
-        "response.compaction.compacting",
         "response.audio.delta",
         "response.audio.done",
         "response.audio.transcript.delta",
         "response.audio.transcript.done",
     ]
+    item_id: str | None = None
+    output_index: int | None = None
+
+
+COMPACTION_PREFIX = "response.compaction."
+
+
+class CompactionEvent(_Event):
+    """``response.compaction.compacting`` (PROTOCOL.md §3.3, §8.2): the server started
+    compacting the context into output item ``item_id``, which ``output_item.done``
+    completes. Every ``response.compaction.*`` type lands here (servers name other
+    phases too), so none is mistaken for an unknown event."""
+
+    type: str
     item_id: str | None = None
     output_index: int | None = None
 
@@ -558,6 +573,7 @@ ServerEvent: TypeAlias = (
     | ReasoningSummaryTextEvent
     | ReasoningTextEvent
     | HostedToolEvent
+    | CompactionEvent
     | WebSocketOnlyEvent
     | KeepaliveEvent
     | ErrorEvent
@@ -581,7 +597,7 @@ def _by_type() -> dict[str, type[_Event]]:
         KeepaliveEvent,
         ErrorEvent,
     )
-    table: dict[str, type[_Event]] = {}
+    table: dict[str, type[_Event]] = {"response.compaction.compacting": CompactionEvent}
     for model in models:
         for name in model.model_fields["type"].annotation.__args__:  # type: ignore[union-attr]
             table[name] = model
@@ -589,7 +605,8 @@ def _by_type() -> dict[str, type[_Event]]:
 
 
 EVENT_MODELS: dict[str, type[_Event]] = _by_type()
-"""Event type → model, for every known type."""
+"""Event type → model, for every known type (other ``response.compaction.*`` types go to
+`CompactionEvent` by their prefix)."""
 
 
 def parse_event(payload: str | bytes) -> ServerEvent:
@@ -613,7 +630,9 @@ def event_from_json(data: Any) -> ServerEvent:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("event payload has no string 'type'")
-    model = EVENT_MODELS.get(kind, UnknownEvent)
+    model = EVENT_MODELS.get(kind) or (
+        CompactionEvent if kind.startswith(COMPACTION_PREFIX) else UnknownEvent
+    )
     try:
         return model.model_validate(data)  # type: ignore[return-value]
     except ValidationError as exc:  # not chained: its text quotes the payload's values

@@ -52,6 +52,21 @@ Reasoning (request has `reasoning`, or the model id contains "reason")
     ``store: true``, be the id of a stored reasoning item; else a 400 "Item with id ... not
     found" error. Usage reports ``reasoning_tokens``.
 
+Compaction (``context_management``, PROTOCOL.md §3.3; `_compaction`)
+    ``[{"type": "compaction", "compact_threshold": N}]`` (N >= 1000, else 400
+    ``integer_below_min_value``; without N, 100,000): when the input's rendered tokens
+    (below) reach N, the response begins with a ``compaction`` item at output index 0
+    (``output_item.added`` ``{id, type}``, ``response.compaction.compacting`` ``{item_id,
+    output_index}``, ``output_item.done`` ``{id: "cmp_…", type, encrypted_content}``),
+    then the answer. Its ``encrypted_content`` is the conversation so far, signed: in later
+    input (full or chained) the latest compaction item stands for everything before it
+    (items before it may be left out), so the answer is the one without compaction, with
+    `` compactions=C`` in its counts (how many compactions the context went through).
+    Rendered tokens count from the latest compaction item on, the item itself a tenth of
+    what it carries. Content the server did not sign is a 400
+    ``invalid_encrypted_content``; the same item twice is a context violation.
+    ``stats.compactions`` and `RequestRecord` ``compacted`` count them.
+
 Replay
     ``server.replay_next(sse_bytes_or_path, n=1)`` makes the next responses replay a
     recorded SSE body verbatim (over WebSocket: one text frame per `data:` payload,
@@ -110,7 +125,8 @@ read when a connection opens)
     ``stats.lanes_used`` (distinct named lanes, summed over sockets), ``stats.forks``;
     per connection ``max_in_flight``, ``lanes`` (names in first-use order), ``forks``;
     per request `RequestRecord` ``stream_id`` (as sent), ``fork``, with
-    ``previous_response_id`` and ``input_items``.
+    ``previous_response_id`` and ``input_items``; with ``record_bodies=True`` (a setting,
+    off by default) also ``body``, the decoded request or ``response.create`` frame.
 
 Chat Completions (`POST /v1/chat/completions`, SSE when `stream` is true, JSON otherwise)
     The same models and faults. The conversation is the `messages` (no chaining, so

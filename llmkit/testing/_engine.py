@@ -13,7 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmkit.testing import _chat as chat, _chat_request as chat_request, _models as m
+from llmkit.testing import (
+    _chat as chat,
+    _chat_request as chat_request,
+    _compaction as compaction,
+    _models as m,
+)
 from llmkit.testing._events import (
     Accounting,
     ApiError,
@@ -41,6 +46,7 @@ _ROLES = ("user", "assistant", "system", "developer")
 _REQUIRED = {
     "function_call": ("call_id", "name", "arguments"),
     "function_call_output": ("call_id",),
+    "compaction": ("encrypted_content",),
 }
 
 
@@ -121,7 +127,8 @@ def validate(body: Any, transport: Transport) -> ApiError | None:
     if isinstance(limit, int) and limit < 16:
         msg = f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {limit} instead."  # noqa: E501
         return _bad(msg, "max_output_tokens", "integer_below_min_value")
-    return _check_tools(body.get("tools"))
+    error = compaction.check_settings(body.get("context_management"))
+    return error if error is not None else _check_tools(body.get("tools"))
 
 
 def input_count(body: Any) -> int:
@@ -188,7 +195,9 @@ class ChatProduction:
 
 def _check_conversation(turn: Exchange, store: ResponseStore) -> ApiError | None:
     """Errors the real service gives for an inconsistent conversation."""
-    calls: set[Any] = set()
+    # Calls a compaction item carries count too (the items before it may be pruned).
+    carried = compaction.expand(turn.conversation).items
+    calls = {i.get("call_id") for i in carried if m.item_type(i) == "function_call"}
     prefix_len = len(turn.conversation) - len(turn.new_items)
     stored = turn.request.get("store", True) is not False
     for index, item in enumerate(turn.conversation):
@@ -200,6 +209,10 @@ def _check_conversation(turn: Exchange, store: ResponseStore) -> ApiError | None
             return _bad(msg, "input", None)
         elif kind == "reasoning" and index >= prefix_len:
             error = _check_reasoning(item, stored, store)
+            if error is not None:
+                return error
+        elif kind == "compaction" and index >= prefix_len:
+            error = compaction.verify(item)
             if error is not None:
                 return error
     return None
@@ -230,6 +243,7 @@ class Engine:
         self.store = store
         self.stats = stats
         self.faults = faults
+        self.record_bodies = False  # keep each request's body in its record (tests)
 
     def record(
         self,
@@ -254,6 +268,7 @@ class Engine:
                 generate=generate is not False,
                 endpoint=endpoint,
                 stream_id=stream_id if isinstance(stream_id, str) else None,
+                body=body if self.record_bodies and isinstance(body, dict) else None,
             )
         )
 
@@ -306,10 +321,11 @@ class Engine:
         self.stats.update(turn.record, response_id=meta.id)
         if faults.fail is not None:
             return Production(faults, rendered=render_failure(meta, *faults.fail))
-        tokens = m.input_tokens(turn.conversation, turn.request.get("instructions"))
+        instructions = turn.request.get("instructions")
+        tokens = compaction.rendered_tokens(turn.conversation, instructions)
         cached = 0
         if turn.previous is not None:
-            cached = sum(m.item_tokens(i) for i in turn.previous.conversation)
+            cached = min(tokens, compaction.rendered_tokens(turn.previous.conversation, None))
         if not turn.generate:
             return Production(faults, rendered=render_warmup(meta, tokens, cached))
         include = turn.request.get("include") or []
@@ -321,8 +337,12 @@ class Engine:
             obfuscate=stream_options.get("include_obfuscation", True) is not False,
             max_output_tokens=turn.request.get("max_output_tokens"),
         )
-        specs = m.plan(turn.request, turn.conversation, turn.violations)
-        return Production(faults, rendered=render_generation(meta, specs, acct))
+        view, compacted = compaction.apply(turn.request, turn.conversation, tokens)
+        if compacted is not None:
+            self.stats.count(turn.connection_id, compaction=True)
+            self.stats.update(turn.record, compacted=True)
+        specs = m.plan(turn.request, view.items, turn.violations, view.compactions)
+        return Production(faults, rendered=render_generation(meta, specs, acct, compacted))
 
     def begin_chat(self, body: Item, record: int) -> ChatExchange:
         """A validated chat request: the whole history is in `messages` (no chaining)."""

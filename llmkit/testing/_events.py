@@ -360,6 +360,20 @@ def _function_call(b: _Builder, spec: FunctionCallOut) -> Item:
     return item
 
 
+def _compaction(b: _Builder, item: Item) -> Item:
+    """A compaction item (`_compaction`): added, ``response.compaction.compacting``, done.
+    The ``added`` item has no content yet (PROTOCOL.md §3.3 names only the events)."""
+    index, item_id = len(b.output), item["id"]
+    b.add(
+        "response.output_item.added",
+        item={"id": item_id, "type": "compaction"},
+        output_index=index,
+    )
+    b.add("response.compaction.compacting", item_id=item_id, output_index=index)
+    b.add("response.output_item.done", item=item, output_index=index)
+    return item
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A response's full event list, its final output items and its terminal status."""
@@ -380,12 +394,18 @@ class Accounting:
 
 
 def render_generation(
-    meta: ResponseMeta, specs: Sequence[OutputSpec], acct: Accounting
+    meta: ResponseMeta,
+    specs: Sequence[OutputSpec],
+    acct: Accounting,
+    compaction: Item | None = None,
 ) -> Rendered:
-    """created → in_progress → one item per spec → completed (or incomplete at the budget)."""
+    """created → in_progress → [the compaction item] → one item per spec → completed (or
+    incomplete at the budget)."""
     b = _Builder(meta, acct.obfuscate)
     b.lifecycle("response.created", response_object(meta, "in_progress"))
     b.lifecycle("response.in_progress", response_object(meta, "in_progress"))
+    if compaction is not None:
+        b.output.append(_compaction(b, compaction))
     pieces, complete = spend(specs, acct.max_output_tokens)
     for piece in pieces:
         spec = piece.spec

@@ -63,8 +63,9 @@ class Counts:
     tool_outputs: int
     items: int
 
-    def render(self, violations: int) -> str:
+    def render(self, violations: int, compactions: int = 0) -> str:
         extra = f" violations={violations}" if violations else ""
+        extra += f" compactions={compactions}" if compactions else ""
         return (
             f"[user={self.user} assistant={self.assistant} "
             f"tool_outputs={self.tool_outputs} items={self.items}{extra}]"
@@ -105,10 +106,12 @@ def item_key(item: Item) -> str | None:
     """Identity of an item for duplicate detection, or None if duplicates are legitimate.
 
     Tool calls and outputs are identified by `call_id`; assistant messages by their text;
-    reasoning by its encrypted content (or its summary). User, system and developer
-    messages may repeat, so they have no key.
+    reasoning by its encrypted content (or its summary), compaction items by theirs. User,
+    system and developer messages may repeat, so they have no key.
     """
     kind = item_type(item)
+    if kind == "compaction":
+        return "compaction:" + str(item.get("encrypted_content"))
     if kind in ("function_call", "function_call_output", "custom_tool_call"):
         return f"{kind}:{item.get('call_id')}"
     if kind == "message" and item.get("role") == "assistant":
@@ -169,23 +172,34 @@ def split_chunks(text: str, size: int = 8) -> list[str]:
 
 
 # -- encrypted reasoning --------------------------------------------------------------------
+def seal(key: bytes, prefix: str, data: bytes) -> str:
+    """``data`` signed with ``key``: an opaque token like the real service's encrypted
+    content (readable, but only this server makes valid ones)."""
+    mac = hmac.new(key, data, hashlib.sha256).digest()[:16]
+    return prefix + base64.urlsafe_b64encode(mac + data).decode()
+
+
+def unseal(key: bytes, prefix: str, token: Any) -> bytes | None:
+    """The data of a token `seal` made with ``key`` and ``prefix``; None for any other."""
+    if not isinstance(token, str) or not token.startswith(prefix):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token[len(prefix) :].encode())
+    except ValueError:
+        return None
+    mac, data = raw[:16], raw[16:]
+    expected = hmac.new(key, data, hashlib.sha256).digest()[:16]
+    return data if hmac.compare_digest(mac, expected) else None
+
+
 def encrypt_reasoning(item_id: str, summary: str) -> str:
     """An opaque, verifiable stand-in for the real service's encrypted reasoning."""
     payload = json.dumps({"id": item_id, "summary": summary}, separators=(",", ":")).encode()
-    mac = hmac.new(_REASONING_KEY, payload, hashlib.sha256).digest()[:16]
-    return _ENCRYPTED_PREFIX + base64.urlsafe_b64encode(mac + payload).decode()
+    return seal(_REASONING_KEY, _ENCRYPTED_PREFIX, payload)
 
 
 def verify_reasoning(token: Any) -> bool:
-    if not isinstance(token, str) or not token.startswith(_ENCRYPTED_PREFIX):
-        return False
-    try:
-        raw = base64.urlsafe_b64decode(token[len(_ENCRYPTED_PREFIX) :].encode())
-    except ValueError:
-        return False
-    mac, payload = raw[:16], raw[16:]
-    expected = hmac.new(_REASONING_KEY, payload, hashlib.sha256).digest()[:16]
-    return hmac.compare_digest(mac, expected)
+    return unseal(_REASONING_KEY, _ENCRYPTED_PREFIX, token) is not None
 
 
 # -- the scripted model -----------------------------------------------------------------------
@@ -330,8 +344,11 @@ def spend(specs: Sequence[OutputSpec], max_tokens: int | None) -> tuple[list[Pie
     return pieces, True
 
 
-def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[OutputSpec]:
-    """The scripted model: what to output for this conversation."""
+def plan(
+    request: Item, conversation: Sequence[Item], violations: int, compactions: int = 0
+) -> list[OutputSpec]:
+    """The scripted model: what to output for this conversation (``compactions``: how many
+    compactions it went through, `_compaction`)."""
     counts = count(conversation)
     start = last_user_index(conversation)
     last_user = content_text(conversation[start].get("content")) if start >= 0 else ""
@@ -351,10 +368,10 @@ def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[O
         final = MessageOut(bench_text(words))
     elif output is not None:
         action = "answer directly"
-        final = MessageOut(f"The answer is {output}. {counts.render(violations)}")
+        final = MessageOut(f"The answer is {output}. {counts.render(violations, compactions)}")
     else:
         action = "answer directly"
-        final = MessageOut(f"Echo: {last_user} {counts.render(violations)}")
+        final = MessageOut(f"Echo: {last_user} {counts.render(violations, compactions)}")
     if not wants_reasoning(request):
         return [final]
     summary = (

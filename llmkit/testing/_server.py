@@ -160,6 +160,7 @@ class ResponsesServer:
         ws_ping_interval: float | None = None,
         ws_pong_timeout: float | None = None,
         ws_fake_warmups: bool = False,
+        record_bodies: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -180,6 +181,7 @@ class ResponsesServer:
         self.ws_ping_interval = ws_ping_interval
         self.ws_pong_timeout = ws_pong_timeout
         self.ws_fake_warmups = ws_fake_warmups
+        self.record_bodies = record_bodies
         self._app = ResponsesApp(self._core)
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
@@ -312,6 +314,16 @@ class ResponsesServer:
     @ws_pong_timeout.setter
     def ws_pong_timeout(self, value: float | None) -> None:
         self._core.ws_pong_timeout = value
+
+    @property
+    def record_bodies(self) -> bool:
+        """Keep each request's decoded body in its `RequestRecord` (``body``), to check
+        what a client sent; off by default, since long runs would keep them all."""
+        return self._core.engine.record_bodies
+
+    @record_bodies.setter
+    def record_bodies(self, value: bool) -> None:
+        self._core.engine.record_bodies = value
 
     # -- introspection ----------------------------------------------------------------------
     @property

@@ -60,7 +60,9 @@ class RequestRecord:
     """What the server saw for one `response.create` (or one HTTP POST).
 
     `endpoint` is ``"chat"`` for `POST /v1/chat/completions` (then `input_items` is the
-    number of messages and `response_id` the ``chatcmpl-`` id).
+    number of messages and `response_id` the ``chatcmpl-`` id). `body` is the decoded
+    request (the `response.create` frame over WebSocket) when the server records bodies
+    (``ResponsesServer(record_bodies=True)``), else None.
     """
 
     transport: Transport
@@ -75,6 +77,9 @@ class RequestRecord:
     endpoint: Endpoint = "responses"
     stream_id: str | None = None
     fork: bool = False
+    compacted: bool = False
+    """Whether the response began with a compaction item (``context_management``)."""
+    body: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,7 @@ class ServerStats:
         self._conns: dict[int, _Conn] = {}
         self._generations = 0
         self._warmups = 0
+        self._compactions = 0
         self._violations = 0
         self._opened = 0
         self._ping_timeouts = 0
@@ -143,6 +149,12 @@ class ServerStats:
     def warmups(self) -> int:
         with self._lock:
             return self._warmups
+
+    @property
+    def compactions(self) -> int:
+        """Responses that began with a compaction item (``context_management``)."""
+        with self._lock:
+            return self._compactions
 
     @property
     def connections_opened(self) -> int:
@@ -261,6 +273,7 @@ class ServerStats:
         generation: bool = False,
         warmup: bool = False,
         violations: int = 0,
+        compaction: bool = False,
     ) -> None:
         with self._lock:
             conn = self._conns.get(conn_id or 0)
@@ -268,6 +281,7 @@ class ServerStats:
                 return  # a connection from before the last reset
             self._generations += generation
             self._warmups += warmup
+            self._compactions += compaction
             self._violations += violations
             if conn is not None:
                 conn.generations += generation

@@ -32,7 +32,7 @@ from llmkit.messages import (
     UserPart,
     as_call,
 )
-from llmkit.openai._common import EncodedRequest, tool_choice_name
+from llmkit.openai._common import EncodedRequest, merge_extra_body, tool_choice_name
 from llmkit.openai.options import ChatOptions, chat_options
 
 __all__ = ["encode_chat_request", "encode_messages"]
@@ -68,6 +68,7 @@ def encode_chat_request(model: str, call: Call | str) -> EncodedRequest:
     body["stream"] = True
     if options.include_usage:
         body["stream_options"] = {"include_usage": True}
+    merge_extra_body(body, options.extra_body, ())  # `stream` is in the body already
     return EncodedRequest(body, tuple(warnings))
 
 
