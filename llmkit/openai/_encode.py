@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, assert_never
 
+from llmkit._schema import OutputSchema
 from llmkit.messages import (
     AssistantMessage,
     AssistantPart,
@@ -37,7 +38,12 @@ from llmkit.messages import (
     UserPart,
     as_call,
 )
-from llmkit.openai._common import EncodedRequest, tool_choice_name
+from llmkit.openai._common import (
+    EncodedRequest,
+    json_schema_format,
+    output_warnings,
+    tool_choice_name,
+)
 from llmkit.openai.options import ResponsesOptions, responses_options
 
 __all__ = [
@@ -51,10 +57,13 @@ __all__ = [
 JSON = dict[str, Any]
 
 
-def encode_request(model: str, call: Call | str) -> EncodedRequest:
+def encode_request(
+    model: str, call: Call | str, output: OutputSchema[Any] | None = None
+) -> EncodedRequest:
     """Encode ``call`` for ``model`` as a ``POST /responses`` body (without ``stream``).
 
-    A plain string is ``Call(call)``.
+    A plain string is ``Call(call)``. A structured call's ``output`` goes as
+    ``text.format`` (``json_schema``), beside ``text.verbosity``.
 
     Raises:
         UsageError: ``call`` is neither a `Call` nor a str, invalid options, or a
@@ -73,6 +82,10 @@ def encode_request(model: str, call: Call | str) -> EncodedRequest:
         if value is not None:
             body[key] = value
     body.update(_options(options))
+    if output is not None:
+        text = body.setdefault("text", {})
+        text["format"] = {"type": "json_schema", **json_schema_format(output)}
+        output_warnings(output, warnings)
     return EncodedRequest(body, tuple(warnings))
 
 
