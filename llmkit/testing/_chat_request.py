@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llmkit.testing import _models as m
+from llmkit.testing import _models as m, _values as values
 from llmkit.testing._events import ApiError
 
 Item = dict[str, Any]
@@ -219,7 +219,16 @@ def validate_chat(body: Any) -> ApiError | None:
         _check_options(body)
         or _check_messages(body.get("messages"))
         or _check_tools(body.get("tools"))
+        or _check_format(body.get("response_format"))
     )
+
+
+def _check_format(fmt: Any) -> ApiError | None:
+    schema = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    if not isinstance(schema, dict):
+        return None
+    problem = values.format_problem({**schema, "type": fmt["type"]})
+    return None if problem is None else _bad(problem, "response_format", "invalid_json_schema")
 
 
 def message_count(body: Any) -> int:
@@ -308,6 +317,12 @@ def to_request(body: Item) -> Item:
     }
     if body.get("reasoning_effort") is not None:
         request["reasoning"] = {"effort": body["reasoning_effort"]}
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        spec = fmt.get("json_schema") if fmt["type"] == "json_schema" else {}
+        request["text"] = {
+            "format": {**(spec if isinstance(spec, dict) else {}), "type": fmt["type"]}
+        }
     return request
 
 

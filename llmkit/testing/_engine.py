@@ -13,7 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmkit.testing import _chat as chat, _chat_request as chat_request, _models as m
+from llmkit.testing import (
+    _chat as chat,
+    _chat_request as chat_request,
+    _models as m,
+    _values as values,
+)
 from llmkit.testing._events import (
     Accounting,
     ApiError,
@@ -121,6 +126,9 @@ def validate(body: Any, transport: Transport) -> ApiError | None:
     if isinstance(limit, int) and limit < 16:
         msg = f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {limit} instead."  # noqa: E501
         return _bad(msg, "max_output_tokens", "integer_below_min_value")
+    problem = values.format_problem(values.requested_format(body))
+    if problem is not None:
+        return _bad(problem, "text.format.schema", "invalid_json_schema")
     return _check_tools(body.get("tools"))
 
 
@@ -322,6 +330,7 @@ class Engine:
             max_output_tokens=turn.request.get("max_output_tokens"),
         )
         specs = m.plan(turn.request, turn.conversation, turn.violations)
+        specs = m.answer_faults(specs, faults.refusal, faults.invalid_json)
         return Production(faults, rendered=render_generation(meta, specs, acct))
 
     def begin_chat(self, body: Item, record: int) -> ChatExchange:
@@ -347,6 +356,7 @@ class Engine:
             failure = chat.render_chat_failure(meta, *faults.fail)
             return ChatProduction(faults, framing, rendered=failure)
         specs = m.plan(turn.request, turn.items, turn.violations)
+        specs = m.answer_faults(specs, faults.refusal, faults.invalid_json)
         tokens = m.input_tokens(turn.items, None)
         rendered = chat.render_chat(meta, specs, tokens, chat_request.budget(turn.body))
         return ChatProduction(faults, framing, rendered=rendered)

@@ -50,6 +50,8 @@ class ResponseFaults:
     drop_after: int | None = None
     slow: float | None = None
     replay: bytes | None = None
+    refusal: str | None = None
+    invalid_json: bool | None = None
 
 
 @dataclass(slots=True)
@@ -168,6 +170,17 @@ class Faults:
             value: tuple[int, str] | None = self._take("close", warmup)
             return value
 
+    def refuse_next(self, refusal: str = "I'm sorry, I can't help with that.", n: int = 1) -> None:
+        """Make the next `n` text answers a refusal: a ``refusal`` content part (Chat:
+        ``refusal`` deltas) with this text in place of the answer. An answer that is a
+        tool call is sent as it is."""
+        self._arm("refuse", refusal, n, False)
+
+    def invalid_json_next(self, n: int = 1) -> None:
+        """Cut the last character off the next `n` text answers: a structured answer
+        (``text.format`` / ``response_format``) is then no valid JSON."""
+        self._arm("invalid_json", True, n, False)
+
     def slow(self, delay: float, n: int = 1) -> None:
         """Use `delay` seconds before every delta of the next `n` responses."""
         self._arm("slow", delay, n, False)
@@ -212,6 +225,8 @@ class Faults:
                 drop_after=self._take("drop", warmup),
                 slow=self._take("slow", warmup),
                 replay=self._take("replay", warmup),
+                refusal=self._take("refuse", warmup),
+                invalid_json=self._take("invalid_json", warmup),
             )
 
 

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmkit.testing._values import Seed, json_answer, requested_schema
+
 Item = dict[str, Any]
 
 _STEPS = re.compile(r"\[steps=(\d+)\]")
@@ -30,9 +32,10 @@ _ENCRYPTED_PREFIX = "gAAAAAB"
 
 @dataclass(frozen=True, slots=True)
 class MessageOut:
-    """An assistant message with one `output_text` part."""
+    """An assistant message with one `output_text` part (a `refusal` part if ``refusal``)."""
 
     text: str
+    refusal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +352,10 @@ def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[O
     elif (words := bench_words(request.get("model"))) is not None:
         action = "answer directly"
         final = MessageOut(bench_text(words))
+    elif (schema := requested_schema(request)) is not None:
+        action = "answer in the requested format"
+        number = _number(output) if output is not None else counts.user
+        final = MessageOut(json_answer(schema, Seed(last_user, number)))
     elif output is not None:
         action = "answer directly"
         final = MessageOut(f"The answer is {output}. {counts.render(violations)}")
@@ -362,3 +369,19 @@ def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[O
         f"{counts.tool_outputs} tool outputs. I will {action}."
     )
     return [ReasoningOut(summary), final]
+
+
+def answer_faults(
+    specs: Sequence[OutputSpec], refusal: str | None, invalid_json: bool | None
+) -> list[OutputSpec]:
+    """The plan with an armed answer fault applied to its final text answer: a refusal in
+    its place, or its last character cut (a JSON answer is then no JSON). A plan that ends
+    in a tool call is left as it is."""
+    final = specs[-1] if specs else None
+    if not isinstance(final, MessageOut):
+        return list(specs)
+    if refusal is not None:
+        final = MessageOut(refusal, refusal=True)
+    elif invalid_json:
+        final = MessageOut(final.text[:-1])
+    return [*specs[:-1], final]
