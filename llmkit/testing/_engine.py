@@ -330,7 +330,7 @@ class Engine:
             max_output_tokens=turn.request.get("max_output_tokens"),
         )
         specs = m.plan(turn.request, turn.conversation, turn.violations)
-        specs = m.answer_faults(specs, faults.refusal, faults.invalid_json)
+        specs = m.answer_faults(specs, self.faults.take_answer_faults)
         return Production(faults, rendered=render_generation(meta, specs, acct))
 
     def begin_chat(self, body: Item, record: int) -> ChatExchange:
@@ -356,7 +356,7 @@ class Engine:
             failure = chat.render_chat_failure(meta, *faults.fail)
             return ChatProduction(faults, framing, rendered=failure)
         specs = m.plan(turn.request, turn.items, turn.violations)
-        specs = m.answer_faults(specs, faults.refusal, faults.invalid_json)
+        specs = m.answer_faults(specs, self.faults.take_answer_faults)
         tokens = m.input_tokens(turn.items, None)
         rendered = chat.render_chat(meta, specs, tokens, chat_request.budget(turn.body))
         return ChatProduction(faults, framing, rendered=rendered)

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,14 +372,15 @@ def plan(request: Item, conversation: Sequence[Item], violations: int) -> list[O
 
 
 def answer_faults(
-    specs: Sequence[OutputSpec], refusal: str | None, invalid_json: bool | None
+    specs: Sequence[OutputSpec], take: Callable[[], tuple[str | None, bool]]
 ) -> list[OutputSpec]:
-    """The plan with an armed answer fault applied to its final text answer: a refusal in
-    its place, or its last character cut (a JSON answer is then no JSON). A plan that ends
-    in a tool call is left as it is."""
+    """The plan with an armed answer fault (``take``, called only for a plan that ends in
+    a text answer) applied to that answer: a refusal in its place, or its last character
+    cut (a JSON answer is then no JSON). A plan that ends in a tool call is left as is."""
     final = specs[-1] if specs else None
     if not isinstance(final, MessageOut):
         return list(specs)
+    refusal, invalid_json = take()
     if refusal is not None:
         final = MessageOut(refusal, refusal=True)
     elif invalid_json:

@@ -11,9 +11,9 @@ Covered: ``type`` (one or a list), ``enum``, ``const``, ``anyOf`` / ``oneOf`` (t
 branch that is not null; null when the recursion runs deep), ``allOf`` (the first
 branch), local ``$ref`` (``#/$defs/...``, ``#/definitions/...``), objects (every
 property, the required and the optional ones), arrays (``minItems`` items, at least one
-unless ``maxItems`` is 0 or the recursion runs deep), string ``minLength`` /
-``maxLength`` and the common ``format`` values, number bounds. A ``pattern`` is not
-followed.
+unless ``maxItems`` is 0 or the recursion runs deep; a tuple's ``prefixItems``), string
+``minLength`` / ``maxLength`` and the common ``format`` values, number bounds. A
+``pattern`` is not followed.
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ def _typed(schema: dict[str, Any], kind: str | None, seed: Seed, root: Any, dept
             if not isinstance(properties, dict):
                 return {}
             return {name: value_for(sub, seed, root, depth + 1) for name, sub in properties.items()}
+        case "array" if isinstance(schema.get("prefixItems"), list):  # a tuple
+            return [value_for(item, seed, root, depth + 1) for item in schema["prefixItems"]]
         case "array":
             low = schema.get("minItems", 0)
             high = schema.get("maxItems", 1 if depth < MAX_DEPTH else 0)
