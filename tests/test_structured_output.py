@@ -154,7 +154,9 @@ def test_partial_output_grows_to_the_answer(model: llmkit.LanguageModel) -> None
     assert all(TEXT.startswith(c) for c in cities if c)  # the last string as far as it came
 
 
-def test_a_refusal_is_a_refusal_error(server: ResponsesServer, model: llmkit.LanguageModel) -> None:
+def test_a_refusal_is_a_refusal_error(
+    server: ResponsesServer, model: llmkit.LanguageModel, transport: Transport
+) -> None:
     server.faults.refuse_next("I can't share the weather.")
     with pytest.raises(llmkit.RefusalError) as caught:
         model.generate(TEXT, output_type=Weather)
@@ -169,6 +171,18 @@ def test_a_refusal_is_a_refusal_error(server: ResponsesServer, model: llmkit.Lan
     assert error.partial.message.parts[0] == llmkit.TextPart(
         "I can't share the weather.", id=error.partial.message.parts[0].id, refusal=True
     )
+
+    # The refusal belongs in the history: it replays exactly, and the next turn answers.
+    history: list[llmkit.Message] = [
+        llmkit.UserMessage(TEXT),
+        error.partial.message,
+        llmkit.UserMessage(TEXT),
+    ]
+    after = model.generate(llmkit.Call(history), output_type=Weather)
+    assert after.output == EXPECTED.model_copy(update={"temperature_c": 2.0})
+    assert server.stats.context_violations == 0
+    if transport == "websocket":
+        assert after.metadata.input_mode == "incremental"
 
 
 def test_a_refusal_ends_the_stream_after_every_part(
