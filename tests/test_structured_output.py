@@ -256,7 +256,9 @@ def test_an_output_type_without_a_schema(model: llmkit.LanguageModel) -> None:
         model.generate(TEXT, output_type={"type": "object", "default": Opaque()})
 
 
-def test_structured_tool_loop_on_every_path(model: llmkit.LanguageModel) -> None:
+def test_structured_tool_loop_on_every_path(
+    model: llmkit.LanguageModel, transport: Transport
+) -> None:
     class Total(pydantic.BaseModel):
         total: int
 
@@ -265,8 +267,11 @@ def test_structured_tool_loop_on_every_path(model: llmkit.LanguageModel) -> None
         """Add two integers."""
         return a + b
 
-    loop = llmkit.ToolLoop(model, [add], output_type=Total, max_steps=12)
+    loop = llmkit.ToolLoop(model, [add], output_type=Total, max_steps=12, warmup=True)
     result = loop.run("Sum 1..10 with add [steps=10]")
+    if transport == "websocket":  # the schema is part of every request, the warm-up's too
+        assert result.warmup is not None and result.warmup.prepared
+        assert {s.metadata.input_mode for s in result.steps} == {"incremental"}
     assert_type(result.output, Total)
     assert result.output == Total(total=55)
     assert result.finished and len(result.steps) == 11
