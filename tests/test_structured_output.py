@@ -15,7 +15,7 @@ import datetime
 import enum
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Annotated, Any, Literal, assert_type
 
 import httpx
@@ -28,7 +28,7 @@ from llmkit._schema import output_schema
 from llmkit._schema_parse import parse_output
 from llmkit.openai._encode import encode_request
 from llmkit.openai.chat._encode import encode_chat_request
-from llmkit.stream import parsed
+from llmkit.stream import aparsed, parsed
 from llmkit.testing import ResponsesServer, _values as values
 
 TEXT = "Weather in Paris"
@@ -567,3 +567,62 @@ def test_json_object_and_the_non_streaming_answers(server: ResponsesServer) -> N
         "content": None,
         "refusal": "nope",
     }
+
+
+SEED = values.Seed("abc", 3)
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        (True, None),
+        ({"allOf": [{"type": "integer"}], "minimum": 5}, 5),
+        ({"type": ["null", "string"]}, "abc"),
+        ({"type": ["null"]}, None),
+        ({"properties": {"a": {"type": "boolean"}}}, {"a": True}),
+        ({"anyOf": [{"type": "null"}]}, None),
+        ({"$ref": "#/$defs/missing"}, None),
+        ({"$ref": "https://example.com/schema"}, None),
+        ({"$ref": "#/$defs/n", "$defs": {"n": 7}}, None),
+        ({"type": "integer", "multipleOf": 5, "maximum": 4}, 0),
+        ({"type": "integer", "exclusiveMaximum": 2.5}, 2),
+        ({"type": "integer", "exclusiveMinimum": 9}, 10),
+        ({"type": "number", "exclusiveMaximum": 1.0}, 1.0 - 1e-9),
+        ({"type": "number", "minimum": 4.5}, 4.5),
+        ({"type": "array", "items": {"type": "integer"}, "maxItems": 0}, []),
+        ({"type": "array", "items": {"type": "integer"}, "minItems": 2}, [3, 3]),
+        ({"type": "string", "format": "email"}, "user@example.com"),
+        ({"type": "object"}, {}),
+        ({"type": "mystery"}, None),
+        ({}, None),
+    ],
+)
+def test_a_value_for_each_kind_of_schema(schema: Any, expected: Any) -> None:
+    assert values.value_for(schema, SEED) == expected
+
+
+def test_a_recursive_schema_ends() -> None:
+    node = {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}}
+    value = values.value_for(node, SEED)
+    depth = 0
+    while value is not None:
+        value, depth = value["next"], depth + 1
+    assert 1 < depth <= values.MAX_DEPTH + 1
+    endless = {"$ref": "#"}
+    assert values.value_for(endless, SEED) is None
+
+
+def test_an_async_parsed_stream_from_bare_parts() -> None:
+    async def parts(items: list[llmkit.StreamPart]) -> AsyncGenerator[llmkit.StreamPart, None]:
+        for item in items:
+            yield item
+
+    async def main() -> tuple[Any, Any]:
+        whole = aparsed(llmkit.AsyncStream(parts(scripted('{"value": 4}'))), output_schema(int))
+        cut = aparsed(llmkit.AsyncStream(parts(scripted('{"value": 4}')[:-1])), output_schema(int))
+        async for _ in cut:  # no finish part: nothing to parse at the end
+            pass
+        return (await whole.until_done()).output, cut.partial_output
+
+    output, partial = asyncio.run(main())
+    assert output == 4 and partial == 4
