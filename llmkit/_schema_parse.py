@@ -1,13 +1,15 @@
 """Structured output, the way back: the model's text becomes the output type.
 
 `parse_output` turns the final text into the type of an `OutputSchema` (made by
-``llmkit._schema.output_schema``); `partial_output` turns the text streamed so far into
+``llmkit._schema.output_schema``), `parse_response` a whole response (a refusal, tool
+calls instead of an answer); `partial_output` turns the text streamed so far into
 what can be said of it yet. A null in a property the strict schema made nullable means
 "left out": it is dropped, so the field's default applies. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, TypeVar
 
@@ -15,45 +17,58 @@ import pydantic
 import pydantic_core
 
 from llmkit._schema import WRAP_KEY, OutputSchema, _escape, _resolve, _types
+from llmkit.exceptions import OutputValidationError, RefusalError
+from llmkit.messages import ParsedResponse, Response
 
-__all__ = ["OutputParseError", "parse_output", "partial_output"]
+__all__ = ["parse_output", "parse_response", "partial_output"]
 
 T = TypeVar("T")
 
 
-class OutputParseError(Exception):
-    """The answer is not JSON, or does not validate as the output type.
+def parse_response(output: OutputSchema[T], response: Response) -> ParsedResponse[T]:
+    """``response`` with its answer parsed as the output type: the end of a structured call.
 
-    ``text`` is the model's text as it arrived; ``errors`` pydantic's error list without
-    input values (a ``json_invalid`` error when the text is not JSON).
+    Raises:
+        RefusalError: the model refused (a refusal part).
+        OutputValidationError: the model called tools instead of answering, or its text
+            is not JSON or does not validate; ``partial`` is ``response``.
     """
-
-    def __init__(self, text: str, errors: list[dict[str, Any]]) -> None:
-        first = errors[0]["msg"] if errors else "no detail"
-        count = f"{len(errors)} error" + ("s" if len(errors) != 1 else "")
-        super().__init__(f"the answer does not fit the output type ({count}): {first}")
-        self.text = text
-        self.errors = errors
+    refusal = response.refusal
+    if refusal is not None:
+        raise RefusalError(refusal, partial=response)
+    text = response.text
+    if response.tool_calls:
+        message = "the model called tools instead of answering (ToolLoop runs them)"
+        error = {"type": "tool_calls", "loc": (), "msg": message}
+        raise OutputValidationError(text, [error], partial=response)
+    try:
+        value = parse_output(output, text)
+    except OutputValidationError as exc:
+        exc.partial = response
+        raise
+    fields = {f.name: getattr(response, f.name) for f in dataclasses.fields(Response)}
+    return ParsedResponse(**fields, output=value)
 
 
 def parse_output(output: OutputSchema[T], text: str) -> T:
-    """The model's final text as the output type; `OutputParseError` when it does not fit."""
+    """The model's final text as the output type; `OutputValidationError` (without
+    ``partial``) when it does not fit."""
     if output.adapter is not None and not output.wrapped and not output.nulls:
         try:
             return output.adapter.validate_json(text)  # type: ignore[no-any-return]
         except pydantic.ValidationError as exc:
-            raise OutputParseError(text, _errors(exc)) from None
+            raise OutputValidationError(text, _errors(exc)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         message = f"Invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise OutputParseError(
+        raise OutputValidationError(
             text, [{"type": "json_invalid", "loc": (), "msg": message}]
         ) from None
     if output.wrapped:
         if not isinstance(data, dict) or WRAP_KEY not in data:
             missing = {"type": "missing", "loc": (WRAP_KEY,), "msg": "Field required"}
-            raise OutputParseError(text, [missing])
+            raise OutputValidationError(text, [missing])
         data = data[WRAP_KEY]
     _drop_nulls(data, output)
     if output.adapter is None:
@@ -61,7 +76,7 @@ def parse_output(output: OutputSchema[T], text: str) -> T:
     try:
         return output.adapter.validate_json(json.dumps(data))  # type: ignore[no-any-return]
     except pydantic.ValidationError as exc:
-        raise OutputParseError(text, _errors(exc)) from None
+        raise OutputValidationError(text, _errors(exc)) from None
 
 
 def partial_output(output: OutputSchema[Any], text: str) -> Any:

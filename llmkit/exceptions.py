@@ -49,9 +49,12 @@ __all__ = [
     "InternalServerError",
     "LLMKitError",
     "NotFoundError",
+    "OutputError",
+    "OutputValidationError",
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
+    "RefusalError",
     "ResponseFailed",
     "Timeout",
     "TransportError",
@@ -360,6 +363,47 @@ class IncompleteStream(ProtocolError):
     """The stream ended before a terminal event. Never a silent finish."""
 
     retryable = True
+
+
+class OutputError(LLMKitError):
+    """The answer is not the structured output the call asked for (``output_type=``).
+
+    Its own branch, not an `APIError`: the server answered, the response is complete, and
+    only the caller's type says it is not an answer. ``partial`` is that whole `Response`
+    (text, usage, metadata; ``partial.message`` still belongs in the history). Not
+    retryable: the same request is likely to get the same answer.
+    """
+
+
+class RefusalError(OutputError):
+    """The model refused to answer (a refusal part instead of the JSON asked for).
+
+    ``refusal`` is the model's refusal text, also ``partial.refusal``.
+    """
+
+    def __init__(self, refusal: str, *, partial: Response | None = None) -> None:
+        super().__init__(f"the model refused to answer: {refusal}", partial=partial)
+        self.refusal = refusal
+
+
+class OutputValidationError(OutputError):
+    """The answer is not JSON, or does not validate as the output type.
+
+    ``text`` is the model's text as it arrived; ``errors`` pydantic's error list without
+    input values (``json_invalid`` when the text is not JSON; ``tool_calls`` when the
+    model called tools instead of answering: `ToolLoop` runs them).
+    """
+
+    def __init__(
+        self, text: str, errors: list[dict[str, Any]], *, partial: Response | None = None
+    ) -> None:
+        first = errors[0]["msg"] if errors else "no detail"
+        count = f"{len(errors)} error" + ("s" if len(errors) != 1 else "")
+        super().__init__(
+            f"the answer does not fit the output type ({count}): {first}", partial=partial
+        )
+        self.text = text
+        self.errors = errors
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

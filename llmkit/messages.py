@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypedDict, TypeVar
 
 from llmkit._deprecated import renamed
 from llmkit._validation import (
@@ -32,6 +32,7 @@ __all__ = [
     "ImagePart",
     "Message",
     "PROVIDERS",
+    "ParsedResponse",
     "ProviderItemPart",
     "ProviderTool",
     "ReasoningPart",
@@ -453,6 +454,20 @@ class Response:
     def message(self) -> AssistantMessage:
         """This answer as an assistant message, to append to the history."""
         return AssistantMessage(self.content)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedResponse(Response, Generic[T]):
+    """A `Response` to a structured call (``output_type=``), with its answer parsed.
+
+    ``output`` is the answer as the output type: a validated pydantic model, a value of
+    the `TypeAdapter` type, or the parsed JSON value for a JSON schema dict.
+    """
+
+    output: T = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

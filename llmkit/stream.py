@@ -12,13 +12,17 @@ as it hands it on. `Stream` and `AsyncStream` only read that collector (``finish
 place an exception's ``partial`` is set, always from a collector.
 
 The parts themselves are declared in ``llmkit._parts`` and exported from here.
+
+A structured call (``output_type=``) gets a `ParsedStream` (`AsyncParsedStream`): the
+same stream, whose end parses the answer once (``llmkit._schema_parse``) and whose
+``partial_output`` parses the text so far only when it is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeAlias, assert_never
+from typing import Any, Generic, TypeAlias, TypeVar, assert_never
 
 from llmkit._closing import AsyncClosing, Closing
 from llmkit._parts import (
@@ -36,10 +40,13 @@ from llmkit._parts import (
     ToolInputStart,
     Warnings,
 )
-from llmkit.exceptions import LLMKitError, UsageError
+from llmkit._schema import OutputSchema
+from llmkit._schema_parse import parse_response, partial_output
+from llmkit.exceptions import LLMKitError, OutputError, UsageError
 from llmkit.messages import (
     AssistantPart,
     FinishReason,
+    ParsedResponse,
     ProviderItemPart,
     ReasoningPart,
     Response,
@@ -50,10 +57,12 @@ from llmkit.messages import (
 )
 
 __all__ = [
+    "AsyncParsedStream",
     "AsyncStream",
     "Collector",
     "CompactionStart",
     "Finish",
+    "ParsedStream",
     "ReasoningDelta",
     "ReasoningEnd",
     "ReasoningStart",
@@ -66,8 +75,12 @@ __all__ = [
     "ToolInputEnd",
     "ToolInputStart",
     "Warnings",
+    "aparsed",
     "collect",
+    "parsed",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -178,6 +191,18 @@ class Collector:
         assert isinstance(slot, _OpenText)
         return "".join(slot.chunks) if slot.chunks else None
 
+    def text(self) -> str:
+        """The text so far, refusals left out: what ``build().text`` would say, without
+        building the response (`ParsedStream.partial_output` reads it)."""
+        chunks: list[str] = []
+        for slot in self._slots:
+            if isinstance(slot, _OpenText):
+                if not slot.refusal:
+                    chunks += slot.chunks
+            elif isinstance(slot, TextPart) and not slot.refusal:
+                chunks.append(slot.text)
+        return "".join(chunks)
+
     def open_reasoning(self, item_id: str | None) -> ReasoningPart | None:
         """Item ``item_id``'s open reasoning so far; None when none is open."""
         index = self._open_reasoning.get(item_id)
@@ -277,6 +302,9 @@ class _Folded:
         if isinstance(exc, LLMKitError) and exc.partial is None:
             give_partial(exc, self._collector)
 
+    def _complete(self) -> None:
+        """The producer ended without an error (a structured stream parses here)."""
+
     @property
     def finished(self) -> bool:
         """Whether the response reached its terminal event."""
@@ -318,6 +346,8 @@ class Stream(_Folded, Closing):
         except BaseException as exc:  # StopIteration included: the producer is done
             self._ended(exc)
             self.close()
+            if isinstance(exc, StopIteration):
+                self._complete()
             raise
         if self._folds:
             self._collector.add(part)
@@ -364,6 +394,8 @@ class AsyncStream(_Folded, AsyncClosing):
         except BaseException as exc:  # StopAsyncIteration and cancellation included
             self._ended(exc)
             await self.aclose()
+            if isinstance(exc, StopAsyncIteration):
+                self._complete()
             raise
         if self._folds:
             self._collector.add(part)
@@ -378,3 +410,142 @@ class AsyncStream(_Folded, AsyncClosing):
         async for _ in self:
             pass
         return self.response
+
+
+class _Answer(Generic[T]):
+    """What a structured stream adds: the answer parsed, once.
+
+    The parse runs when the stream ends (so `generate` and a ``for`` loop raise an
+    `OutputError` from the iteration, after every part) or when ``response`` is first
+    read; its result, or its error, is kept. ``partial_output`` parses the text so far
+    only when it is read, and again only when the text grew.
+    """
+
+    __slots__ = ("collector", "output", "parsed", "partial")
+
+    def __init__(self, collector: Collector, output: OutputSchema[T]) -> None:
+        self.collector = collector
+        self.output = output
+        self.parsed: ParsedResponse[T] | OutputError | None = None
+        self.partial: tuple[str, Any] = ("", None)
+
+    def response(self) -> ParsedResponse[T]:
+        if self.parsed is None:
+            if not self.collector.finished:
+                raise UsageError("the stream has not finished: iterate it to the end first")
+            try:
+                self.parsed = parse_response(self.output, self.collector.build())
+            except OutputError as exc:
+                self.parsed = exc
+        if isinstance(self.parsed, OutputError):
+            raise self.parsed
+        return self.parsed
+
+    def complete(self) -> None:
+        if self.collector.finished:
+            try:
+                self.response()
+            except OutputError as exc:
+                raise exc from None  # not "during handling of StopIteration"
+
+    def partial_output(self) -> Any:
+        text = self.collector.text()
+        if text != self.partial[0]:
+            self.partial = (text, partial_output(self.output, text))
+        return self.partial[1]
+
+
+class ParsedStream(Stream, Generic[T]):
+    """The `Stream` of a structured call (``model.stream(call, output_type=T)``).
+
+    ``response`` is a `ParsedResponse` whose ``output`` is the answer as ``T``; the end
+    of the iteration raises `RefusalError` or `OutputValidationError` when the answer is
+    no ``T`` (after every part; ``partial`` is the whole response). ``partial_output``
+    is the answer so far.
+    """
+
+    __slots__ = ("_answer",)
+
+    def __init__(
+        self,
+        parts: Iterator[StreamPart],
+        output: OutputSchema[T],
+        collector: Collector | None = None,
+    ) -> None:
+        super().__init__(parts, collector)
+        self._answer = _Answer(self._collector, output)
+
+    def _complete(self) -> None:
+        self._answer.complete()
+
+    @property
+    def partial_output(self) -> Any:
+        """The answer parsed from the text so far (pydantic-core's partial JSON), or
+        None until there is something to parse: the output type once what arrived
+        validates as it, else the JSON value so far (a dict of the fields so far)."""
+        return self._answer.partial_output()
+
+    @property
+    def response(self) -> ParsedResponse[T]:
+        """The collected response with its parsed ``output``.
+
+        Raises:
+            UsageError: the stream has not finished.
+            OutputError: the answer is a refusal or no ``T`` (the same error each time).
+        """
+        return self._answer.response()
+
+    def until_done(self) -> ParsedResponse[T]:
+        """Consume the rest of the stream and return the parsed response."""
+        for _ in self:
+            pass
+        return self.response
+
+
+class AsyncParsedStream(AsyncStream, Generic[T]):
+    """`ParsedStream` for asyncio (``async with model.stream(call, output_type=T)``)."""
+
+    __slots__ = ("_answer",)
+
+    def __init__(
+        self,
+        parts: AsyncGenerator[StreamPart, None],
+        output: OutputSchema[T],
+        collector: Collector | None = None,
+    ) -> None:
+        super().__init__(parts, collector)
+        self._answer = _Answer(self._collector, output)
+
+    def _complete(self) -> None:
+        self._answer.complete()
+
+    @property
+    def partial_output(self) -> Any:
+        """As `ParsedStream.partial_output`."""
+        return self._answer.partial_output()
+
+    @property
+    def response(self) -> ParsedResponse[T]:
+        """As `ParsedStream.response`."""
+        return self._answer.response()
+
+    async def until_done(self) -> ParsedResponse[T]:
+        """Consume the rest of the stream and return the parsed response."""
+        async for _ in self:
+            pass
+        return self.response
+
+
+def parsed(stream: Stream, output: OutputSchema[T]) -> ParsedStream[T]:
+    """``stream`` as the `ParsedStream` of ``output``: its producer and collector taken
+    over (``stream`` itself is never iterated), so no part pays for a second hop."""
+    if stream._folds:
+        return ParsedStream(stream._parts, output)
+    return ParsedStream(stream._parts, output, stream._collector)
+
+
+def aparsed(stream: AsyncStream, output: OutputSchema[T]) -> AsyncParsedStream[T]:
+    """`parsed` for an `AsyncStream`."""
+    if stream._folds:
+        return AsyncParsedStream(stream._parts, output)
+    return AsyncParsedStream(stream._parts, output, stream._collector)

@@ -16,6 +16,12 @@ hand-written agent code would, so over WebSocket every step after the first send
 the new items. A tool that raises gives the model an error result instead of ending the
 loop. The loop's state (`ToolLoop.history`, `ToolLoop.steps`) stays readable after an
 exception, which carries the failed step's partial response as usual.
+
+``ToolLoop(model, tools, output_type=T)`` asks for structured output on every step (so
+the requests of a conversation stay equal but for their input, and WebSocket mode keeps
+sending only what is new) and parses only the final answer: ``result.output`` is a
+``T``, ``result.response`` a `ParsedResponse`. A refusal or an answer that is no ``T``
+raises `RefusalError` / `OutputValidationError` after that step was recorded.
 """
 
 from __future__ import annotations
@@ -27,18 +33,22 @@ import reprlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, cast, overload
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import to_json
+from typing_extensions import TypeVar
 
+from llmkit._schema import OutputSchema
+from llmkit._schema_parse import parse_response
 from llmkit._validation import describe_validation_error, is_sequence
 from llmkit.exceptions import UsageError
 from llmkit.messages import (
     Call,
     FunctionTool,
     Message,
+    ParsedResponse,
     Response,
     ResponseMetadata,
     ToolCall,
@@ -46,7 +56,7 @@ from llmkit.messages import (
     ToolResult,
     WarmupResult,
 )
-from llmkit.model import AsyncLanguageModel, LanguageModel
+from llmkit.model import AsyncLanguageModel, LanguageModel, schema_of
 from llmkit.stream import StreamPart
 
 __all__ = [
@@ -59,6 +69,9 @@ __all__ = [
 ]
 
 ModelT = TypeVar("ModelT", LanguageModel, AsyncLanguageModel)
+T = TypeVar("T")
+OutT = TypeVar("OutT", default=None)
+"""The output type of a structured loop; None (``output`` is None) without one."""
 
 
 class _NoTitles(GenerateJsonSchema):
@@ -213,24 +226,43 @@ class ToolLoopStep:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolLoopResult:
+class ToolLoopResult(Generic[OutT]):
     """What a tool loop produced."""
 
     response: Response
-    """The last response: the final answer when `finished`."""
+    """The last response: the final answer when `finished` (a `ParsedResponse` in a
+    structured loop)."""
     history: tuple[Message, ...]
     """The whole conversation, ready for a follow-up `Call`."""
     steps: tuple[ToolLoopStep, ...]
     warmup: WarmupResult | None
     finished: bool
     """False when ``max_steps`` ran out while the model was still calling tools."""
+    structured: bool = False
+    """Whether the loop asked for an ``output_type``."""
 
     @property
     def text(self) -> str:
         return self.response.text
 
+    @property
+    def output(self) -> OutT:
+        """The final answer as the loop's ``output_type``; None in a loop without one.
 
-class _ToolLoopBase(Generic[ModelT]):
+        Raises:
+            UsageError: a structured loop stopped at ``max_steps`` before its answer.
+        """
+        if isinstance(self.response, ParsedResponse):
+            return cast(OutT, self.response.output)
+        if self.structured:
+            raise UsageError(
+                "the loop stopped at max_steps while the model was still calling tools: "
+                "no output (see finished)"
+            )
+        return cast(OutT, None)
+
+
+class _ToolLoopBase(Generic[ModelT, OutT]):
     """What `ToolLoop` and `AsyncToolLoop` share: the tools, the history and the steps.
 
     The two ``run`` methods only call the model and the tools; every bookkeeping
@@ -244,10 +276,13 @@ class _ToolLoopBase(Generic[ModelT]):
         *,
         max_steps: int = 10,
         warmup: bool = False,
+        output_type: Any = None,
     ) -> None:
         if max_steps < 1:
             raise UsageError("max_steps must be >= 1")
         self.model: ModelT = model
+        self.output_type = output_type
+        self._output: OutputSchema[Any] | None = schema_of(output_type)
         self.max_steps = max_steps
         self.warmup = warmup
         self.tools: dict[str, CallableTool] = {}
@@ -317,18 +352,29 @@ class _ToolLoopBase(Generic[ModelT]):
             on_step(step)
         return not response.tool_calls
 
-    def _result(self, response: Response | None, warmed: WarmupResult | None) -> ToolLoopResult:
+    def _result(
+        self, response: Response | None, warmed: WarmupResult | None
+    ) -> ToolLoopResult[OutT]:
+        """The loop's result; a structured loop's final answer parsed.
+
+        Raises:
+            OutputError: the final answer is a refusal or not the output type.
+        """
         assert response is not None
+        finished = not response.tool_calls
+        if finished and self._output is not None:
+            response = parse_response(self._output, response)
         return ToolLoopResult(
             response=response,
             history=tuple(self.history),
             steps=tuple(self.steps),
             warmup=warmed,
-            finished=not response.tool_calls,
+            finished=finished,
+            structured=self._output is not None,
         )
 
 
-class ToolLoop(_ToolLoopBase[LanguageModel]):
+class ToolLoop(_ToolLoopBase[LanguageModel, OutT]):
     """Run a model with Python tools until it answers without calling one.
 
     Args:
@@ -337,12 +383,55 @@ class ToolLoop(_ToolLoopBase[LanguageModel]):
         max_steps: Model calls at most.
         warmup: Call `LanguageModel.warmup` before the first step (on WebSocket this
             sends ``generate: false``, billed for input tokens; elsewhere it is free).
+        output_type: Structured output for the final answer, as for `LanguageModel.
+            generate` (sent on every step): ``result.output`` is the answer parsed.
 
     Raises:
         UsageError: a tool that is not a function (said with what it is), two tools
-            share a name, an ``async def`` tool (use `AsyncToolLoop`), or
-            ``max_steps`` < 1.
+            share a name, an ``async def`` tool (use `AsyncToolLoop`), ``max_steps``
+            < 1, or an ``output_type`` without a JSON schema.
     """
+
+    @overload
+    def __init__(
+        self: ToolLoop[None],
+        model: LanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: ToolLoop[T],
+        model: LanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: type[T],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: ToolLoop[Any],
+        model: LanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: Any,
+    ) -> None: ...
+    def __init__(
+        self,
+        model: LanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: Any = None,
+    ) -> None:
+        super().__init__(model, tools, max_steps=max_steps, warmup=warmup, output_type=output_type)
 
     def _accept(self, declared: CallableTool) -> None:
         if declared.is_async:
@@ -354,7 +443,7 @@ class ToolLoop(_ToolLoopBase[LanguageModel]):
         *,
         on_part: Callable[[StreamPart], object] | None = None,
         on_step: Callable[[ToolLoopStep], object] | None = None,
-    ) -> ToolLoopResult:
+    ) -> ToolLoopResult[OutT]:
         """Run the loop from ``call`` (its prompt starts the history; its tools and
         settings apply to every step, with this loop's tools added).
 
@@ -363,10 +452,14 @@ class ToolLoop(_ToolLoopBase[LanguageModel]):
 
         Raises:
             UsageError: ``call`` declares a function tool with a name this loop uses.
+            OutputError: a structured loop's final answer is a refusal or no output
+                type (`RefusalError`, `OutputValidationError`); the step is recorded.
             LLMKitError: a model call failed; `history` and `steps` keep what was done.
         """
         step_call = self._start(call)
-        warmed = self.model.warmup(step_call()) if self.warmup else None
+        warmed = (
+            self.model.warmup(step_call(), output_type=self.output_type) if self.warmup else None
+        )
         response: Response | None = None
         for number in range(1, self.max_steps + 1):
             response = self._respond(step_call(), on_part)
@@ -377,11 +470,13 @@ class ToolLoop(_ToolLoopBase[LanguageModel]):
         return self._result(response, warmed)
 
     def _respond(self, call: Call, on_part: Callable[[StreamPart], object] | None) -> Response:
-        if on_part is None:
+        if on_part is None and self._output is None:
             return self.model.generate(call)
-        with self.model.stream(call) as stream:
+        # The schema goes out on every step; only the final answer is parsed (`_result`).
+        with self.model._stream(call, None, self._output) as stream:
             for part in stream:
-                on_part(part)
+                if on_part is not None:
+                    on_part(part)
             return stream.response
 
     def _run_tool(self, call: ToolCall) -> ToolResult:
@@ -395,13 +490,54 @@ class ToolLoop(_ToolLoopBase[LanguageModel]):
             return self._failed(call, exc)
 
 
-class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel]):
+class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel, OutT]):
     """`ToolLoop` for asyncio: ``await AsyncToolLoop(model, tools).run(call)``.
 
-    The same steps, history, results and error handling. Tools may be plain or
-    ``async def`` functions; they run one after another, in the order the model
+    The same steps, history, results, ``output_type`` and error handling. Tools may be
+    plain or ``async def`` functions; they run one after another, in the order the model
     called them, like in `ToolLoop`.
     """
+
+    @overload
+    def __init__(
+        self: AsyncToolLoop[None],
+        model: AsyncLanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: AsyncToolLoop[T],
+        model: AsyncLanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: type[T],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: AsyncToolLoop[Any],
+        model: AsyncLanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: Any,
+    ) -> None: ...
+    def __init__(
+        self,
+        model: AsyncLanguageModel,
+        tools: Sequence[CallableTool | Callable[..., Any]],
+        *,
+        max_steps: int = 10,
+        warmup: bool = False,
+        output_type: Any = None,
+    ) -> None:
+        super().__init__(model, tools, max_steps=max_steps, warmup=warmup, output_type=output_type)
 
     async def run(
         self,
@@ -409,10 +545,14 @@ class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel]):
         *,
         on_part: Callable[[StreamPart], object] | None = None,
         on_step: Callable[[ToolLoopStep], object] | None = None,
-    ) -> ToolLoopResult:
+    ) -> ToolLoopResult[OutT]:
         """As `ToolLoop.run`, awaited."""
         step_call = self._start(call)
-        warmed = await self.model.warmup(step_call()) if self.warmup else None
+        warmed = (
+            await self.model.warmup(step_call(), output_type=self.output_type)
+            if self.warmup
+            else None
+        )
         response: Response | None = None
         for number in range(1, self.max_steps + 1):
             response = await self._respond(step_call(), on_part)
@@ -425,11 +565,12 @@ class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel]):
     async def _respond(
         self, call: Call, on_part: Callable[[StreamPart], object] | None
     ) -> Response:
-        if on_part is None:
+        if on_part is None and self._output is None:
             return await self.model.generate(call)
-        async with self.model.stream(call) as stream:
+        async with self.model._stream(call, None, self._output) as stream:
             async for part in stream:
-                on_part(part)
+                if on_part is not None:
+                    on_part(part)
             return stream.response
 
     async def _run_tool(self, call: ToolCall) -> ToolResult:

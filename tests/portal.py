@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 import llmkit
+from llmkit._schema import OutputSchema
 
 T = TypeVar("T")
 
@@ -51,10 +52,37 @@ class PortalModel(llmkit.LanguageModel):
         self.model_id = model.model_id
         self._portal = portal
 
-    def stream(
-        self, call: llmkit.Call | str, *, max_duration: float | None = None
+    def _stream(
+        self, call: llmkit.Call | str, max_duration: float | None, output: OutputSchema[Any] | None
     ) -> llmkit.Stream:
-        return llmkit.Stream(self._pull(self.model.stream(call, max_duration=max_duration)))
+        return llmkit.Stream(self._pull(self.model._stream(call, max_duration, output)))
+
+    @overload
+    def stream(
+        self,
+        call: llmkit.Call | str,
+        *,
+        output_type: None = None,
+        max_duration: float | None = None,
+    ) -> llmkit.Stream: ...
+    @overload
+    def stream(
+        self, call: llmkit.Call | str, *, output_type: type[T], max_duration: float | None = None
+    ) -> llmkit.ParsedStream[T]: ...
+    @overload
+    def stream(
+        self, call: llmkit.Call | str, *, output_type: Any, max_duration: float | None = None
+    ) -> llmkit.ParsedStream[Any]: ...
+    def stream(
+        self, call: llmkit.Call | str, *, output_type: Any = None, max_duration: float | None = None
+    ) -> llmkit.Stream:
+        """The async model's own stream (a parsed one for ``output_type``), pulled here."""
+        stream: llmkit.AsyncStream = self.model.stream(
+            call, output_type=output_type, max_duration=max_duration
+        )
+        if isinstance(stream, llmkit.AsyncParsedStream):
+            return PortalParsedStream(self._pull(stream), stream)
+        return llmkit.Stream(self._pull(stream))
 
     def _pull(self, stream: llmkit.AsyncStream) -> Iterator[llmkit.StreamPart]:
         try:
@@ -67,18 +95,59 @@ class PortalModel(llmkit.LanguageModel):
         finally:
             self._portal.call(stream.aclose())
 
+    @overload
     def generate(
-        self, call: llmkit.Call | str, *, max_duration: float | None = None
+        self,
+        call: llmkit.Call | str,
+        *,
+        output_type: None = None,
+        max_duration: float | None = None,
+    ) -> llmkit.Response: ...
+    @overload
+    def generate(
+        self, call: llmkit.Call | str, *, output_type: type[T], max_duration: float | None = None
+    ) -> llmkit.ParsedResponse[T]: ...
+    @overload
+    def generate(
+        self, call: llmkit.Call | str, *, output_type: Any, max_duration: float | None = None
+    ) -> llmkit.ParsedResponse[Any]: ...
+    def generate(
+        self, call: llmkit.Call | str, *, output_type: Any = None, max_duration: float | None = None
     ) -> llmkit.Response:
-        return self._portal.call(self.model.generate(call, max_duration=max_duration))
+        response: llmkit.Response = self._portal.call(
+            self.model.generate(call, output_type=output_type, max_duration=max_duration)
+        )
+        return response
 
     def warmup(
-        self, call: llmkit.Call | str, *, max_duration: float | None = None
+        self, call: llmkit.Call | str, *, output_type: Any = None, max_duration: float | None = None
     ) -> llmkit.WarmupResult:
-        return self._portal.call(self.model.warmup(call, max_duration=max_duration))
+        return self._portal.call(
+            self.model.warmup(call, output_type=output_type, max_duration=max_duration)
+        )
 
     def __repr__(self) -> str:
         return repr(self.model)
+
+
+class PortalParsedStream(llmkit.ParsedStream[Any]):
+    """A sync view of an `AsyncParsedStream`: its parts pulled through the portal, its
+    ``partial_output`` and ``response`` (and so its one parse) the async stream's own."""
+
+    def __init__(self, parts: Iterator[llmkit.StreamPart], stream: llmkit.AsyncParsedStream[Any]):
+        super().__init__(parts, stream._answer.output)
+        self._stream = stream
+
+    def _complete(self) -> None:
+        """The async stream raised its own error from the iteration already."""
+
+    @property
+    def partial_output(self) -> Any:
+        return self._stream.partial_output
+
+    @property
+    def response(self) -> llmkit.ParsedResponse[Any]:
+        return self._stream.response
 
 
 class PortalProvider:

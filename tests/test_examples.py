@@ -15,6 +15,7 @@ EXPECTED = {
     "tool_loop.py": "The answer is 15.",
     "warmup.py": "first turn: incremental, 0 items sent",
     "chat_vs_responses.py": "Responses (WebSocket)",
+    "structured_output.py": "tool loop: 6 steps, total: 15",
     "async_agents.py": "(6 steps: full, incremental, incremental, incremental, incremental,",
 }
 

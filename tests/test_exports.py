@@ -22,6 +22,7 @@ PROMISED = [
     "ToolResult",
     "FunctionTool",
     "Response",
+    "ParsedResponse",
     "ToolCall",
     "TextPart",
     "ReasoningPart",

@@ -606,6 +606,11 @@ def test_every_fault_of_the_server_has_a_row(server: ResponsesServer) -> None:
         "reject_upgrades",
         "reject_requests",
         "reset",  # not a fault
+        # Answer faults: what they do is only a fault for a structured call (a refusal
+        # or no JSON is a fine plain answer); tests/test_structured_output.py runs them
+        # on every path, by generate and by stream.
+        "refuse_next",
+        "invalid_json_next",
     }
     assert public == covered
     assert {"keepalive_interval", "max_connection_age"} <= set(MATRIX)

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from llmkit._schema import NAME, OutputSchema, output_schema
-from llmkit._schema_parse import OutputParseError, parse_output, partial_output
-from llmkit.exceptions import UsageError
+from llmkit._schema_parse import parse_output, partial_output
+from llmkit.exceptions import OutputValidationError, UsageError
 
 Check = Callable[[dict[str, Any]], None]
 V = TypeVar("V")
@@ -676,7 +676,7 @@ def test_non_strict_keeps_defaults_and_marks_no_nulls() -> None:
     assert not out.strict
     assert out.schema["$defs"]["Optionals"]["properties"]["count"]["default"] == 3
     # null is not "left out" when the schema sent did not offer it
-    with pytest.raises(OutputParseError):
+    with pytest.raises(OutputValidationError):
         parse_output(out, '{"value": {"note": "n", "count": null, "tags": []}}')
 
 
@@ -893,7 +893,7 @@ def test_output_schema_is_typed_and_frozen() -> None:
 @pytest.mark.parametrize("output_type", [Weather, list[int], Optionals, USER_SCHEMA], ids=str)
 def test_text_that_is_not_json(output_type: Any) -> None:
     out = output_schema(output_type)
-    with pytest.raises(OutputParseError) as caught:
+    with pytest.raises(OutputValidationError) as caught:
         parse_output(out, '{"city": "Ro')
     assert caught.value.text == '{"city": "Ro'
     assert [e["type"] for e in caught.value.errors] == ["json_invalid"]
@@ -903,7 +903,7 @@ def test_text_that_is_not_json(output_type: Any) -> None:
 def test_an_answer_that_does_not_validate() -> None:
     out = output_schema(Weather)
     text = '{"city": "secret-value", "temperature_c": "warm"}'
-    with pytest.raises(OutputParseError) as caught:
+    with pytest.raises(OutputValidationError) as caught:
         parse_output(out, text)
     error = caught.value
     assert error.text == text
@@ -915,7 +915,7 @@ def test_an_answer_that_does_not_validate() -> None:
 
 def test_errors_of_a_wrapped_answer_are_placed_in_the_value() -> None:
     out = output_schema(list[int])
-    with pytest.raises(OutputParseError) as caught:
+    with pytest.raises(OutputValidationError) as caught:
         parse_output(out, '{"value": [1, "x"]}')
     assert [e["loc"] for e in caught.value.errors] == [(1,)]
     assert str(caught.value).startswith("the answer does not fit the output type (1 error):")
@@ -923,14 +923,14 @@ def test_errors_of_a_wrapped_answer_are_placed_in_the_value() -> None:
 
 @pytest.mark.parametrize("text", ["[1, 2]", '{"values": [1]}'])
 def test_a_wrapped_answer_without_its_value(text: str) -> None:
-    with pytest.raises(OutputParseError) as caught:
+    with pytest.raises(OutputValidationError) as caught:
         parse_output(output_schema(list[int]), text)
     assert caught.value.errors == [{"type": "missing", "loc": ("value",), "msg": "Field required"}]
 
 
 def test_a_null_where_null_was_never_offered_is_an_error() -> None:
     out = output_schema(Weather)
-    with pytest.raises(OutputParseError):
+    with pytest.raises(OutputValidationError):
         parse_output(out, '{"city": null, "temperature_c": 1}')
 
 

@@ -8,10 +8,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from llmkit._closing import closed_error
 from llmkit._deadline import call_limit
+from llmkit._schema import OutputSchema
 from llmkit.messages import Call
 from llmkit.stream import Collector
 
-__all__ = ["Encoded", "ModelBase", "Started", "start_call"]
+__all__ = ["Encode", "Encoded", "ModelBase", "Started", "start_call"]
 
 
 class _Closable(Protocol):
@@ -28,6 +29,9 @@ class Encoded(Protocol):
     @property
     def warnings(self) -> tuple[str, ...]: ...
 
+
+Encode = Callable[[str, Call | str, OutputSchema[Any] | None], Encoded]
+"""A provider's encoder: model id, call and the structured output asked for (or None)."""
 
 OpenerT = TypeVar("OpenerT", bound=_Closable)
 
@@ -67,16 +71,17 @@ class ModelBase(Generic[OpenerT]):
         self,
         call: Call | str,
         max_duration: float | None,
-        encode: Callable[[str, Call | str], Encoded],
+        encode: Encode,
+        output: OutputSchema[Any] | None = None,
     ) -> Started:
-        """Refuse the call on a closed provider, settle its ``max_duration``, encode it,
-        and give it the `Collector` every protocol of the call folds into and its stream
-        reads.
+        """Refuse the call on a closed provider, settle its ``max_duration``, encode it
+        (with ``output``'s schema when given), and give it the `Collector` every protocol
+        of the call folds into and its stream reads.
 
         Raises:
             UsageError: the provider is closed, ``max_duration`` is not seconds > 0, or
                 ``call`` cannot be encoded.
         """
         limit = start_call(self._http, max_duration, self._max_duration)
-        encoded = encode(self.model_id, call)
+        encoded = encode(self.model_id, call, output)
         return Started(encoded.body, encoded.warnings, limit, Collector())

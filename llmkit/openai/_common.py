@@ -8,10 +8,19 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmkit._schema import OutputSchema
 from llmkit.exceptions import ProtocolError, UsageError
 from llmkit.messages import FunctionTool, Tool
 
-__all__ = ["JSON", "EncodedRequest", "load_json", "merge_extra_body", "tool_choice_name"]
+__all__ = [
+    "JSON",
+    "EncodedRequest",
+    "json_schema_format",
+    "load_json",
+    "merge_extra_body",
+    "output_warnings",
+    "tool_choice_name",
+]
 
 JSON = dict[str, Any]
 
@@ -65,6 +74,19 @@ def merge_extra_body(
     # A copy: the WebSocket chain keeps this body's settings to compare the next request
     # with, and the options (and so ``extra``) may be changed in place after this call.
     body.update(copy.deepcopy(dict(extra)))
+
+
+def json_schema_format(output: OutputSchema[Any]) -> JSON:
+    """The ``json_schema`` format both APIs take for a structured call: Responses as
+    ``text.format`` (with ``"type"`` beside these keys), Chat as
+    ``response_format.json_schema``."""
+    return {"name": output.name, "schema": output.schema, "strict": output.strict}
+
+
+def output_warnings(output: OutputSchema[Any] | None, warnings: list[str]) -> None:
+    """Say why a structured call's schema goes with ``strict: false``, one cause each."""
+    if output is not None:
+        warnings += [f"output_type sent with strict=false: {why}" for why in output.warnings]
 
 
 def load_json(payload: str | bytes) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, assert_never
 
+from llmkit._schema import OutputSchema
 from llmkit.messages import (
     AssistantMessage,
     AssistantPart,
@@ -37,7 +38,13 @@ from llmkit.messages import (
     UserPart,
     as_call,
 )
-from llmkit.openai._common import EncodedRequest, merge_extra_body, tool_choice_name
+from llmkit.openai._common import (
+    EncodedRequest,
+    json_schema_format,
+    merge_extra_body,
+    output_warnings,
+    tool_choice_name,
+)
 from llmkit.openai.options import ResponsesOptions, responses_options
 
 __all__ = [
@@ -56,10 +63,13 @@ DELIVERY_FIELDS = frozenset({"type", "stream", "stream_id", "generate"})
 frame's ``type``, lanes' ``stream_id``, a warm-up's ``generate``): not for ``extra_body``."""
 
 
-def encode_request(model: str, call: Call | str) -> EncodedRequest:
+def encode_request(
+    model: str, call: Call | str, output: OutputSchema[Any] | None = None
+) -> EncodedRequest:
     """Encode ``call`` for ``model`` as a ``POST /responses`` body (without ``stream``).
 
-    A plain string is ``Call(call)``.
+    A plain string is ``Call(call)``. A structured call's ``output`` goes as
+    ``text.format`` (``json_schema``), beside ``text.verbosity``.
 
     Raises:
         UsageError: ``call`` is neither a `Call` nor a str, invalid options, or a
@@ -78,6 +88,10 @@ def encode_request(model: str, call: Call | str) -> EncodedRequest:
         if value is not None:
             body[key] = value
     body.update(_options(options))
+    if output is not None:
+        text = body.setdefault("text", {})
+        text["format"] = {"type": "json_schema", **json_schema_format(output)}
+        output_warnings(output, warnings)
     merge_extra_body(body, options.extra_body, DELIVERY_FIELDS)
     return EncodedRequest(body, tuple(warnings))
 

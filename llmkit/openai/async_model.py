@@ -13,8 +13,9 @@ from typing import Any
 from llmkit._core.async_run import Parts, http_parts
 from llmkit._core.calls import ModelBase
 from llmkit._deadline import Deadline
+from llmkit._schema import OutputSchema
 from llmkit.messages import Call, WarmupResult
-from llmkit.model import AsyncLanguageModel
+from llmkit.model import AsyncLanguageModel, schema_of
 from llmkit.openai._async_websocket import AsyncWebSocketSession
 from llmkit.openai._encode import encode_request
 from llmkit.openai.model import http_request
@@ -41,8 +42,10 @@ class AsyncResponsesModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
         super().__init__(model_id, http=http, max_duration=max_duration)
         self._websocket = websocket
 
-    def stream(self, call: Call | str, *, max_duration: float | None = None) -> AsyncStream:
-        started = self._start(call, max_duration, encode_request)
+    def _stream(
+        self, call: Call | str, max_duration: float | None, output: OutputSchema[Any] | None
+    ) -> AsyncStream:
+        started = self._start(call, max_duration, encode_request, output)
         body, collector = started.body, started.collector
         if self._websocket is None:
             # The deadline starts when `http_parts` prepares: when iteration starts.
@@ -68,9 +71,11 @@ class AsyncResponsesModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
         prepare = functools.partial(http_request, body, fallback_reason, deadline)
         return http_parts(self._http, prepare, ResponsesProtocol(collector))
 
-    async def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
+    async def warmup(
+        self, call: Call | str, *, output_type: Any = None, max_duration: float | None = None
+    ) -> WarmupResult:
         """As `ResponsesModel.warmup`: ``generate: false`` over WebSocket, else a no-op."""
-        started = self._start(call, max_duration, encode_request)
+        started = self._start(call, max_duration, encode_request, schema_of(output_type))
         if self._websocket is None:
             return WarmupResult.skipped()
         return await self._websocket.warmup(started.body, Deadline.start(started.limit))

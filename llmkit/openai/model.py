@@ -13,8 +13,9 @@ from typing import Any
 from llmkit._core.calls import ModelBase, Started
 from llmkit._core.run import Meter, http_parts, opening
 from llmkit._deadline import Deadline
+from llmkit._schema import OutputSchema
 from llmkit.messages import Call, WarmupResult
-from llmkit.model import LanguageModel
+from llmkit.model import LanguageModel, schema_of
 from llmkit.openai._encode import encode_request
 from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.protocol import ResponsesProtocol
@@ -56,8 +57,10 @@ class ResponsesModel(ModelBase[PayloadOpener], LanguageModel):
         super().__init__(model_id, http=http, max_duration=max_duration)
         self._websocket = websocket
 
-    def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
-        started = self._start(call, max_duration, encode_request)
+    def _stream(
+        self, call: Call | str, max_duration: float | None, output: OutputSchema[Any] | None
+    ) -> Stream:
+        started = self._start(call, max_duration, encode_request, output)
         return Stream(self._parts(started), started.collector)
 
     def _parts(self, started: Started) -> Iterator[StreamPart]:
@@ -79,7 +82,9 @@ class ResponsesModel(ModelBase[PayloadOpener], LanguageModel):
         request, meter = http_request(body, fallback_reason, deadline)
         yield from http_parts(self._http, request, meter, ResponsesProtocol(collector))
 
-    def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
+    def warmup(
+        self, call: Call | str, *, output_type: Any = None, max_duration: float | None = None
+    ) -> WarmupResult:
         """Warm the server up for ``call`` without generating (WebSocket mode only).
 
         Over WebSocket: sends ``generate: false``; the warm-up becomes the head of the
@@ -87,7 +92,7 @@ class ResponsesModel(ModelBase[PayloadOpener], LanguageModel):
         input tokens. Over HTTP, or while WebSocket is unavailable, nothing is sent and
         the result says ``transport="http"``: a warm-up never becomes a billed generation.
         """
-        started = self._start(call, max_duration, encode_request)
+        started = self._start(call, max_duration, encode_request, schema_of(output_type))
         if self._websocket is None:
             return WarmupResult.skipped()
         return self._websocket.warmup(started.body, Deadline.start(started.limit))

@@ -35,6 +35,20 @@ Tool model (function tools given)
     each). After N outputs: ``The answer is <last tool output>. [user=... items=...]``.
     A 30-step ``add`` loop run correctly therefore ends with ``The answer is 465.``.
 
+Structured answers (``text.format`` / Chat ``response_format`` of type ``json_schema``)
+    The text answer (not a tool call) becomes a JSON value that fits the schema
+    (``_values``), written with spaces so it streams as word-sized deltas: every property,
+    strings = the last user text (cut or padded to ``maxLength`` / ``minLength``; common
+    ``format`` values fixed), integers/numbers = the last tool output as a number, else
+    the number of user messages (moved into its bounds), booleans true, enums and consts
+    their first value, unions their first branch that is not null, arrays one item
+    (``minItems`` if more), tuples their ``prefixItems``, ``$ref`` followed (null / empty
+    once recursion runs deep). ``json_object`` → ``{"answer": <last user text>}``. A
+    ``strict: true`` schema must follow strict mode's rules (root an object; every object
+    ``additionalProperties: false`` and every property required), else the real service's
+    400 ``invalid_json_schema`` ("Invalid schema for response_format '<name>': In
+    context=(...), ..."; param ``text.format.schema`` / ``response_format``).
+
 Bench model (model id ``bench-words-<N>``, 1 <= N < 10**8, no leading zero)
     Replaces the text answer (not a tool call) with N short words separated by single
     spaces (``the quick brown fox ...``, cycled), streamed as exactly N
@@ -160,7 +174,11 @@ Chat Completions (`POST /v1/chat/completions`, SSE when `stream` is true, JSON o
 Faults (`server.faults`, each one-shot fault applies to the next N requests)
     ``reject_upgrades``, ``drop_after``, ``fail_next``, ``error_next``, ``close_idle``,
     ``max_frame_size`` (close 1009), ``unknown_events`` (``response.future_thing`` events
-    interleaved), ``slow``, ``close_on_create``. Response faults skip warm-ups unless
+    interleaved), ``slow``, ``close_on_create``. Answer faults apply to the next N text
+    answers (a response that calls a tool leaves them armed): ``refuse_next(refusal)``
+    (a ``refusal`` content part with ``response.refusal.delta``/``.done`` events; Chat:
+    ``refusal`` deltas and ``message.refusal``), ``invalid_json_next`` (the answer's
+    last character cut). Response faults skip warm-ups unless
     ``include_warmups=True``.
 
 Gateways (LiteLLM's relay, corporate proxies; ``_gateway``)

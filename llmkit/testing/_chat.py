@@ -171,6 +171,8 @@ def render_chat(
             calls += 1
             continue
         key = "reasoning_content" if isinstance(piece.spec, m.ReasoningOut) else "content"
+        if isinstance(piece.spec, m.MessageOut) and piece.spec.refusal:
+            key = "refusal"
         blocks += [frame(meta.chunk({key: token}), DELTA) for token in piece.deltas]
     finish = "length" if not complete else "tool_calls" if calls else "stop"
     blocks.append(frame(meta.chunk({}, finish), FINISH))
@@ -245,6 +247,7 @@ def accumulate(chunks: Iterable[Chunk]) -> Item:
     """The `chat.completion` object a stream of chunks adds up to (choice 0 only)."""
     first: Chunk | None = None
     text: list[str] = []
+    refusal: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, Item] = {}
     finish: Any = None
@@ -257,11 +260,16 @@ def accumulate(chunks: Iterable[Chunk]) -> Item:
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             text.append(delta.get("content") or "")
+            refusal.append(delta.get("refusal") or "")
             reasoning.append(delta.get("reasoning_content") or "")
             for call in delta.get("tool_calls") or []:
                 _merge_call(calls, call)
             finish = choice.get("finish_reason") or finish
-    message: Item = {"role": "assistant", "content": "".join(text) or None, "refusal": None}
+    message: Item = {
+        "role": "assistant",
+        "content": "".join(text) or None,
+        "refusal": "".join(refusal) or None,
+    }
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
     if any(reasoning):

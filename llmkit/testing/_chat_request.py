@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llmkit.testing import _models as m
+from llmkit.testing import _models as m, _values as values
 from llmkit.testing._events import ApiError
 
 Item = dict[str, Any]
@@ -145,8 +145,9 @@ def _check_message(message: Any, where: str) -> ApiError | None:
             if error is not None:
                 return error
     content = message.get("content")
-    if content is None:
-        return None if calls else _missing(f"{where}.content")
+    refused = role == "assistant" and isinstance(message.get("refusal"), str)
+    if content is None:  # an assistant's tool calls or refusal stand for it
+        return None if calls or refused else _missing(f"{where}.content")
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
         return _missing(f"{where}.tool_call_id")
     return _check_content(content, f"{where}.content")
@@ -219,7 +220,16 @@ def validate_chat(body: Any) -> ApiError | None:
         _check_options(body)
         or _check_messages(body.get("messages"))
         or _check_tools(body.get("tools"))
+        or _check_format(body.get("response_format"))
     )
+
+
+def _check_format(fmt: Any) -> ApiError | None:
+    schema = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    if not isinstance(schema, dict):
+        return None
+    problem = values.format_problem({**schema, "type": fmt["type"]})
+    return None if problem is None else _bad(problem, "response_format", "invalid_json_schema")
 
 
 def message_count(body: Any) -> int:
@@ -249,8 +259,9 @@ def _call_item(call: Item) -> Item:
 def to_items(messages: Sequence[Item]) -> list[Item]:
     """Chat messages as the Responses-style conversation items the scripted models read.
 
-    system/developer/user → a message item; assistant → a message item when it has text,
-    then one `function_call` (or `custom_tool_call`) per tool call; tool → the matching
+    system/developer/user → a message item; assistant → a message item when it has text
+    or a ``refusal`` (a `refusal` content part, as the Responses API has it), then one
+    `function_call` (or `custom_tool_call`) per tool call; tool → the matching
     `function_call_output` (or `custom_tool_call_output`) with the content's text.
     """
     items: list[Item] = []
@@ -262,7 +273,14 @@ def to_items(messages: Sequence[Item]) -> list[Item]:
             kind = "custom_tool_call_output" if call_id in custom_ids else "function_call_output"
             items.append({"type": kind, "call_id": call_id, "output": m.content_text(content)})
             continue
-        if role != "assistant" or m.content_text(content):
+        refusal = message.get("refusal") if role == "assistant" else None
+        if isinstance(refusal, str) and refusal:  # as the Responses API replays one
+            texts = [{"type": "output_text", "text": content}] if content else []
+            parts = content if isinstance(content, list) else texts
+            items.append(
+                {"type": "message", "role": role, "content": [*parts, _refusal_part(refusal)]}
+            )
+        elif role != "assistant" or m.content_text(content):
             items.append({"type": "message", "role": role, "content": content})
         calls = message.get("tool_calls") if role == "assistant" else None
         for call in calls or []:
@@ -271,6 +289,10 @@ def to_items(messages: Sequence[Item]) -> list[Item]:
                 custom_ids.add(item["call_id"])
             items.append(item)
     return items
+
+
+def _refusal_part(text: str) -> Item:
+    return {"type": "refusal", "refusal": text}
 
 
 def _tool(tool: Item) -> Item:
@@ -308,6 +330,12 @@ def to_request(body: Item) -> Item:
     }
     if body.get("reasoning_effort") is not None:
         request["reasoning"] = {"effort": body["reasoning_effort"]}
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        spec = fmt.get("json_schema") if fmt["type"] == "json_schema" else {}
+        request["text"] = {
+            "format": {**(spec if isinstance(spec, dict) else {}), "type": fmt["type"]}
+        }
     return request
 
 

@@ -18,6 +18,7 @@ from llmkit.testing import (
     _chat_request as chat_request,
     _compaction as compaction,
     _models as m,
+    _values as values,
 )
 from llmkit.testing._events import (
     Accounting,
@@ -128,7 +129,12 @@ def validate(body: Any, transport: Transport) -> ApiError | None:
         msg = f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {limit} instead."  # noqa: E501
         return _bad(msg, "max_output_tokens", "integer_below_min_value")
     error = compaction.check_settings(body.get("context_management"))
-    return error if error is not None else _check_tools(body.get("tools"))
+    if error is not None:
+        return error
+    problem = values.format_problem(values.requested_format(body))
+    if problem is not None:
+        return _bad(problem, "text.format.schema", "invalid_json_schema")
+    return _check_tools(body.get("tools"))
 
 
 def input_count(body: Any) -> int:
@@ -342,6 +348,7 @@ class Engine:
             self.stats.count(turn.connection_id, compaction=True)
             self.stats.update(turn.record, compacted=True)
         specs = m.plan(turn.request, view.items, turn.violations, view.compactions)
+        specs = m.answer_faults(specs, self.faults.take_answer_faults)
         return Production(faults, rendered=render_generation(meta, specs, acct, compacted))
 
     def begin_chat(self, body: Item, record: int) -> ChatExchange:
@@ -367,6 +374,7 @@ class Engine:
             failure = chat.render_chat_failure(meta, *faults.fail)
             return ChatProduction(faults, framing, rendered=failure)
         specs = m.plan(turn.request, turn.items, turn.violations)
+        specs = m.answer_faults(specs, self.faults.take_answer_faults)
         tokens = m.input_tokens(turn.items, None)
         rendered = chat.render_chat(meta, specs, tokens, chat_request.budget(turn.body))
         return ChatProduction(faults, framing, rendered=rendered)

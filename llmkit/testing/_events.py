@@ -301,7 +301,7 @@ def _reasoning(b: _Builder, tokens: list[str], encrypted: bool) -> Item:
     return item
 
 
-def _message(b: _Builder, tokens: list[str], complete: bool) -> Item:
+def _message(b: _Builder, tokens: list[str], complete: bool, refusal: bool = False) -> Item:
     index, item_id = len(b.output), new_id("msg")
     text = "".join(tokens)
     b.add(
@@ -316,11 +316,18 @@ def _message(b: _Builder, tokens: list[str], complete: bool) -> Item:
         output_index=index,
     )
     where = {"content_index": 0, "item_id": item_id, "output_index": index}
-    empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-    b.add("response.content_part.added", **where, part=empty)
-    b.deltas("response.output_text.delta", tokens, **where, logprobs=[])
-    b.add("response.output_text.done", **where, logprobs=[], text=text)
-    part = {**empty, "text": text}
+    if refusal:  # a refusal part: `response.refusal.delta` / `.done`, no logprobs
+        empty: Item = {"type": "refusal", "refusal": ""}
+        b.add("response.content_part.added", **where, part=empty)
+        b.deltas("response.refusal.delta", tokens, **where)
+        b.add("response.refusal.done", **where, refusal=text)
+        part = {**empty, "refusal": text}
+    else:
+        empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+        b.add("response.content_part.added", **where, part=empty)
+        b.deltas("response.output_text.delta", tokens, **where, logprobs=[])
+        b.add("response.output_text.done", **where, logprobs=[], text=text)
+        part = {**empty, "text": text}
     b.add("response.content_part.done", **where, part=part)
     status = "completed" if complete else "incomplete"
     item = {
@@ -414,7 +421,8 @@ def render_generation(
         elif isinstance(spec, ReasoningOut):
             b.output.append(_reasoning(b, list(piece.deltas), acct.include_encrypted))
         else:
-            b.output.append(_message(b, list(piece.deltas), piece.complete))
+            message = _message(b, list(piece.deltas), piece.complete, spec.refusal)
+            b.output.append(message)
     used = sum(len(p.deltas) for p in pieces)
     reasoning = sum(len(p.deltas) for p in pieces if isinstance(p.spec, ReasoningOut))
     usage = usage_object(acct.input_tokens, acct.cached_tokens, used, reasoning)

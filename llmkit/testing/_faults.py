@@ -168,6 +168,18 @@ class Faults:
             value: tuple[int, str] | None = self._take("close", warmup)
             return value
 
+    def refuse_next(self, refusal: str = "I'm sorry, I can't help with that.", n: int = 1) -> None:
+        """Make the next `n` text answers a refusal: a ``refusal`` content part (Chat:
+        ``refusal`` deltas) with this text in place of the answer. A response that calls
+        a tool is sent as it is and leaves the fault armed."""
+        self._arm("refuse", refusal, n, False)
+
+    def invalid_json_next(self, n: int = 1) -> None:
+        """Cut the last character off the next `n` text answers: a structured answer
+        (``text.format`` / ``response_format``) is then no valid JSON. A response that
+        calls a tool leaves the fault armed."""
+        self._arm("invalid_json", True, n, False)
+
     def slow(self, delay: float, n: int = 1) -> None:
         """Use `delay` seconds before every delta of the next `n` responses."""
         self._arm("slow", delay, n, False)
@@ -213,6 +225,14 @@ class Faults:
                 slow=self._take("slow", warmup),
                 replay=self._take("replay", warmup),
             )
+
+    def take_answer_faults(self) -> tuple[str | None, bool]:
+        """The refusal text and whether to break the JSON, for a response whose plan
+        ends in a text answer (taken only then: a tool call leaves them armed)."""
+        with self._lock:
+            refusal: str | None = self._take("refuse", False)
+            invalid = refusal is None and self._take("invalid_json", False) is True
+            return refusal, invalid
 
 
 def read_replay_source(source: bytes | str | Path) -> bytes:

@@ -12,9 +12,11 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from llmkit.testing._values import Seed, json_answer, requested_schema
 
 Item = dict[str, Any]
 
@@ -30,9 +32,10 @@ _ENCRYPTED_PREFIX = "gAAAAAB"
 
 @dataclass(frozen=True, slots=True)
 class MessageOut:
-    """An assistant message with one `output_text` part."""
+    """An assistant message with one `output_text` part (a `refusal` part if ``refusal``)."""
 
     text: str
+    refusal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +369,10 @@ def plan(
     elif (words := bench_words(request.get("model"))) is not None:
         action = "answer directly"
         final = MessageOut(bench_text(words))
+    elif (schema := requested_schema(request)) is not None:
+        action = "answer in the requested format"
+        number = _number(output) if output is not None else counts.user
+        final = MessageOut(json_answer(schema, Seed(last_user, number)))
     elif output is not None:
         action = "answer directly"
         final = MessageOut(f"The answer is {output}. {counts.render(violations, compactions)}")
@@ -379,3 +386,20 @@ def plan(
         f"{counts.tool_outputs} tool outputs. I will {action}."
     )
     return [ReasoningOut(summary), final]
+
+
+def answer_faults(
+    specs: Sequence[OutputSpec], take: Callable[[], tuple[str | None, bool]]
+) -> list[OutputSpec]:
+    """The plan with an armed answer fault (``take``, called only for a plan that ends in
+    a text answer) applied to that answer: a refusal in its place, or its last character
+    cut (a JSON answer is then no JSON). A plan that ends in a tool call is left as is."""
+    final = specs[-1] if specs else None
+    if not isinstance(final, MessageOut):
+        return list(specs)
+    refusal, invalid_json = take()
+    if refusal is not None:
+        final = MessageOut(refusal, refusal=True)
+    elif invalid_json:
+        final = MessageOut(final.text[:-1])
+    return [*specs[:-1], final]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, assert_never
 
+from llmkit._schema import OutputSchema
 from llmkit.exceptions import UsageError
 from llmkit.messages import (
     AssistantMessage,
@@ -32,7 +33,13 @@ from llmkit.messages import (
     UserPart,
     as_call,
 )
-from llmkit.openai._common import EncodedRequest, merge_extra_body, tool_choice_name
+from llmkit.openai._common import (
+    EncodedRequest,
+    json_schema_format,
+    merge_extra_body,
+    output_warnings,
+    tool_choice_name,
+)
 from llmkit.openai.options import ChatOptions, chat_options
 
 __all__ = ["encode_chat_request", "encode_messages"]
@@ -40,15 +47,19 @@ __all__ = ["encode_chat_request", "encode_messages"]
 JSON = dict[str, Any]
 
 
-def encode_chat_request(model: str, call: Call | str) -> EncodedRequest:
+def encode_chat_request(
+    model: str, call: Call | str, output: OutputSchema[Any] | None = None
+) -> EncodedRequest:
     """Encode ``call`` for ``model`` as a streaming ``POST /chat/completions`` body.
 
-    A plain string is ``Call(call)``.
+    A plain string is ``Call(call)``. A structured call's ``output`` goes as
+    ``response_format`` (``json_schema``).
 
     Raises:
         UsageError: ``call`` is neither a `Call` nor a str, invalid or Responses-only
-            options, a ``tool_choice`` that names no given tool, or content Chat
-            Completions cannot carry.
+            options, a ``tool_choice`` that names no given tool, content Chat
+            Completions cannot carry, or both ``output_type`` and a ``response_format``
+            option.
     """
     call = as_call(call)
     options = chat_options(call.provider_options)
@@ -65,6 +76,11 @@ def encode_chat_request(model: str, call: Call | str) -> EncodedRequest:
         if value is not None:
             body[key] = value
     body.update(_options(options))
+    if output is not None:
+        if options.response_format is not None:
+            raise UsageError("give output_type or ChatOptions(response_format=...), not both")
+        body["response_format"] = {"type": "json_schema", "json_schema": json_schema_format(output)}
+        output_warnings(output, warnings)
     body["stream"] = True
     if options.include_usage:
         body["stream_options"] = {"include_usage": True}

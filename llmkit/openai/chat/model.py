@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from llmkit._core.calls import ModelBase, Started
 from llmkit._core.run import Meter, http_parts, opening
 from llmkit._deadline import Deadline
+from llmkit._schema import OutputSchema
 from llmkit.messages import Call, WarmupResult
-from llmkit.model import LanguageModel
+from llmkit.model import LanguageModel, schema_of
 from llmkit.openai.chat._encode import encode_chat_request
 from llmkit.openai.chat.protocol import ChatProtocol
 from llmkit.stream import Stream, StreamPart
@@ -39,8 +41,10 @@ class ChatModel(ModelBase[PayloadOpener], LanguageModel):
 
     provider = "openai"
 
-    def stream(self, call: Call | str, *, max_duration: float | None = None) -> Stream:
-        started = self._start(call, max_duration, encode_chat_request)
+    def _stream(
+        self, call: Call | str, max_duration: float | None, output: OutputSchema[Any] | None
+    ) -> Stream:
+        started = self._start(call, max_duration, encode_chat_request, output)
         return Stream(self._parts(started), started.collector)
 
     def _parts(self, started: Started) -> Iterator[StreamPart]:
@@ -49,11 +53,13 @@ class ChatModel(ModelBase[PayloadOpener], LanguageModel):
         request, meter = chat_request(started.body, deadline)
         yield from http_parts(self._http, request, meter, ChatProtocol(started.collector))
 
-    def warmup(self, call: Call | str, *, max_duration: float | None = None) -> WarmupResult:
+    def warmup(
+        self, call: Call | str, *, output_type: Any = None, max_duration: float | None = None
+    ) -> WarmupResult:
         """Validate ``call``; send nothing. Chat Completions has no warm-up request.
 
         Like a Responses warm-up over HTTP, the result says ``transport="http"`` and
         nothing is billed.
         """
-        self._start(call, max_duration, encode_chat_request)
+        self._start(call, max_duration, encode_chat_request, schema_of(output_type))
         return WarmupResult.skipped()
