@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import queue
@@ -35,22 +36,57 @@ class BenchError(RuntimeError):
     """A benchmark run gave a wrong answer or the server misbehaved."""
 
 
+class ServerControl:
+    """The benchmark server process: its base URL and its stdin commands (`bench/serve.py`)."""
+
+    def __init__(self, proc: subprocess.Popen[str], lines: queue.Queue[str], base_url: str):
+        self._proc = proc
+        self._lines = lines
+        self.base_url = base_url
+
+    def command(self, name: str) -> dict[str, Any]:
+        """Send one command line; its JSON answer (bounded wait)."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(name + "\n")
+        self._proc.stdin.flush()
+        try:
+            answer = self._lines.get(timeout=SERVER_START_TIMEOUT)
+        except queue.Empty:
+            raise BenchError(f"the benchmark server did not answer {name!r}") from None
+        data = json.loads(answer)
+        if not isinstance(data, dict) or "error" in data:
+            raise BenchError(f"the benchmark server answered {name!r} with {answer!r}")
+        return data
+
+    def stats(self) -> dict[str, Any]:
+        return self.command("stats")
+
+    def reset(self) -> None:
+        self.command("reset")
+
+
 @contextmanager
-def server_process(*, ttft: float = 0.0) -> Iterator[str]:
-    """Run `bench/serve.py` in another process; yield its base URL (127.0.0.1 only)."""
+def server_control(*, ttft: float = 0.0) -> Iterator[ServerControl]:
+    """Run `bench/serve.py` in another process (127.0.0.1 only); yield its control."""
     command = [sys.executable, str(BENCH_DIR / "serve.py"), "--ttft", str(ttft)]
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+        out = proc.stdout
+
+        def read() -> None:
+            for line in out:
+                lines.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
         try:
             base_url = lines.get(timeout=SERVER_START_TIMEOUT).strip()
         except queue.Empty:
             raise BenchError("the benchmark server did not start") from None
         if not base_url.startswith("http://127.0.0.1:"):
             raise BenchError(f"unexpected server output: {base_url!r}")
-        yield base_url
+        yield ServerControl(proc, lines, base_url)
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -59,6 +95,13 @@ def server_process(*, ttft: float = 0.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def server_process(*, ttft: float = 0.0) -> Iterator[str]:
+    """Run `bench/serve.py` in another process; yield its base URL (127.0.0.1 only)."""
+    with server_control(ttft=ttft) as server:
+        yield server.base_url
 
 
 def ws_url(base_url: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.concurrency import TOOL_SECONDS, TTFT, TURNS, WayResult
 from bench.memory import TRANSPORTS, SizeResult, linearity
 from bench.stream import StreamResults
 from bench.toolloop import EXPECTED, LOOPS, STEPS, LoopResult
@@ -27,6 +28,11 @@ FLAT_TARGET = 1.2  # llmkit WS bytes per turn: max / min over turns 2.. at most 
 # Linear: the per-token figure at the largest size is at most this times the one at the
 # smallest (8x more tokens; quadratic growth would give 8, a fixed overhead less than 1).
 GROWTH_TARGET = 1.25
+# Concurrent agents with lanes (issue 15's acceptance): turns 2.. sent incrementally, at
+# most this many sockets, at least this many responses in flight on one socket.
+INCREMENTAL_TARGET = 0.99
+SOCKETS_TARGET = 2
+IN_FLIGHT_TARGET = 8
 TRANSPORT_NAMES = {"http": "HTTP", "websocket": "WS"}
 
 
@@ -46,6 +52,7 @@ class Results:
     ttft: list[FirstTokenResult] | None = None
     ttft_rounds: int = 0
     ttft_requests: int = 0
+    concurrency: list[WayResult] | None = None
     seconds: float = 0.0
     plots: list[str] = field(default_factory=list)
 
@@ -67,6 +74,8 @@ def targets(results: Results) -> list[Target]:
         found += _toolloop_targets(results.toolloop)
     if results.memory is not None:
         found += _memory_targets(results.memory)
+    if results.concurrency is not None:
+        found += _concurrency_targets(results.concurrency)
     return found
 
 
@@ -157,6 +166,34 @@ def _memory_targets(memory: dict[str, list[SizeResult]]) -> list[Target]:
     return found
 
 
+def _concurrency_targets(ways: list[WayResult]) -> list[Target]:
+    found = []
+    for way in ways:
+        if way.way != "WS lanes":
+            continue
+        found += [
+            Target(
+                f"concurrency ({way.flavour}): turns 2..{TURNS} incremental with lanes",
+                f"≥ {INCREMENTAL_TARGET * 100:g}% of {way.agents} agents' turns",
+                f"{way.incremental_share * 100:.1f}%",
+                way.incremental_share >= INCREMENTAL_TARGET,
+            ),
+            Target(
+                f"concurrency ({way.flavour}): sockets with lanes",
+                f"≤ {SOCKETS_TARGET}",
+                f"{way.sockets:g}",
+                way.sockets <= SOCKETS_TARGET,
+            ),
+            Target(
+                f"concurrency ({way.flavour}): responses in flight on one socket with lanes",
+                f"≥ {IN_FLIGHT_TARGET}",
+                f"{way.max_in_flight:g}",
+                way.max_in_flight >= IN_FLIGHT_TARGET,
+            ),
+        ]
+    return found
+
+
 # -- markdown -----------------------------------------------------------------------------------
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
@@ -194,6 +231,7 @@ def markdown(results: Results) -> str:
         _memory_section,
         _ttft_section,
         _profile_section,
+        _concurrency_section,
     ]
     for section in sections:
         lines += section(results)
@@ -464,6 +502,52 @@ def _profile_section(results: Results) -> list[str]:
     return lines
 
 
+def _concurrency_section(results: Results) -> list[str]:
+    ways = results.concurrency
+    if not ways:
+        return []
+    agents = ways[0].agents
+    lines = [
+        f"## 6. Concurrent agents ({agents} agents x {TURNS}-turn tool loops, one provider)",
+        "",
+        f"All agents at once on one `Provider` (threads) or one `AsyncProvider` (asyncio "
+        f"tasks), server `ttft` {TTFT * 1000:g} ms, {TOOL_SECONDS * 1000:g} ms per tool "
+        f"call, {_runs(len(ways[0].runs))} per row "
+        "(medians). Incremental: turns 2.. sent as only the new items on a chained "
+        "socket; sockets and responses in flight are the server's WebSocket counts; CPU is the "
+        "client process's per turn (all its threads). Every run checked every answer, 0 "
+        "context violations and one generation per turn.",
+        "",
+    ]
+    rows = [
+        [
+            way.way,
+            way.flavour,
+            f"{way.incremental_share * 100:.1f}%",
+            f"{way.bytes_sent:,.0f}",
+            "-" if way.way == "HTTP" else f"{way.sockets:g}",
+            "-" if way.way == "HTTP" else f"{way.max_in_flight:g}",
+            f"{way.cpu_per_turn * 1e6:,.0f}",
+            f"{way.wall:.2f}",
+        ]
+        for way in ways
+    ]
+    lines += _table(
+        [
+            "way",
+            "flavour",
+            f"incremental (turns 2..{TURNS})",
+            "bytes sent",
+            "sockets",
+            "most in flight on a socket",
+            "client CPU µs/turn",
+            "wall s",
+        ],
+        rows,
+    )
+    return lines
+
+
 # -- JSON -----------------------------------------------------------------------------------------
 def as_json(results: Results) -> dict[str, Any]:
     data: dict[str, Any] = {
@@ -494,6 +578,8 @@ def as_json(results: Results) -> dict[str, Any]:
         data["memory"] = {t: [r.as_dict() for r in rs] for t, rs in results.memory.items()}
     if results.ttft is not None:
         data["ttft"] = [r.as_dict() for r in results.ttft]
+    if results.concurrency is not None:
+        data["concurrency"] = [w.as_dict() for w in results.concurrency]
     return data
 
 

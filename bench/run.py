@@ -21,10 +21,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import memory, report, stream, toolloop, ttft
-from bench.common import BENCH_DIR, BenchError, machine_facts, server_process
+from bench import concurrency, memory, report, stream, toolloop, ttft
+from bench.common import BENCH_DIR, BenchError, machine_facts, server_control, server_process
 
-BENCHMARKS = ("stream", "toolloop", "memory", "ttft")
+BENCHMARKS = ("stream", "toolloop", "memory", "ttft", "concurrency")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +35,11 @@ class Plan:
     sizes: tuple[int, ...]  # answer lengths in tokens (benchmark 3)
     memory_repeat: int  # at most this many runs per size: each 1M-token run takes seconds
     ttft_requests: int  # requests per client and round (benchmark 4)
+    agents: int  # concurrent agents (benchmark 6)
 
 
-FULL = Plan(100_000, (125_000, 250_000, 500_000, 1_000_000), 2, 100)
-QUICK = Plan(10_000, (12_500, 25_000, 50_000, 100_000), 1, 20)
+FULL = Plan(100_000, (125_000, 250_000, 500_000, 1_000_000), 2, 100, 32)
+QUICK = Plan(10_000, (12_500, 25_000, 50_000, 100_000), 1, 20, 8)
 
 
 def _default_repeat() -> int:
@@ -118,6 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             with server_process() as base_url:
                 results.ttft = ttft.run(
                     base_url, rounds=args.repeat, requests=results.ttft_requests, log=log
+                )
+        if "concurrency" in args.only:
+            log(
+                f"6. concurrency: {plan.agents} agents x {concurrency.TURNS} turns, "
+                f"{len(concurrency.WAYS)} ways x {len(concurrency.FLAVOURS)} x {args.repeat}"
+            )
+            with server_control(ttft=concurrency.TTFT) as server:
+                results.concurrency = concurrency.run(
+                    server, agents=plan.agents, repeat=args.repeat, log=log
                 )
     except BenchError as exc:
         log(f"FAILED: {exc}")

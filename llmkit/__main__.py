@@ -23,6 +23,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--port", type=int, default=8000, help="port, 0 for any (default 8000)")
     parser.add_argument("--ttft", type=float, default=0.0, help="seconds to first token")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds per delta")
+    parser.add_argument(
+        "--cost-per-input-token",
+        type=float,
+        default=0.0,
+        help="seconds of prefill per uncached input token (added to --ttft)",
+    )
     parser.set_defaults(run=_run_serve)
 
 
@@ -33,7 +39,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"llmkit serve needs the server extra: pip install 'llmkit[server]' ({exc})")
         return 2
     server = ResponsesServer(
-        host=args.host, port=args.port, ttft=args.ttft, token_delay=args.token_delay
+        host=args.host,
+        port=args.port,
+        ttft=args.ttft,
+        token_delay=args.token_delay,
+        cost_per_input_token=args.cost_per_input_token,
     )
 
     def ready(running: ResponsesServer) -> None:

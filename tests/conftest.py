@@ -26,14 +26,15 @@ def server_session() -> Iterator[ResponsesServer]:
 def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     """The session server, reset (stats, faults, store, sockets) and with default settings.
 
-    Settings a test changes (`ttft`, `token_delay`, `keepalive_interval`,
-    `max_connection_age`, `api_key`, the `ws_*` lane, ping and gateway settings,
-    `record_bodies`) are restored afterwards.
+    Settings a test changes (`ttft`, `token_delay`, `cost_per_input_token`,
+    `keepalive_interval`, `max_connection_age`, `api_key`, the `ws_*` lane, ping and
+    gateway settings, `record_bodies`) are restored afterwards.
     """
     server_session.reset()
     yield server_session
     server_session.ttft = 0.0
     server_session.token_delay = 0.0
+    server_session.cost_per_input_token = 0.0
     server_session.keepalive_interval = None
     server_session.max_connection_age = None
     server_session.api_key = None

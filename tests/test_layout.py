@@ -69,7 +69,11 @@ class Layer:
 
 # Order matters: a module belongs to the first layer that names it.
 LAYERS = (
-    Layer("application", ("llmkit", "llmkit.__main__", "llmkit._demo"), ("llmkit.",)),
+    Layer(
+        "application",
+        ("llmkit", "llmkit.__main__", "llmkit._demo", "llmkit._demo_crew"),
+        ("llmkit.",),
+    ),
     Layer("domain", DOMAIN, DOMAIN, no_io=True),
     Layer("core", ("llmkit._core.",), (*DOMAIN, *SEAM, "llmkit._core."), no_io=True),
     Layer(

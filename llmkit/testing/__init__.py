@@ -92,6 +92,19 @@ Usage
     ``cache_write_tokens`` = the rest; ``output_tokens`` = number of deltas. A
     ``max_output_tokens`` budget (>= 16) cuts the output and ends in `response.incomplete`.
 
+Latency (`ResponsesServer` ``ttft``, ``cost_per_input_token``, ``token_delay``; all 0 by
+default)
+    A response's first output waits ``ttft + cost_per_input_token * uncached`` seconds,
+    each later delta ``token_delay``. ``uncached`` = the input tokens (counted as above)
+    the model must process: over a WebSocket, a `previous_response_id` naming a head the
+    connection holds (any lane's) spares that head's conversation, so only the new items
+    and the instructions count; a full resend, anything over HTTP, Chat Completions and a
+    response hydrated from the store (§3.1: "works but loses the latency benefit") count
+    in full. So chaining saves time as on the real service, not only bytes. Every
+    `RequestRecord` that reached a model keeps ``input_tokens``, ``uncached_tokens`` and
+    the ``first_token_delay`` computed; ``stats.input_tokens`` / ``stats.uncached_tokens``
+    sum them.
+
 Semantics (PROTOCOL.md §3-§7)
     WebSocket: `response.create` text frames on `stream_id` lanes (below); each lane
     caches its latest completed/incomplete response (its head); `previous_response_id`

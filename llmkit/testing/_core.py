@@ -18,7 +18,7 @@ from llmkit.testing._events import ApiError
 from llmkit.testing._faults import Faults, ResponseFaults
 from llmkit.testing._lanes import BusyPolicy, HeadEviction, LaneMode, LaneSettings
 from llmkit.testing._state import ResponseStore, ServerStats
-from llmkit.testing._stream import StreamConfig
+from llmkit.testing._stream import StreamConfig, first_token_delay
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,12 +49,14 @@ class ServerCore:
         *,
         ttft: float,
         token_delay: float,
+        cost_per_input_token: float = 0.0,
         keepalive_interval: float | None,
         max_connection_age: float | None,
         api_key: str | None,
     ) -> None:
         self.ttft = ttft
         self.token_delay = token_delay
+        self.cost_per_input_token = cost_per_input_token
         self.keepalive_interval = keepalive_interval
         self.max_connection_age = max_connection_age
         self.api_key = api_key
@@ -72,13 +74,18 @@ class ServerCore:
         self.store = ResponseStore()
         self.stats = ServerStats()
         self.faults = Faults(close_idle=self.close_idle)
-        self.engine = Engine(self.store, self.stats, self.faults)
+        self.engine = Engine(self.store, self.stats, self.faults, self.first_token_delay)
         self._lock = threading.Lock()
         self._connections: dict[int, Closable] = {}
 
-    def stream_config(self, faults: ResponseFaults) -> StreamConfig:
+    def first_token_delay(self, uncached_tokens: int) -> float:
+        """The time to first token of a response whose model reads `uncached_tokens`."""
+        return first_token_delay(self.ttft, self.cost_per_input_token, uncached_tokens)
+
+    def stream_config(self, faults: ResponseFaults, ttft: float) -> StreamConfig:
+        """Timing of one response; `ttft` is its `Production.first_token_delay`."""
         return StreamConfig(
-            ttft=self.ttft,
+            ttft=ttft,
             token_delay=faults.slow if faults.slow is not None else self.token_delay,
             keepalive_interval=self.keepalive_interval,
             unknown_events=self.faults.unknown_events,

@@ -9,7 +9,7 @@ the same route through `begin_chat` / `produce_chat` (conversion and chunks: `_c
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +165,8 @@ class Exchange:
     record: int
     connection_id: int | None
     conversation: list[Item] = field(default_factory=list)
+    held: bool = False
+    """`previous` is a head the connection holds in memory (not hydrated from the store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ class Production:
     rendered: Rendered | None = None
     blocks: list[SseBlock] | None = None
     error: ErrorFault | None = None
+    first_token_delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,7 @@ class ChatProduction:
     rendered: chat.ChatRendered | None = None
     blocks: list[SseBlock] | None = None
     error: ErrorFault | None = None
+    first_token_delay: float = 0.0
 
 
 def _check_conversation(turn: Exchange, store: ResponseStore) -> ApiError | None:
@@ -242,14 +246,45 @@ def _check_reasoning(item: Item, stored: bool, store: ResponseStore) -> ApiError
     return _bad(msg, "input", None)
 
 
-class Engine:
-    """Validation, chaining, fault selection, rendering and committing of responses."""
+def uncached_tokens(turn: Exchange, tokens: int) -> int:
+    """The input tokens the model must process for `turn` (the cost model's input).
 
-    def __init__(self, store: ResponseStore, stats: ServerStats, faults: Faults) -> None:
+    A head the connection holds in memory (a lane's, §3.1) spares its whole conversation;
+    a response hydrated from the store does not ("works but loses the latency benefit"),
+    nor does anything over HTTP. The new items and the instructions are always processed.
+    """
+    if turn.previous is None or not turn.held:
+        return tokens
+    return max(0, tokens - compaction.rendered_tokens(turn.previous.conversation, None))
+
+
+class Engine:
+    """Validation, chaining, fault selection, rendering and committing of responses.
+
+    `first_token_delay` maps the input tokens a response's model must process to its
+    time to first token (the server's cost model, `ServerCore.first_token_delay`).
+    """
+
+    def __init__(
+        self,
+        store: ResponseStore,
+        stats: ServerStats,
+        faults: Faults,
+        first_token_delay: Callable[[int], float] = lambda tokens: 0.0,
+    ) -> None:
         self.store = store
         self.stats = stats
         self.faults = faults
         self.record_bodies = False  # keep each request's body in its record (tests)
+        self.first_token_delay = first_token_delay
+
+    def _timing(self, record: int, tokens: int, uncached: int) -> float:
+        """The response's time to first token, recorded with what it was computed from."""
+        delay = self.first_token_delay(uncached)
+        self.stats.update(
+            record, input_tokens=tokens, uncached_tokens=uncached, first_token_delay=delay
+        )
+        return delay
 
     def record(
         self,
@@ -283,10 +318,11 @@ class Engine:
     ) -> Exchange | ApiError:
         """Resolve `previous_response_id` (connection head first, then the store)."""
         previous: StoredResponse | None = None
+        held = False
         wanted = body.get("previous_response_id")
         if wanted is not None:
             if head is not None and head.id == wanted:
-                previous = head
+                previous, held = head, True
             else:
                 previous = self.store.get(str(wanted))
             if previous is None:
@@ -307,6 +343,7 @@ class Engine:
             record=record,
             connection_id=conn,
             conversation=prefix + new_items,
+            held=held,
         )
         error = _check_conversation(turn, self.store)
         if error is not None:
@@ -321,19 +358,22 @@ class Engine:
         if faults.error is not None:
             return Production(faults, error=faults.error)
         self.stats.count(turn.connection_id, generation=turn.generate, warmup=not turn.generate)
+        instructions = turn.request.get("instructions")
+        tokens = compaction.rendered_tokens(turn.conversation, instructions)
+        delay = self._timing(turn.record, tokens, uncached_tokens(turn, tokens))
         if faults.replay is not None:
-            return Production(faults, blocks=parse_sse(faults.replay))
+            return Production(faults, blocks=parse_sse(faults.replay), first_token_delay=delay)
         meta = ResponseMeta(new_id("resp"), int(time.time()), turn.request)
         self.stats.update(turn.record, response_id=meta.id)
         if faults.fail is not None:
-            return Production(faults, rendered=render_failure(meta, *faults.fail))
-        instructions = turn.request.get("instructions")
-        tokens = compaction.rendered_tokens(turn.conversation, instructions)
+            failure = render_failure(meta, *faults.fail)
+            return Production(faults, rendered=failure, first_token_delay=delay)
         cached = 0
         if turn.previous is not None:
             cached = min(tokens, compaction.rendered_tokens(turn.previous.conversation, None))
         if not turn.generate:
-            return Production(faults, rendered=render_warmup(meta, tokens, cached))
+            warmup = render_warmup(meta, tokens, cached)
+            return Production(faults, rendered=warmup, first_token_delay=delay)
         include = turn.request.get("include") or []
         stream_options = turn.request.get("stream_options") or {}
         acct = Accounting(
@@ -349,7 +389,8 @@ class Engine:
             self.stats.update(turn.record, compacted=True)
         specs = m.plan(turn.request, view.items, turn.violations, view.compactions)
         specs = m.answer_faults(specs, self.faults.take_answer_faults)
-        return Production(faults, rendered=render_generation(meta, specs, acct, compacted))
+        rendered = render_generation(meta, specs, acct, compacted)
+        return Production(faults, rendered=rendered, first_token_delay=delay)
 
     def begin_chat(self, body: Item, record: int) -> ChatExchange:
         """A validated chat request: the whole history is in `messages` (no chaining)."""
@@ -367,17 +408,19 @@ class Engine:
         self.stats.count(None, generation=True)
         meta = chat.ChatMeta.for_request(turn.body)
         framing = chat.framing(meta)
+        tokens = m.input_tokens(turn.items, None)
+        delay = self._timing(turn.record, tokens, tokens)  # no chaining: all of it, always
         if faults.replay is not None:
-            return ChatProduction(faults, framing, blocks=parse_sse(faults.replay))
+            blocks = parse_sse(faults.replay)
+            return ChatProduction(faults, framing, blocks=blocks, first_token_delay=delay)
         self.stats.update(turn.record, response_id=meta.id)
         if faults.fail is not None:
             failure = chat.render_chat_failure(meta, *faults.fail)
-            return ChatProduction(faults, framing, rendered=failure)
+            return ChatProduction(faults, framing, rendered=failure, first_token_delay=delay)
         specs = m.plan(turn.request, turn.items, turn.violations)
         specs = m.answer_faults(specs, self.faults.take_answer_faults)
-        tokens = m.input_tokens(turn.items, None)
         rendered = chat.render_chat(meta, specs, tokens, chat_request.budget(turn.body))
-        return ChatProduction(faults, framing, rendered=rendered)
+        return ChatProduction(faults, framing, rendered=rendered, first_token_delay=delay)
 
     def finish_chat(self, turn: ChatExchange, status: str, completion: Item | None) -> None:
         """Record a chat outcome (a replayed completion also gives the id)."""

@@ -34,7 +34,7 @@ from llmkit.testing._engine import (
     validate,
 )
 from llmkit.testing._events import ApiError, Event, dumps
-from llmkit.testing._faults import ErrorFault, ResponseFaults
+from llmkit.testing._faults import ErrorFault
 from llmkit.testing._gateway import error_frame
 from llmkit.testing._sse import SseBlock
 from llmkit.testing._state import Endpoint
@@ -216,9 +216,9 @@ class Http:
         commit = lambda: engine.finish(turn, status, response)  # noqa: E731
         if not stream:
             answer = response if response is not None else {}
-            await self.respond_json(turn.record, payloads, prod.faults, commit, answer)
+            await self.respond_json(turn.record, payloads, prod, commit, answer)
             return
-        await self.stream(turn.record, payloads, prod.faults, commit)
+        await self.stream(turn.record, payloads, prod, commit)
 
     async def respond_chat(self, turn: ChatExchange, prod: ChatProduction, *, stream: bool) -> None:
         engine = self.core.engine
@@ -237,26 +237,24 @@ class Http:
         commit = lambda: engine.finish_chat(turn, status, completion)  # noqa: E731
         framing = prod.framing or RESPONSES_FRAMING
         if stream:
-            await self.stream(turn.record, payloads, prod.faults, commit, framing)
+            await self.stream(turn.record, payloads, prod, commit, framing)
             return
         status_code, answer = 200, completion if completion is not None else {}
         if failure is not None:  # the model failed: a 500 instead of a completion
             status_code, answer = failure.status, failure.body()
-        await self.respond_json(
-            turn.record, payloads, prod.faults, commit, answer, status_code, framing
-        )
+        await self.respond_json(turn.record, payloads, prod, commit, answer, status_code, framing)
 
     async def stream(
         self,
         record: int,
         payloads: Sequence[Payload],
-        faults: ResponseFaults,
+        prod: Production | ChatProduction,
         commit: Callable[[], object],
         framing: Framing = RESPONSES_FRAMING,
     ) -> None:
         """A 200 SSE answer: the payloads with timing and stream faults."""
         await self.start_stream()
-        config = self.core.stream_config(faults)
+        config = self.core.stream_config(prod.faults, prod.first_token_delay)
         pump = Pump(self.queue_event, config, commit, framing, flush=self.flush_events)
         if await pump.run(payloads):
             pump.commit()
@@ -269,14 +267,15 @@ class Http:
         self,
         record: int,
         payloads: Sequence[Payload],
-        faults: ResponseFaults,
+        prod: Production | ChatProduction,
         commit: Callable[[], object],
         answer: Any,
         status: int = 200,
         framing: Framing = RESPONSES_FRAMING,
     ) -> None:
         """Non-streaming create: same timing as the stream, then one JSON object."""
-        pump = Pump(_discard, self.core.stream_config(faults), commit, framing)
+        config = self.core.stream_config(prod.faults, prod.first_token_delay)
+        pump = Pump(_discard, config, commit, framing)
         if await pump.run(payloads):
             pump.commit()
             await self.json(status, answer)

@@ -137,6 +137,16 @@ class ResponsesServer:
 
     With ``ssl_context`` (a server-side `ssl.SSLContext` holding its certificate) it
     serves HTTPS and WSS instead, for tests of TLS settings (``https://`` `base_url`).
+
+    Simulated latency: each response waits ``ttft + cost_per_input_token * uncached``
+    seconds before its first output, then ``token_delay`` per streamed delta. ``uncached``
+    is the number of input tokens the model must process: all of them, except over a
+    WebSocket whose `previous_response_id` names a head the connection holds in memory
+    (a lane's latest response, §3.1), which spares that head's whole conversation; a
+    response hydrated from the ``store: true`` store spares nothing (PROTOCOL.md §3.1:
+    "works but loses the latency benefit"), and no prefix cache across requests is
+    modelled. Both defaults are 0, so tests run fast; each request's record keeps its
+    ``input_tokens``, ``uncached_tokens`` and ``first_token_delay``.
     """
 
     def __init__(
@@ -146,6 +156,7 @@ class ResponsesServer:
         *,
         ttft: float = 0.0,
         token_delay: float = 0.0,
+        cost_per_input_token: float = 0.0,
         keepalive_interval: float | None = None,
         max_connection_age: float | None = None,
         api_key: str | None = None,
@@ -172,6 +183,7 @@ class ResponsesServer:
             max_connection_age=max_connection_age,
             api_key=api_key,
         )
+        self.cost_per_input_token = cost_per_input_token
         self.ws_lanes = ws_lanes
         self.ws_max_in_flight = ws_max_in_flight
         self.ws_max_lanes = ws_max_lanes
@@ -205,6 +217,17 @@ class ResponsesServer:
     @token_delay.setter
     def token_delay(self, value: float) -> None:
         self._core.token_delay = value
+
+    @property
+    def cost_per_input_token(self) -> float:
+        """Seconds of prefill per input token the model must process (see the class)."""
+        return self._core.cost_per_input_token
+
+    @cost_per_input_token.setter
+    def cost_per_input_token(self, value: float) -> None:
+        if value < 0:
+            raise ValueError("cost_per_input_token must be >= 0")
+        self._core.cost_per_input_token = value
 
     @property
     def keepalive_interval(self) -> float | None:

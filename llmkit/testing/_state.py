@@ -80,6 +80,9 @@ class RequestRecord:
     compacted: bool = False
     """Whether the response began with a compaction item (``context_management``)."""
     body: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    input_tokens: int = 0
+    uncached_tokens: int = 0
+    first_token_delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,10 @@ class ServerStats:
     (`generate: false`) are counted separately because they bill no output. WebSocket
     lanes: `max_in_flight` (most responses in flight at once on one socket), `lanes_used`
     (distinct named lanes, summed over sockets), `forks` (creates chained on another
-    lane's head), `ping_timeouts` (sockets closed for a missing pong).
+    lane's head), `ping_timeouts` (sockets closed for a missing pong). The cost model:
+    `input_tokens` and `uncached_tokens` (what the models had to process), summed over
+    the requests that reached a model; each `RequestRecord` also has the
+    `first_token_delay` computed from them.
     """
 
     def __init__(self) -> None:
@@ -180,6 +186,16 @@ class ServerStats:
     def forks(self) -> int:
         with self._lock:
             return sum(c.forks for c in self._conns.values())
+
+    @property
+    def input_tokens(self) -> int:
+        with self._lock:
+            return sum(r.input_tokens for r in self._records.values())
+
+    @property
+    def uncached_tokens(self) -> int:
+        with self._lock:
+            return sum(r.uncached_tokens for r in self._records.values())
 
     @property
     def ping_timeouts(self) -> int:

@@ -27,6 +27,16 @@ Flush = Callable[[], Awaitable[None]]
 _LIFECYCLE_START = ("response.created", "response.in_progress", "response.queued")
 
 
+def first_token_delay(ttft: float, cost_per_input_token: float, uncached_tokens: int) -> float:
+    """Seconds before a response's first output: the fixed `ttft` plus the prefill.
+
+    The prefill is `cost_per_input_token` for every input token the model must process,
+    that is every token not covered by a response the connection holds in memory
+    (`_engine.Engine.produce` counts them). It makes chaining save time, not only bytes.
+    """
+    return ttft + cost_per_input_token * max(0, uncached_tokens)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
     """Timing and stream faults for one response."""

@@ -352,7 +352,7 @@ class Connection:
         async def send(payload: Payload) -> None:
             await self.queue(_tag(payload, echo))
 
-        config = self.core.stream_config(prod.faults)
+        config = self.core.stream_config(prod.faults, prod.first_token_delay)
         pump = Pump(send, config, commit, flush=self.flush)
         if await pump.run(payloads):
             pump.commit()
