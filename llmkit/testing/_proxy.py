@@ -18,6 +18,7 @@ import base64
 import contextlib
 import select
 import socket
+import ssl
 import threading
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -80,6 +81,8 @@ class ProxyServer:
         timeout: Seconds to read a request head or connect upstream.
         idle_timeout: Seconds a tunnel or forwarded connection may carry nothing before
             it is closed.
+        ssl_context: Serve TLS to the clients (an ``https://`` proxy) with this server
+            context; None: plain ``http://``.
 
     Use it as a context manager (``with ProxyServer() as proxy:``), or call `start` and
     `stop`. ``proxy.url`` has no credentials; `url_with` puts some in.
@@ -92,6 +95,7 @@ class ProxyServer:
         host: str = "127.0.0.1",
         timeout: float = 10.0,
         idle_timeout: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if host not in _LOOPBACK:
             raise ValueError("ProxyServer listens on loopback only")
@@ -99,6 +103,7 @@ class ProxyServer:
         self.host = host
         self.timeout = timeout
         self.idle_timeout = idle_timeout
+        self.ssl_context = ssl_context
         self.tunnels: list[str] = []
         """The ``host:port`` of every tunnel opened (``CONNECT``), in order."""
         self.forwarded: list[str] = []
@@ -114,13 +119,14 @@ class ProxyServer:
 
     @property
     def url(self) -> str:
-        """``http://host:port``, without credentials."""
+        """``http://host:port`` (``https://`` with ``ssl_context``), without credentials."""
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{shown}:{self.port}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{shown}:{self.port}"
 
     def url_with(self, user: str, password: str) -> str:
         """The proxy URL with ``user:password@`` in it (no percent-encoding)."""
-        return self.url.replace("http://", f"http://{user}:{password}@", 1)
+        return self.url.replace("://", f"://{user}:{password}@", 1)
 
     def reset(self) -> None:
         """Forget what was recorded."""
@@ -139,7 +145,7 @@ class ProxyServer:
         listener.listen(64)
         self.port = listener.getsockname()[1]
         self._listener = listener
-        self._spawn(self._accept_loop, "llmkit-proxy-accept")
+        self._spawn(self._accept_loop, "accept")
         return self
 
     def stop(self) -> None:
@@ -172,7 +178,8 @@ class ProxyServer:
 
     # ------------------------------------------------------------ threads
 
-    def _spawn(self, target: object, name: str, *args: object) -> None:
+    def _spawn(self, target: object, role: str, *args: object) -> None:
+        name = f"llmkit-proxy-{self.port}-{role}"
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
@@ -206,12 +213,16 @@ class ProxyServer:
             if not self._track(client):
                 _close(client)
                 return
-            self._spawn(self._serve, "llmkit-proxy-client", client)
+            self._spawn(self._serve, "client", client)
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _serve(self, raw: socket.socket) -> None:
+        sock = raw
         upstream: socket.socket | None = None
         try:
             sock.settimeout(self.timeout)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(raw, server_side=True)
+                self._track(sock)
             client = _Client(sock)
             method, target, headers = _parse(client.head())
             if not self._authorized(headers):
@@ -243,12 +254,12 @@ class ProxyServer:
                 upstream.sendall(client.rest())
                 self._relay(sock, upstream)
             else:
-                self._spawn(self._pump, "llmkit-proxy-down", upstream, sock)
+                self._spawn(self._pump, "answers", upstream, sock)
                 self._forward(client, upstream, method, target, headers)
-        except (_Closed, OSError, ValueError):
+        except (_Closed, OSError, ValueError):  # ssl.SSLError is an OSError
             pass
         finally:
-            self._forget(sock, *([upstream] if upstream is not None else []))
+            self._forget(*{raw, sock, *([upstream] if upstream is not None else [])})
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         if self.auth is None:
@@ -283,7 +294,12 @@ class ProxyServer:
             if not readable:
                 return
             for source in readable:
-                data = source.recv(_CHUNK)
+                try:
+                    data = source.recv(_CHUNK)
+                    while isinstance(source, ssl.SSLSocket) and source.pending():
+                        data += source.recv(source.pending())  # select cannot see these
+                except ssl.SSLWantReadError:
+                    continue  # a TLS record not complete yet
                 if not data:
                     return
                 target = b if source is a else a
