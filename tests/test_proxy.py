@@ -10,7 +10,9 @@ them), with optional Basic authentication. Which proxy serves a URL is one pure 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 import traceback
@@ -368,6 +370,38 @@ def test_wss_through_a_proxy_still_verifies_the_server(
     assert proxy.tunnels == [target(tls_server)] * 2  # WebSocket, then HTTP
 
 
+@pytest.mark.parametrize("transport", [t for t in TRANSPORTS if t == "websocket"])
+def test_a_proxy_that_does_not_speak_http_is_a_connect_error(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    """A "proxy" that closes every connection at once: the WebSocket connect fails and
+    says so, the fallback to HTTP fails too, and the call ends with a `ConnectError`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def close_each() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                connection, _ = listener.accept()
+                connection.close()
+
+    listener.settimeout(0.1)
+    thread = threading.Thread(target=close_each, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(llmkit.ConnectError) as caught:
+            generate(server, transport, proxy=url)
+    finally:
+        stop.set()
+        thread.join(WAIT)
+        listener.close()
+    partial = caught.value.partial
+    assert partial is not None
+    assert "proxy" in (partial.metadata.fallback_reason or "")
+    assert server.stats.connections_opened == 0
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -496,6 +530,7 @@ NO_PROXY_CASES = [
     ("localhost", "https://sub.localhost/v1", True),
     ("example.com:8443", "https://example.com:8443/v1", False),
     ("example.com:8443", "https://example.com/v1", True),
+    ("example.com:443", "https://example.com:443/v1", True),  # a default port is no port
     ("https://example.com", "https://example.com/v1", False),
     ("http://example.com", "https://example.com/v1", True),
     (" other.org , example.com ", "https://example.com/v1", False),
