@@ -66,8 +66,8 @@ def proxy_routes(
     proxy: ProxyTypes | None, *, trust_env: bool, urls: Sequence[str | None]
 ) -> list[Route | None]:
     """The proxy (None: direct) serving each of ``urls`` (None: a transport not used),
-    from the provider's ``proxy``
-    and ``trust_env`` and the environment as httpx reads it (`_proxy.route_for`).
+    from the provider's ``proxy`` and ``trust_env`` and the environment as httpx reads
+    it (`_proxy.route_for`).
 
     Raises:
         UsageError: ``proxy`` is invalid or a SOCKS proxy, or the environment's proxy for
