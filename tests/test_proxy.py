@@ -358,6 +358,24 @@ def test_an_https_proxy_is_reached_over_tls(
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize("websocket_mode", [False, True], ids=["https", "wss"])
+def test_a_407_to_a_tunnel_is_the_same_connect_error(
+    tls_server: ResponsesServer,
+    auth_proxy: ProxyServer,
+    trusted: ssl.SSLContext,
+    flavour: str,
+    websocket_mode: bool,
+) -> None:
+    """httpx's refused ``CONNECT`` (an ``https://`` target) ends as the forwarded 407 does."""
+    url = auth_proxy.url_with(USER, "wr0ng-pr0xy-pw")
+    with pytest.raises(llmkit.ConnectError, match="407") as caught:
+        _tls_generate(tls_server, flavour, verify=trusted, websocket=websocket_mode, proxy=url)
+    assert caught.value.retryable is False
+    assert "wr0ng-pr0xy-pw" not in _all_text(caught.value)
+    assert auth_proxy.tunnels == [] and auth_proxy.refused == (2 if websocket_mode else 1)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_wss_through_a_proxy_still_verifies_the_server(
     tls_server: ResponsesServer, proxy: ProxyServer, flavour: str
 ) -> None:
