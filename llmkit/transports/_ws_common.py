@@ -188,18 +188,22 @@ def upgrade_error(
 
 
 class ConnectErrors:
-    """The errors of a failed connect to ``url``, with any key in the URL redacted."""
+    """The errors of a failed connect to ``url``, with any key in the URL redacted; a
+    connect through ``proxy`` names it (never its credentials), since a failure may be
+    the proxy's."""
 
-    def __init__(self, url: str, secrets: Sequence[str]) -> None:
+    def __init__(self, url: str, secrets: Sequence[str], proxy: Route | None = None) -> None:
         self._shown = redact(url, secrets)  # a key can hide in a URL (a gateway's token)
         self._secrets = tuple(secrets)
+        self._proxy = proxy
+        self._where = self._shown if proxy is None else f"{self._shown} through {_named(proxy)}"
 
     def timed_out(self) -> Timeout:
-        return Timeout(f"connecting to {self._shown} timed out")
+        return Timeout(f"connecting to {self._where} timed out")
 
     def handshake(self, detail: str) -> ConnectError:
         reason = redact(detail, self._secrets)
-        return ConnectError(f"WebSocket handshake with {self._shown} failed: {reason}")
+        return ConnectError(f"WebSocket handshake with {self._where} failed: {reason}")
 
     def cross_origin(self) -> ConnectError:
         return ConnectError(f"refused a WebSocket redirect from {self._shown} to another origin")
@@ -207,14 +211,18 @@ class ConnectErrors:
     def too_many_redirects(self) -> ConnectError:
         return ConnectError(f"too many WebSocket redirects from {self._shown}")
 
-    def proxy_refused(self, status: int, proxy: Route) -> ConnectError:
+    def proxy_refused(self, status: int) -> ConnectError:
         """The proxy answered the tunnel request with ``status`` (407: credentials)."""
         detail = f"HTTP {status} for a tunnel to {self._shown}"
-        return refused(status, detail, proxy=f"the proxy {proxy.shown}")
+        return refused(status, detail, proxy=_named(self._proxy))
 
     def unreachable(self, exc: BaseException) -> ConnectError:
         """No connection: the cause (a certificate, DNS, a refusal) is named, redacted."""
-        return ConnectError(f"could not connect to {self._shown}: {cause(exc, self._secrets)}")
+        return ConnectError(f"could not connect to {self._where}: {cause(exc, self._secrets)}")
+
+
+def _named(proxy: Route | None) -> str:
+    return "the proxy" if proxy is None else f"the proxy {proxy.shown}"
 
 
 _CAUSE_CHARS = 300

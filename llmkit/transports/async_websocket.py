@@ -132,7 +132,7 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         ``ping_interval``: a client ping this often, and the socket closed when its
         pong is as late (None: no client pings). ``proxy``: the HTTP proxy to tunnel
         through (None: direct, whatever the environment says)."""
-        errors = common.ConnectErrors(url, secrets)
+        errors = common.ConnectErrors(url, secrets, proxy)
         # websockets refuses ssl for ws:// and ssl=None for wss://; redirects keep the
         # scheme (the origin rule).
         tls: dict[str, Any] = {}
@@ -163,8 +163,7 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
                 response.status_code, response.headers, response.body, secrets
             ) from None
         except InvalidProxyStatus as exc:
-            assert proxy is not None  # only a proxy answers a tunnel request
-            raise errors.proxy_refused(exc.response.status_code, proxy) from None
+            raise errors.proxy_refused(exc.response.status_code) from None
         except _RedirectRefused as exc:
             if exc.args == ("too many",):
                 raise errors.too_many_redirects() from None

@@ -107,7 +107,7 @@ class WebSocketConnection(SocketFrames):
             Timeout: connecting or the handshake took longer than ``timeout``.
         """
         header = [f"{name}: {value}" for name, value in headers.items()]
-        errors = common.ConnectErrors(url, secrets)
+        errors = common.ConnectErrors(url, secrets, proxy)
         target = url
         sslopt = {} if ssl_context is None else {"context": ssl_context}
         for _ in range(common.MAX_REDIRECTS + 1):
@@ -339,7 +339,7 @@ def _tunnel(
         sock.sendall(_proxy.connect_request(proxy, host, port))
         status = _proxy.tunnel_status(_read_head(sock))
         if not 200 <= status < 300:
-            raise errors.proxy_refused(status, proxy)
+            raise errors.proxy_refused(status)
         if secure:
             context = http11_only(ssl_context or ssl.create_default_context())
             sock = context.wrap_socket(sock, server_hostname=host)
