@@ -77,6 +77,12 @@ LAYERS = (
     Layer("domain", DOMAIN, DOMAIN, no_io=True),
     Layer("core", ("llmkit._core.",), (*DOMAIN, *SEAM, "llmkit._core."), no_io=True),
     Layer(
+        "transports pure",
+        ("llmkit.transports._proxy",),
+        ("llmkit.exceptions",),
+        no_io=True,
+    ),
+    Layer(
         "transports",
         ("llmkit.transports.",),
         (
@@ -187,6 +193,7 @@ def test_the_checker_sees_a_wrong_import() -> None:
     assert not _matches("llmkit.openai.protocol", _layer("llmkit.testing._app").may_import)
     assert not _matches("llmkit._core.run", _layer("llmkit.transports.http").may_import)
     assert _layer("llmkit.openai.chat.protocol").name == "chat pure"
+    assert _layer("llmkit.transports._proxy").no_io  # the proxy decision reads no socket
     assert not _matches("llmkit.openai.protocol", _layer("llmkit.openai.chat.model").may_import)
 
 

@@ -28,7 +28,14 @@ from llmkit.openai.model import ResponsesModel
 from llmkit.transports._retry import RetryPolicy
 from llmkit.transports._tls import Verify, tls_contexts
 from llmkit.transports.base import websocket_url
-from llmkit.transports.factory import HTTPSettings, Transports, WebSocketSettings
+from llmkit.transports.factory import (
+    HTTPSettings,
+    ProxyTypes,
+    Transports,
+    WebSocketSettings,
+    httpx_proxy,
+    proxy_routes,
+)
 
 __all__ = ["Provider", "ProviderBase", "SessionSettings", "WebSocketWiring", "Wiring"]
 
@@ -70,6 +77,17 @@ class ProviderBase(Generic[ClientT, ModelT]):
             bundle path, an `ssl.SSLContext`, or False (no verification). It applies
             to the httpx client llmkit creates and to WebSocket mode; with
             ``http_client``, to WebSocket mode only (the client keeps its own).
+        proxy: An HTTP proxy, as in httpx: a URL (``str`` or `httpx.URL`,
+            ``http://`` or ``https://``, optionally ``user:password@``) or an
+            `httpx.Proxy`. It serves HTTP and both WebSocket transports (a ``CONNECT``
+            tunnel); with ``http_client``, WebSocket mode only (the client keeps its
+            own). A SOCKS proxy is a `UsageError`. The credentials are redacted from
+            every exception, repr and log line; a proxy's 407 is a `ConnectError` that
+            is not retryable.
+        trust_env: Without ``proxy``, honour the environment's ``HTTPS_PROXY``,
+            ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (either case) as httpx does,
+            for HTTP and WebSocket mode alike (``wss://`` as ``https://``). False: no
+            proxy from the environment on any path.
         ws_max_connections: WebSocket connections kept open at most; each holds the
             cache of one conversation, so parallel conversations keep theirs.
         ws_max_age: Seconds after which a connection is replaced before sending (the
@@ -104,6 +122,8 @@ class ProviderBase(Generic[ClientT, ModelT]):
         max_retries: int = 2,
         http_client: ClientT | None = None,
         verify: Verify | None = None,
+        proxy: ProxyTypes | None = None,
+        trust_env: bool = True,
         ws_max_connections: int = 4,
         ws_max_age: float = 55 * 60,
         ws_cooldown: float = 30.0,
@@ -154,6 +174,24 @@ class ProviderBase(Generic[ClientT, ModelT]):
         http_tls, websocket_tls = tls_contexts(
             verify, http_client, self.base_url, websocket=websocket
         )
+        if http_client is not None and not websocket and (proxy is not None or not trust_env):
+            raise UsageError(
+                "proxy and trust_env apply to the http_client llmkit creates and to "
+                "WebSocket mode; with your own http_client set them on it: "
+                "httpx.Client(proxy=..., trust_env=...)"
+            )
+        # One decision for every transport (the libraries would each read the
+        # environment their own way); only the transports llmkit drives are looked up.
+        http_proxy, websocket_proxy = proxy_routes(
+            proxy,
+            trust_env=trust_env,
+            urls=(
+                None if http_client is not None else self.base_url,
+                websocket_url(self.base_url) if websocket else None,
+            ),
+        )
+        for route in (http_proxy, websocket_proxy):
+            secrets += route.secrets if route is not None else ()
         protect(self, secrets)  # from httpcore's and websocket-client's debug logs too
         connect_timeout, read_timeout, pool_timeout = _timeouts(timeout)
         self._open(
@@ -165,6 +203,8 @@ class ProviderBase(Generic[ClientT, ModelT]):
                     retry=RetryPolicy(max_retries=max_retries),
                     secrets=secrets,
                     verify=True if http_tls is None else http_tls,
+                    proxy=httpx_proxy(http_proxy),
+                    trust_env=False,  # the proxy is decided above, for every transport
                 ),
                 http_client=http_client,
                 websocket=WebSocketWiring(
@@ -176,6 +216,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
                         secrets=secrets,
                         ssl_context=websocket_tls,
                         keepalive=ws_keepalive,
+                        proxy=websocket_proxy,
                     ),
                     session=SessionSettings(
                         max_connections=ws_max_connections,

@@ -207,6 +207,13 @@ Gateways (LiteLLM's relay, corporate proxies; ``_gateway``)
     ``status=None`` or ``code=None`` leave the field out (HTTP JSON answers then use 500).
     ``faults.close_on_create(n, code=1000, reason="")`` closes the WebSocket cleanly right
     after each of the next `n` ``response.create`` frames, before any event.
+
+Proxy (`ProxyServer`, ``_proxy``)
+    A small HTTP proxy on loopback for testing proxy support: ``CONNECT`` tunnels and
+    plain-HTTP forwarding, optional Basic authentication (``auth=(user, password)``, 407
+    otherwise), loopback targets only; ``proxy.tunnels`` lists each tunnel's
+    ``host:port`` and ``proxy.forwarded`` each forwarded request. A context manager, as
+    `ResponsesServer` is.
 """
 
 from __future__ import annotations
@@ -214,6 +221,7 @@ from __future__ import annotations
 from llmkit.testing._events import ApiError
 from llmkit.testing._faults import Faults
 from llmkit.testing._lanes import BUSY_CODE, STREAM_LIMIT_CODE
+from llmkit.testing._proxy import ProxyServer
 from llmkit.testing._server import ResponsesServer
 from llmkit.testing._state import ConnectionStats, RequestRecord, ServerStats
 
@@ -222,6 +230,7 @@ __all__ = [
     "ApiError",
     "ConnectionStats",
     "Faults",
+    "ProxyServer",
     "RequestRecord",
     "ResponsesServer",
     "STREAM_LIMIT_CODE",

@@ -76,12 +76,14 @@ def pick_client(
     factory: Callable[..., _ClientT],
     *,
     verify: ssl.SSLContext | bool = True,
+    proxy: httpx.Proxy | None = None,
+    trust_env: bool = True,
 ) -> tuple[_ClientT, bool]:
     """The httpx client a transport uses, and whether it owns (and so closes) it.
 
     A caller's ``client`` is shared and stays open; without one, ``factory`` makes a
     client over ``transport`` (``httpx.MockTransport`` in tests) that verifies TLS as
-    ``verify`` says.
+    ``verify`` says, through ``proxy``, reading the environment as ``trust_env`` says.
 
     Raises:
         UsageError: Both ``client`` and ``transport`` were given, or ``client`` is not a
@@ -98,7 +100,8 @@ def pick_client(
             "httpx.AsyncClient"
         )
     if client is None:
-        return factory(transport=transport, verify=verify), True
+        client = factory(transport=transport, verify=verify, proxy=proxy, trust_env=trust_env)
+        return client, True
     return client, False
 
 

@@ -21,6 +21,7 @@ from llmkit._deadline import Deadline
 from llmkit.exceptions import APIStatusError, ConnectError, Timeout, TransportError, redact
 from llmkit.transports._error_body import error_from_body
 from llmkit.transports._origin import MAX_REDIRECTS, origin, same_origin_redirect
+from llmkit.transports._proxy import refused
 from llmkit.transports._retry import RetryPolicy, should_retry_status
 
 __all__ = [
@@ -86,6 +87,9 @@ def _send_error(exc: httpx.TransportError, secrets: Sequence[str]) -> TransportE
     detail = redact(str(exc) or type(exc).__name__, secrets)
     if isinstance(exc, httpx.TimeoutException):
         return Timeout(f"timed out before the server answered: {detail}")
+    if isinstance(exc, httpx.ProxyError):  # httpcore: "407 Proxy Authentication Required"
+        status = detail[:3]
+        return refused(int(status) if status.isdigit() else None, detail)
     return ConnectError(f"could not get an answer from the server: {detail}")
 
 
@@ -199,8 +203,12 @@ class SendAttempts:
             return Redirect(target)
         return Answer.FAIL
 
-    def failure(self, response: httpx.Response, raw: bytes) -> APIStatusError:
+    def failure(self, response: httpx.Response, raw: bytes) -> APIStatusError | ConnectError:
         """The error for an answer judged `Answer.FAIL`, from the first bytes of its body.
+
+        A 407 comes from a proxy that forwards ``http://`` requests: it is the same
+        `ConnectError` (not retryable) as a proxy's refusal of a tunnel, since the
+        request never reached the server.
 
         A refused redirect says why and where it led (the origin only: a path or query
         can carry a token), is never retryable, and names no credential. It is an
@@ -208,6 +216,8 @@ class SendAttempts:
         (kept on ``status_code`` and ``headers``), and a `TransportError` would say
         "retryable" although sending again meets the same redirect.
         """
+        if response.status_code == 407:
+            return refused(407, "HTTP 407 Proxy Authentication Required")
         error = status_error_from(response, raw, self._secrets)
         if self._refusal is not None:
             location = urljoin(str(response.request.url), response.headers["location"])

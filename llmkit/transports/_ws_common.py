@@ -25,6 +25,7 @@ from llmkit.exceptions import (
 )
 from llmkit.transports._error_body import error_from_body
 from llmkit.transports._origin import MAX_REDIRECTS, same_origin_redirect
+from llmkit.transports._proxy import Route, refused
 from llmkit.transports.base import MAX_EVENT_SIZE
 
 __all__ = [
@@ -87,6 +88,9 @@ class Endpoint:
         keepalive: Seconds of idleness after which a client ping goes out; a socket
             whose peer shows no sign of life as long after it is closed (None: no client
             pings; server pings are answered either way).
+        proxy: The HTTP proxy that tunnels every connection (`_proxy.route_for` decided
+            it; None: direct, and the libraries' own reading of the environment is
+            switched off).
     """
 
     def __init__(
@@ -99,9 +103,11 @@ class Endpoint:
         secrets: Sequence[str] = (),
         ssl_context: ssl.SSLContext | None = None,
         keepalive: float | None = 20.0,
+        proxy: Route | None = None,
     ) -> None:
         self.url = url
         self.keepalive = keepalive
+        self.proxy = proxy
         self._headers = headers
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -115,6 +121,7 @@ class Endpoint:
             "timeout": cap(deadline, self._connect_timeout),
             "secrets": self._secrets,
             "ssl_context": self._ssl_context,
+            "proxy": self.proxy,
         }
 
     def opened(self, connection: ConnectionFacts) -> None:
@@ -122,7 +129,9 @@ class Endpoint:
         connection.idle_timeout = self._read_timeout
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(url={redact(self.url, self._secrets)!r})"
+        url = redact(self.url, self._secrets)
+        proxy = "" if self.proxy is None else f", proxy={self.proxy.shown!r}"
+        return f"{type(self).__name__}(url={url!r}{proxy})"
 
 
 class SecretHolder(Protocol):
@@ -183,18 +192,22 @@ def upgrade_error(
 
 
 class ConnectErrors:
-    """The errors of a failed connect to ``url``, with any key in the URL redacted."""
+    """The errors of a failed connect to ``url``, with any key in the URL redacted; a
+    connect through ``proxy`` names it (never its credentials), since a failure may be
+    the proxy's."""
 
-    def __init__(self, url: str, secrets: Sequence[str]) -> None:
+    def __init__(self, url: str, secrets: Sequence[str], proxy: Route | None = None) -> None:
         self._shown = redact(url, secrets)  # a key can hide in a URL (a gateway's token)
         self._secrets = tuple(secrets)
+        self._proxy = proxy
+        self._where = self._shown if proxy is None else f"{self._shown} through {_named(proxy)}"
 
     def timed_out(self) -> Timeout:
-        return Timeout(f"connecting to {self._shown} timed out")
+        return Timeout(f"connecting to {self._where} timed out")
 
     def handshake(self, detail: str) -> ConnectError:
         reason = redact(detail, self._secrets)
-        return ConnectError(f"WebSocket handshake with {self._shown} failed: {reason}")
+        return ConnectError(f"WebSocket handshake with {self._where} failed: {reason}")
 
     def cross_origin(self) -> ConnectError:
         return ConnectError(f"refused a WebSocket redirect from {self._shown} to another origin")
@@ -202,9 +215,18 @@ class ConnectErrors:
     def too_many_redirects(self) -> ConnectError:
         return ConnectError(f"too many WebSocket redirects from {self._shown}")
 
+    def proxy_refused(self, status: int) -> ConnectError:
+        """The proxy answered the tunnel request with ``status`` (407: credentials)."""
+        detail = f"HTTP {status} for a tunnel to {self._shown}"
+        return refused(status, detail, proxy=_named(self._proxy))
+
     def unreachable(self, exc: BaseException) -> ConnectError:
         """No connection: the cause (a certificate, DNS, a refusal) is named, redacted."""
-        return ConnectError(f"could not connect to {self._shown}: {cause(exc, self._secrets)}")
+        return ConnectError(f"could not connect to {self._where}: {cause(exc, self._secrets)}")
+
+
+def _named(proxy: Route | None) -> str:
+    return "the proxy" if proxy is None else f"the proxy {proxy.shown}"
 
 
 _CAUSE_CHARS = 300

@@ -141,9 +141,11 @@ class AsyncHTTPTransport(AsyncClosing):
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         verify: ssl.SSLContext | bool = True,
+        proxy: httpx.Proxy | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._client, self._owns_client = prepare.pick_client(
-            client, transport, httpx.AsyncClient, verify=verify
+            client, transport, httpx.AsyncClient, verify=verify, proxy=proxy, trust_env=trust_env
         )
         self._settings = prepare.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep

@@ -22,6 +22,9 @@ Choices that matter:
   at a time).
 * websockets logs every handshake header at DEBUG; its client logger is wrapped so
   that the credentials are redacted there too.
+* Proxies are llmkit's decision (`_proxy`): websockets gets the proxy (``proxy=``, and
+  ``proxy_ssl`` for an ``https://`` one) or ``proxy=None``, never its default ``True``,
+  with which it reads the environment by itself (and prefers a SOCKS proxy).
 * `close` is synchronous: it writes a close frame when it can and closes the socket
   without waiting, so a cancelled task can call it from ``finally`` (an ``await`` there
   could be cancelled again and leak the socket).
@@ -37,13 +40,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidProxyStatus,
+    InvalidStatus,
+    InvalidURI,
+)
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
 from llmkit._deadline import Deadline
 from llmkit.exceptions import LLMKitError, Timeout, redact
-from llmkit.transports import _ws_common as common
+from llmkit.transports import _proxy, _ws_common as common
 from llmkit.transports._async_ws_reader import AsyncReader, AsyncReceiver, AsyncReceiverPayloads
 from llmkit.transports._tls import http11_only
 from llmkit.transports._ws_routing import Lane
@@ -115,18 +124,22 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
         secrets: Sequence[str] = (),
         ssl_context: ssl.SSLContext | None = None,
         ping_interval: float | None = 20.0,
+        proxy: _proxy.Route | None = None,
     ) -> AsyncWebSocketConnection:
         """As `WebSocketConnection.connect`: same-origin redirects only; raises
         `APIStatusError` for a refused upgrade, else `ConnectError` or `Timeout`.
         ``ssl_context`` verifies a ``wss://`` server (None: websockets' default).
         ``ping_interval``: a client ping this often, and the socket closed when its
-        pong is as late (None: no client pings)."""
-        errors = common.ConnectErrors(url, secrets)
+        pong is as late (None: no client pings). ``proxy``: the HTTP proxy to tunnel
+        through (None: direct, whatever the environment says)."""
+        errors = common.ConnectErrors(url, secrets, proxy)
         # websockets refuses ssl for ws:// and ssl=None for wss://; redirects keep the
         # scheme (the origin rule).
-        tls = {}
+        tls: dict[str, Any] = {}
         if ssl_context is not None and url.startswith("wss:"):
             tls["ssl"] = http11_only(ssl_context)
+        if proxy is not None and proxy.scheme == "https":
+            tls["proxy_ssl"] = proxy.tls if isinstance(proxy.tls, ssl.SSLContext) else True
         opener = _Connect(
             url,
             **tls,
@@ -138,6 +151,7 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             ping_interval=ping_interval,
             ping_timeout=ping_interval,
             logger=_RedactingLogger(secrets),
+            proxy=None if proxy is None else proxy.url,
         )
         try:
             ws = await opener
@@ -148,6 +162,8 @@ class AsyncWebSocketConnection(common.ConnectionFacts):
             raise common.upgrade_error(
                 response.status_code, response.headers, response.body, secrets
             ) from None
+        except InvalidProxyStatus as exc:
+            raise errors.proxy_refused(exc.response.status_code) from None
         except _RedirectRefused as exc:
             if exc.args == ("too many",):
                 raise errors.too_many_redirects() from None

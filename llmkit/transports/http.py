@@ -157,6 +157,8 @@ class HTTPTransport(Closing):
         sleep: Waits between retries; injectable so tests never really sleep.
         verify: TLS verification of the client this transport creates (httpx's
             ``verify``); a caller's ``client`` keeps its own.
+        proxy, trust_env: httpx's, for the client this transport creates (a provider
+            decides the proxy itself and passes ``trust_env=False``).
 
     Raises:
         UsageError: Both ``client`` and ``transport`` were given.
@@ -174,9 +176,11 @@ class HTTPTransport(Closing):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         verify: ssl.SSLContext | bool = True,
+        proxy: httpx.Proxy | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._client, self._owns_client = prepare.pick_client(
-            client, transport, httpx.Client, verify=verify
+            client, transport, httpx.Client, verify=verify, proxy=proxy, trust_env=trust_env
         )
         self._settings = prepare.HTTPSettings(base_url, headers, timeout, retry, secrets)
         self._sleep = sleep

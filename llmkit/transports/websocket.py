@@ -18,6 +18,11 @@ Choices that matter:
   sends client pings. Socket reads are buffered: one system call serves many frames
   (websocket-client alone reads each frame's header, length and payload separately).
 * `recv_text`'s timeout bounds the whole wait for the next message (``_ws_frames``).
+* Proxies are llmkit's decision (`_proxy`): through a proxy this module opens the
+  ``CONNECT`` tunnel itself (and TLS over it for ``wss://``) and hands websocket-client
+  the socket, so a refusal is typed (407) and an ``https://`` proxy works; without one,
+  websocket-client is told to go direct, since given no proxy it reads ``https_proxy``
+  and ``NO_PROXY`` by itself (``trust_env=False`` must mean no proxy).
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import websocket
 
 from llmkit._deadline import Deadline
 from llmkit.exceptions import redact
-from llmkit.transports import _ws_common as common
+from llmkit.transports import _proxy, _ws_common as common
 from llmkit.transports._tls import http11_only
 from llmkit.transports._ws_frames import SocketFrames, limited
 from llmkit.transports._ws_keepalive import Keepalive
@@ -43,6 +49,11 @@ from llmkit.transports.base import LaneEnd
 __all__ = ["WebSocketConnection", "WebSocketPayloadStream", "WebSocketTransport"]
 
 _PROBE_READ_TIMEOUT = 0.5
+
+# websocket-client reads https_proxy/http_proxy and NO_PROXY whenever it is given no
+# proxy host; a proxy host with a no-proxy list of "*" is its only way to say "direct"
+# (the host is then never looked up).
+_DIRECT = {"http_proxy_host": "direct.invalid", "http_proxy_port": 1, "http_no_proxy": ["*"]}
 
 
 class WebSocketConnection(SocketFrames):
@@ -80,21 +91,24 @@ class WebSocketConnection(SocketFrames):
         ssl_context: ssl.SSLContext | None = None,
         keepalive: Keepalive | None = None,
         ping_interval: float | None = None,
+        proxy: _proxy.Route | None = None,
     ) -> WebSocketConnection:
         """Open a connection, following same-origin redirects only.
 
         ``ssl_context`` verifies a ``wss://`` server (None: websocket-client's default,
         the system's CA store); the provider passes the one its HTTP client uses.
         ``keepalive`` tends the socket while idle, with a client ping after
-        ``ping_interval`` seconds of idleness (None: none).
+        ``ping_interval`` seconds of idleness (None: none). ``proxy``: the HTTP proxy
+        to tunnel through (None: direct, whatever the environment says).
 
         Raises:
             APIStatusError: the server refused the upgrade with an HTTP status.
-            ConnectError: no connection (refused, DNS, TLS, cross-origin redirect, ...).
+            ConnectError: no connection (refused, DNS, TLS, cross-origin redirect, a
+                proxy's refusal, ...).
             Timeout: connecting or the handshake took longer than ``timeout``.
         """
         header = [f"{name}: {value}" for name, value in headers.items()]
-        errors = common.ConnectErrors(url, secrets)
+        errors = common.ConnectErrors(url, secrets, proxy)
         target = url
         sslopt = {} if ssl_context is None else {"context": ssl_context}
         for _ in range(common.MAX_REDIRECTS + 1):
@@ -109,12 +123,18 @@ class WebSocketConnection(SocketFrames):
                 )
             )
             try:
+                route: dict[str, Any] = (
+                    _DIRECT
+                    if proxy is None
+                    else {"socket": _tunnel(proxy, target, timeout, ssl_context, errors)}
+                )
                 ws.connect(  # type: ignore[no-untyped-call]
                     target,
                     header=header,
                     timeout=timeout,
                     redirect_limit=0,
                     suppress_origin=True,
+                    **route,
                 )
             except websocket.WebSocketBadStatusException as exc:
                 # from None: the library's text has the raw status line, headers and body.
@@ -299,6 +319,59 @@ class WebSocketConnection(SocketFrames):
     def __repr__(self) -> str:
         url = redact(self.url, self._secrets)
         return f"WebSocketConnection(url={url!r}, connected={self.connected})"
+
+
+def _tunnel(
+    proxy: _proxy.Route,
+    url: str,
+    timeout: float | None,
+    ssl_context: ssl.SSLContext | None,
+    errors: common.ConnectErrors,
+) -> socket.socket:
+    """A socket to ``url``'s host through ``proxy``'s ``CONNECT`` tunnel, with TLS to the
+    host for ``wss://`` (``ssl_context``, else the default), each wait within ``timeout``.
+
+    Raises:
+        ConnectError: the proxy refused the tunnel (`ConnectErrors.proxy_refused`) or did
+            not answer in HTTP.
+        OSError, ssl.SSLError, TimeoutError: as a direct connect would.
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    sock = socket.create_connection((proxy.host, proxy.port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if proxy.scheme == "https":
+            context = proxy.tls if isinstance(proxy.tls, ssl.SSLContext) else None
+            context = context or ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=proxy.host)
+        sock.sendall(_proxy.connect_request(proxy, host, port))
+        status = _proxy.tunnel_status(_read_head(sock))
+        if not 200 <= status < 300:
+            raise errors.proxy_refused(status)
+        if secure:
+            context = http11_only(ssl_context or ssl.create_default_context())
+            sock = context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _read_head(sock: socket.socket) -> bytes:
+    """The proxy's answer up to its blank line, read a byte at a time (nothing after it
+    is the proxy's), at most `_proxy.MAX_HEAD` bytes."""
+    head = bytearray()
+    while not head.endswith(b"\r\n\r\n"):
+        if len(head) >= _proxy.MAX_HEAD:
+            break
+        byte = sock.recv(1)
+        if not byte:
+            break
+        head += byte
+    return bytes(head)
 
 
 class WebSocketPayloadStream(ReceiverPayloads):
