@@ -575,13 +575,17 @@ def render_table() -> str:
     return "\n".join(lines)
 
 
+LANES_IDS = {None: "", True: "-lanes", False: "-no-lanes"}
 CELLS = [
-    pytest.param(fault, path, mode, id=f"{fault}-{path.id}-{mode}")
+    pytest.param(fault, path, mode, lanes, id=f"{fault}-{path.id}-{mode}{LANES_IDS[lanes]}")
     for fault, row in MATRIX.items()
     for path in TRANSPORTS
     if row.expect(path) is not None  # WebSocket-only rows run on websocket only
     for mode in ("generate", "stream")
+    for lanes in ((True, False) if path == "websocket" else (None,))
 ]
+"""Every row on every path, generated and streamed; over WebSocket with lanes and without
+(``ws_lanes``: the same expectations hold either way)."""
 
 
 def test_the_docstring_table_is_the_matrix() -> None:
@@ -706,12 +710,16 @@ def check_answer(expect: Expect, outcome: Outcome, expected_text: str) -> llmkit
     return response
 
 
-@pytest.mark.parametrize(("fault", "path", "mode"), CELLS)
-def test_fault(server: ResponsesServer, fault: str, path: str, mode: str) -> None:
+@pytest.mark.parametrize(("fault", "path", "mode", "lanes"), CELLS)
+def test_fault(
+    server: ResponsesServer, fault: str, path: str, mode: str, lanes: bool | None
+) -> None:
     row = MATRIX[fault]
     expect = row.expect(path)
     assert expect is not None
-    with provider(server, path, timeout=row.timeout, max_retries=row.max_retries) as p:
+    settings = {} if lanes is None else {"ws_lanes": lanes}
+    timeout, retries = row.timeout, row.max_retries
+    with provider(server, path, timeout=timeout, max_retries=retries, **settings) as p:
         model = p.language_model("scripted-matrix")
         history: list[llmkit.Message] = [llmkit.UserMessage(FIRST)]
         first = model.generate(llmkit.Call(history))

@@ -48,15 +48,16 @@ def two_turns(model: llmkit.LanguageModel, idle: float) -> llmkit.Response:
     return model.generate(follow_up(first))
 
 
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "no-lanes"])
 @pytest.mark.parametrize("transport", WEBSOCKET)
 def test_a_slow_tool_keeps_the_socket_and_its_chain(
-    server: ResponsesServer, transport: Transport
+    server: ResponsesServer, transport: Transport, lanes: bool
 ) -> None:
     """The server pings every 0.5 s and closes a socket whose pong is 1 s late; the
     agent idles 3 s between turns: turn 2 is still incremental on the same socket."""
     server.ws_ping_interval = 0.5
     server.ws_pong_timeout = 1.0
-    with provider(server, transport) as p:
+    with provider(server, transport, ws_lanes=lanes) as p:
         second = two_turns(p.language_model("m"), 3.0)
     assert second.text.startswith("Echo: two [user=2 assistant=1")
     assert second.metadata.input_mode == "incremental"

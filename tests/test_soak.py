@@ -374,7 +374,8 @@ def wait_until_closed(server: ResponsesServer, fds: int | None, threads: int | N
         time.sleep(0.02)
 
 
-def test_soak(server: ResponsesServer) -> None:
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "no-lanes"])
+def test_soak(server: ResponsesServer, lanes: bool) -> None:
     fds, threads = open_fds(), threading.active_count()
     started = time.monotonic()
     tracemalloc.start()
@@ -386,6 +387,7 @@ def test_soak(server: ResponsesServer) -> None:
             ws_max_connections=CONNECTIONS,
             ws_cooldown=0.01,
             ws_cooldown_max=0.02,
+            ws_lanes=lanes,
         ) as p:
             soak = Soak(server, p.language_model("scripted-soak"))
             soak.figures.fds.append(fds)
@@ -427,16 +429,19 @@ IDLE = float(os.environ.get("LLMKIT_SOAK_IDLE", "60" if LONG else "2"))
 (a slow tool): 60 under ``make soak``, 2 in ``make test``."""
 
 
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "no-lanes"])
 @pytest.mark.parametrize(
     "transport", [Transport("websocket"), Transport("websocket", is_async=True)]
 )
-def test_a_long_idle_keeps_the_chain(server: ResponsesServer, transport: Transport) -> None:
+def test_a_long_idle_keeps_the_chain(
+    server: ResponsesServer, transport: Transport, lanes: bool
+) -> None:
     """A server that pings every 0.5 s (pong due within 1 s) and an agent whose tool runs
     `IDLE` seconds: the next turn is incremental on the same socket, both providers,
     with client pings going out meanwhile too."""
     server.ws_ping_interval = 0.5
     server.ws_pong_timeout = 1.0
-    with provider(server, transport, ws_keepalive=min(5.0, IDLE / 4)) as p:
+    with provider(server, transport, ws_keepalive=min(5.0, IDLE / 4), ws_lanes=lanes) as p:
         model = p.language_model("m")
         first = model.generate(llmkit.Call("one"))
         time.sleep(IDLE)
