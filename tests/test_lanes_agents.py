@@ -7,12 +7,13 @@ request records say what went out: which lane, chained on which response, how ma
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
-from loop import TRANSPORTS, Loop, Transport, provider
+from loop import TRANSPORTS, Loop, Transport, async_provider, provider
 
 import llmkit
 from llmkit.testing import ResponsesServer
@@ -148,3 +149,50 @@ def test_a_fault_on_one_lane_leaves_the_others_right_and_incremental(
     assert server.stats.connections_opened == 1
     assert server.stats.context_violations == 0
     assert len({r.stream_id for r in server.stats.requests}) >= 4
+
+
+def test_a_cancelled_task_leaves_the_other_lanes_right_and_incremental(
+    server: ResponsesServer,
+) -> None:
+    """asyncio: three agents' turns stream on lanes of one socket while a fourth task is
+    cancelled mid-stream; the three finish right and incremental, on the same socket."""
+    server.token_delay = 0.01
+    answers: list[llmkit.Response] = []
+
+    async def turn(model: llmkit.AsyncLanguageModel, loop: Loop) -> llmkit.Response:
+        response = await model.generate(loop.call)
+        loop.record(response)
+        return response
+
+    async def main() -> None:
+        async with async_provider(server, "websocket") as p:
+            model = p.language_model("scripted")
+            loops = [Loop(model, steps=2) for _ in range(4)]  # type: ignore[arg-type]
+            for loop in loops:
+                await turn(model, loop)
+            *agents, victim = loops
+            streaming = asyncio.Event()
+
+            async def doomed() -> None:
+                async with model.stream(victim.call) as stream:
+                    async for part in stream:
+                        if isinstance(part, llmkit.ToolInputDelta | llmkit.TextDelta):
+                            streaming.set()
+
+            others = [asyncio.create_task(turn(model, loop)) for loop in agents]
+            cut = asyncio.create_task(doomed())
+            await asyncio.wait_for(streaming.wait(), 5)
+            cut.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cut
+            answers.extend(await asyncio.wait_for(asyncio.gather(*others), 10))
+            for loop in loops:
+                while not loop.done:
+                    await turn(model, loop)
+                answers.append(loop.responses[-1])
+                assert loop.responses[-1].text.startswith(loop.expected_answer)
+
+    asyncio.run(asyncio.wait_for(main(), JOIN))
+    assert all(r.metadata.input_mode == "incremental" for r in answers[:3])
+    assert server.stats.connections_opened == 1
+    assert server.stats.context_violations == 0
