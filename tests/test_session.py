@@ -250,7 +250,8 @@ def test_a_connection_past_ws_max_age_is_closed_and_not_reused(
     assert response.metadata.input_mode == "full"
     assert server.stats.connections_opened == 2
     messages = [r.getMessage() for r in caplog.records if r.name == "llmkit"]
-    assert "closing WebSocket connection 0: connection older than 0.05 seconds" in messages
+    assert "retiring WebSocket connection 0: connection older than 0.05 seconds" in messages
+    assert "closing WebSocket connection 0: retired and idle" in messages
     assert not any("found closed before sending" in m for m in messages)
     wait_until(lambda: not server.stats.connection(old).open)
 

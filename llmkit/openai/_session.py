@@ -250,13 +250,10 @@ class Lanes(Generic[ConnectionT]):
 
     def retire(self, placement: Placement[ConnectionT], reason: str) -> None:
         """Send nothing more on ``placement``'s socket; close it once idle."""
-        socket = placement.socket
+        logger.debug("retiring WebSocket connection %d: %s", placement.socket.number, reason)
         with self._lock:
-            self.pool.retire(socket)
-            idle = socket.closable
+            self.pool.retire(placement.socket)
             after = self._settled(placement)
-        what = "closing" if idle else "retiring (closed once idle)"
-        logger.debug("%s WebSocket connection %d: %s", what, socket.number, reason)
         _finish(after)
 
     def drop(self, placement: Placement[ConnectionT], reason: str) -> None:
@@ -292,6 +289,7 @@ class Lanes(Generic[ConnectionT]):
         socket = placement.socket
         closing = None
         if socket.closable and socket in self.pool.sockets:
+            logger.debug("closing WebSocket connection %d: retired and idle", socket.number)
             self.pool.drop(socket)
             closing = socket.connection
         return closing, self._hand_over()
@@ -450,9 +448,9 @@ class Turn(Generic[ConnectionT]):
         socket is retired and the shell places the turn again)."""
         connection = placement.socket.connection
         assert connection is not None  # a socket is placed on only once it is open
-        if connection.age > self._max_age:
-            self.lanes.cancel(placement)
+        if connection.age > self._max_age:  # retired first: the room freed is not its
             self.lanes.retire(placement, f"connection older than {self._max_age} seconds")
+            self.lanes.cancel(placement)
             return None
         return connection
 
