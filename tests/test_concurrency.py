@@ -258,39 +258,45 @@ def run_threads(server: ResponsesServer, path: str, crew: list[Agent], **overrid
 RUNNERS = [pytest.param(run_threads, id="threads"), pytest.param(run_tasks, id="asyncio")]
 
 
+SHARED = [
+    # Tools that return at once: an agent's next turn usually finds its own lane (or,
+    # without lanes, its own connection) idle, so chains survive.
+    ("websocket", 8, 0.0, "websocket-8-connections-instant-tools"),
+    ("websocket", None, 0.0, "websocket-default-4-instant-tools"),
+    # Tools that take 2 ms: without lanes other agents take the connection meanwhile,
+    # evicting chains, so turns go out in full on whichever connection is free (with
+    # lanes each conversation keeps its own lane).
+    ("websocket", 8, 0.002, "websocket-8-connections-slow-tools"),
+    ("websocket", None, 0.002, "websocket-default-4-slow-tools"),
+    ("chat", None, 0.002, "chat"),
+    ("http", None, 0.002, "http"),
+]
+
+
 @pytest.mark.parametrize("run", RUNNERS)
 @pytest.mark.parametrize(
-    ("path", "max_connections", "tool_seconds"),
+    ("path", "max_connections", "tool_seconds", "lanes"),
     [
-        # Tools that return at once: an agent's next turn usually finds its own
-        # connection idle, so chains survive and most turns are incremental.
-        pytest.param("websocket", 8, 0.0, id="websocket-8-connections-instant-tools"),
-        pytest.param("websocket", None, 0.0, id="websocket-default-4-instant-tools"),
-        # Tools that take 2 ms: without lanes other agents take the connection
-        # meanwhile, evicting chains, so turns go out in full on whichever connection is
-        # free (with lanes each conversation keeps its own lane).
-        pytest.param("websocket", 8, 0.002, id="websocket-8-connections-slow-tools"),
-        pytest.param("websocket", None, 0.002, id="websocket-default-4-slow-tools"),
-        pytest.param("chat", None, 0.002, id="chat"),
-        pytest.param("http", None, 0.002, id="http"),
+        pytest.param(path, limit, seconds, lanes, id=f"{name}{suffix}")
+        for path, limit, seconds, name in SHARED
+        for lanes, suffix in (
+            ((True, "-lanes"), (False, "-no-lanes")) if path == "websocket" else ((None, ""),)
+        )
     ],
 )
-@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "no-lanes"])
 def test_32_agents_share_one_provider(
     server: ResponsesServer,
     path: str,
     max_connections: int | None,
     tool_seconds: float,
     run: Runner,
-    lanes: bool,
+    lanes: bool | None,
 ) -> None:
-    if path != "websocket" and not lanes:
-        pytest.skip("lanes are a WebSocket setting")
     fds, thread_count = open_fds(), threading.active_count()
     overrides: dict[str, Any] = (
         {} if max_connections is None else {"ws_max_connections": max_connections}
     )
-    if path == "websocket":
+    if lanes is not None:
         overrides["ws_lanes"] = lanes
     crew = agents(tool_seconds)
     run(server, path, crew, **overrides)
