@@ -196,3 +196,55 @@ def test_a_cancelled_task_leaves_the_other_lanes_right_and_incremental(
     assert all(r.metadata.input_mode == "incremental" for r in answers[:3])
     assert server.stats.connections_opened == 1
     assert server.stats.context_violations == 0
+
+
+@pytest.mark.parametrize("transport", WEBSOCKET, ids=lambda t: t.id)
+def test_a_connection_out_of_lanes_moves_the_request_to_another(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    """A server allowing 2 named lanes per connection: the third conversation's request
+    meets ``websocket_stream_limit_reached`` before any output and goes out on a new
+    connection; every answer right, nothing generated twice."""
+    server.ws_max_lanes = 2
+    with provider(server, transport) as p:
+        model = p.language_model("scripted")
+        loops = [Loop(model, steps=1) for _ in range(3)]
+        for loop in loops:
+            loop.turn()  # each a new conversation: a new lane
+        for loop in loops:
+            assert loop.run().text.startswith(loop.expected_answer)
+    assert server.stats.connections_opened == 2
+    turns = sum(len(loop.responses) for loop in loops)
+    assert server.stats.generations == turns
+    assert server.stats.context_violations == 0
+    assert all(r.metadata.input_mode == "incremental" for loop in loops for r in loop.responses[1:])
+
+
+@pytest.mark.parametrize("transport", WEBSOCKET, ids=lambda t: t.id)
+def test_forks_whose_parent_left_the_cache_are_resent_in_full_once(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    """A server whose lane head leaves the cache as soon as the lane's next response
+    starts (PROTOCOL.md §5.4 leaves it open): siblings forked from a parent that one of
+    them advanced meet ``previous_response_not_found`` and are resent in full, once;
+    every answer is right either way."""
+    server.ws_head_eviction = "start"
+    server.ttft = 0.05
+    with provider(server, transport) as p:
+        model = p.language_model("scripted")
+        parent = Loop(model, steps=1)
+        parent.run()
+        subs = [
+            Loop(
+                model,
+                steps=1,
+                history=[*parent.history, llmkit.UserMessage(f"Sub-agent {i}: [steps=1]")],
+            )
+            for i in range(3)
+        ]
+        together(*(sub.run for sub in subs))
+    for sub in subs:
+        assert sub.responses[-1].text.startswith(sub.expected_answer)
+    turns = len(parent.responses) + sum(len(s.responses) for s in subs)
+    assert server.stats.generations == turns
+    assert server.stats.context_violations == 0
