@@ -1,8 +1,9 @@
 """Benchmark 1: stream throughput, one answer of N text deltas per run.
 
-Every consumer of `bench.clients` reads ``bench-words-<N>`` from the same server process,
-in rounds (each round runs every consumer once, in a rotated order). Per run: the wall
-time and this process's CPU time; the figures are medians over the rounds, per event.
+Every consumer of `bench.clients`, sync and asyncio, reads ``bench-words-<N>`` from the
+same server process, in rounds (each round runs every consumer once, in a rotated order).
+Per run: the wall time and this process's CPU time; the figures are medians over the
+rounds, per event.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.clients import Consumer, LlmkitConsumer, all_consumers
+from bench.clients import AsyncLlmkitConsumer, Consumer, LlmkitConsumer, all_consumers
 from bench.common import BenchError, Sample, measure, median, rotated
 
 WARMUP_WORDS = 2_000
@@ -23,6 +24,7 @@ class ConsumerResult:
     name: str
     library: str
     transport: str
+    flavour: str  # "sync" or "async"
     events: int
     samples: list[Sample] = field(default_factory=list)
 
@@ -43,6 +45,7 @@ class ConsumerResult:
             "name": self.name,
             "library": self.library,
             "transport": self.transport,
+            "flavour": self.flavour,
             "events": self.events,
             "cpu_us_per_event": self.cpu_us_per_event,
             "wall_us_per_event": self.wall_us_per_event,
@@ -69,11 +72,17 @@ class StreamResults:
     # Per profiled consumer: (wall seconds, CPU seconds) of the run under the profiler.
     profile_times: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def get(self, library: str, transport: str) -> ConsumerResult:
+    def get(self, library: str, transport: str, flavour: str = "sync") -> ConsumerResult:
         for result in self.consumers:
-            if result.library == library and result.transport == transport:
+            if (result.library, result.transport, result.flavour) == (library, transport, flavour):
                 return result
-        raise KeyError((library, transport))
+        raise KeyError((library, transport, flavour))
+
+    def by_name(self, name: str) -> ConsumerResult:
+        for result in self.consumers:
+            if result.name == name:
+                return result
+        raise KeyError(name)
 
 
 def run(
@@ -90,7 +99,9 @@ def run(
         for consumer in consumers:
             if consumer.consume(f"bench-words-{WARMUP_WORDS}") != WARMUP_WORDS:
                 raise BenchError(f"{consumer.name}: wrong number of deltas in the warm-up")
-        results = [ConsumerResult(c.name, c.library, c.transport, events) for c in consumers]
+        results = [
+            ConsumerResult(c.name, c.library, c.transport, c.flavour, events) for c in consumers
+        ]
         by_name = {r.name: r for r in results}
         for round_ in range(repeat):
             for consumer in rotated(consumers, round_):
@@ -99,13 +110,13 @@ def run(
                     raise BenchError(f"{consumer.name}: {seen} deltas, expected {events}")
                 by_name[consumer.name].samples.append(sample)
                 log(
-                    f"  stream round {round_ + 1}/{repeat} {consumer.name:12} "
+                    f"  stream round {round_ + 1}/{repeat} {consumer.name:18} "
                     f"{sample.cpu / events * 1e6:7.2f} us/event CPU, {sample.wall:6.2f} s"
                 )
         outcome = StreamResults(events, repeat, results)
         if profile_dir is not None:
             for consumer in consumers:
-                if isinstance(consumer, LlmkitConsumer):
+                if isinstance(consumer, LlmkitConsumer | AsyncLlmkitConsumer):
                     _profile(consumer, model, outcome, profile_dir)
         return outcome
     finally:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.clients import all_consumers
+from bench.clients import sync_consumers
 from bench.common import median, rotated
 
 MODEL = "bench-words-16"
@@ -48,7 +48,7 @@ def run(
     base_url: str, *, rounds: int, requests: int, log: Callable[[str], None]
 ) -> list[FirstTokenResult]:
     """`rounds` blocks of `requests` back-to-back requests per client (medians over all)."""
-    consumers = all_consumers(base_url)
+    consumers = sync_consumers(base_url)
     try:
         for consumer in consumers:
             for _ in range(WARMUP):
