@@ -557,8 +557,9 @@ def test_a_new_turn_has_one_resend_and_no_failure() -> None:
     ("lanes_on", "reset"),
     [
         (True, "chain reset on lane lane-1 of WebSocket connection 0: gone"),
+        (False, "chain reset on WebSocket connection 0: gone"),
     ],
-    ids=["lanes"],
+    ids=["lanes", "one-at-a-time"],
 )
 def test_a_missing_chain_head_keeps_the_connection_and_resends_the_full_input_on_it(
     lanes_on: bool, reset: str, caplog: pytest.LogCaptureFixture
