@@ -284,6 +284,32 @@ def test_one_close_without_an_event_is_resent_in_full(
     assert [r.status for r in server.stats.requests] == ["completed", "closed", "completed"]
 
 
+@pytest.mark.parametrize("mode", ["refuse", "ignore"])
+@pytest.mark.parametrize("transport", WEBSOCKET, ids=WS_IDS)
+def test_a_server_without_lanes_serves_a_conversation_on_one_connection(
+    server: ResponsesServer, transport: Any, mode: str
+) -> None:
+    # A refused stream_id is resent on the socket it came over: no second connection.
+    server.ws_lanes = mode  # type: ignore[assignment]
+    with provider(server, transport) as p:
+        model = p.language_model("m")
+        first = model.generate("first")
+        history: list[llmkit.Message] = [
+            llmkit.UserMessage("first"),
+            first.message,
+            llmkit.UserMessage("second"),
+        ]
+        second = model.generate(llmkit.Call(history))
+    assert second.text.startswith("Echo: second")
+    assert len(server.stats.connections) == 1
+    assert [r.status for r in server.stats.requests][-2:] == ["completed", "completed"]
+    assert (second.metadata.stream_id, second.metadata.previous_response_id) == (
+        None,
+        first.metadata.response_id,
+    )
+    assert second.metadata.input_mode == "incremental" and second.metadata.connection_reused
+
+
 def _attempt_fails(step: Turn[Link], error: llmkit.LLMKitError) -> None:
     # No event of the response: an error event is the one frame; a close comes after none.
     received = 0 if isinstance(error, llmkit.TransportError) else 1
