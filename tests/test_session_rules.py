@@ -934,6 +934,22 @@ def test_a_refused_stream_id_is_resent_on_the_same_socket_without_a_lane_at_no_c
     assert lanes.connections() == []
 
 
+def test_a_refused_stream_id_answers_the_probe_and_the_waiters_go_on() -> None:
+    # The refusal settles the socket (one at a time) as an answer without one does: the
+    # calls waiting for that answer may open sockets of their own now, not only once the
+    # resent response has ended.
+    lanes = session(2)
+    step = turn(lanes)
+    placement, link = start(step)
+    waiter, woken = waiting(lanes, body(OTHER))
+    refused = llmkit.BadRequestError("no", status_code=400, param="stream_id")
+    attempt_fails(step, placement, link, refused, received=1)
+    assert woken == ["woken"]
+    handed = lanes.withdraw(waiter)
+    assert handed is not None and handed.connect and handed.socket is not placement.socket
+    assert placement.lane.current is placement, "the resend keeps its socket"
+
+
 def test_a_stream_id_error_after_output_on_a_probe_is_no_refusal() -> None:
     lanes = session()
     step = turn(lanes)

@@ -227,7 +227,7 @@ class Lanes(Generic[ConnectionT]):
                 placement, error.code, error.param, before_output=before_output,
                 message=error.message,
             )  # fmt: skip
-            after = self._settled(placement) if verdict is not Verdict.RESEND_WITHOUT_LANE else None
+            after = self._settled(placement)  # a refusal too: it answered the probe
         _finish(after)
         return verdict
 
