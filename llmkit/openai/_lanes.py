@@ -406,10 +406,11 @@ class LanePool(Generic[ConnectionT]):
         ended ``placement``'s response: what it means for the lane and the request.
 
         An error before any output on a probe that names ``stream_id`` (its ``param``,
-        else its ``message``) is the server refusing lanes.
+        else its ``message``) is the server refusing lanes; so is a lane limit there (a
+        probe is its socket's first lane: the socket holds none).
         """
         socket = placement.socket
-        refused = code != STREAM_LIMIT_CODE and (param == "stream_id" or "stream_id" in message)
+        refused = param == "stream_id" or "stream_id" in message or code == STREAM_LIMIT_CODE
         if before_output and socket.capability == "unknown" and refused:
             self._one_at_a_time(placement, "refused")
             placement.replan()
