@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 from loop import API_KEY, TRANSPORTS, Loop, provider
-from test_session_rules import Frames, Link, turn
+from test_session_rules import Link, attempt_fails, session, start, turn
 
 import llmkit
 from llmkit.openai import wire
 from llmkit.openai._chain import warmup_prepared
 from llmkit.openai._protocol import error_from_event
 from llmkit.openai._recovery import Cooldown, Failure, not_served, silent_close
-from llmkit.openai._session import CooldownGate, Slot, Turn
+from llmkit.openai._session import CooldownGate, Turn
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.testing import ResponsesServer
 
@@ -284,18 +284,43 @@ def test_one_close_without_an_event_is_resent_in_full(
     assert [r.status for r in server.stats.requests] == ["completed", "closed", "completed"]
 
 
+@pytest.mark.parametrize("mode", ["refuse", "ignore"])
+@pytest.mark.parametrize("transport", WEBSOCKET, ids=WS_IDS)
+def test_a_server_without_lanes_serves_a_conversation_on_one_connection(
+    server: ResponsesServer, transport: Any, mode: str
+) -> None:
+    # A refused stream_id is resent on the socket it came over: no second connection.
+    server.ws_lanes = mode  # type: ignore[assignment]
+    with provider(server, transport) as p:
+        model = p.language_model("m")
+        first = model.generate("first")
+        history: list[llmkit.Message] = [
+            llmkit.UserMessage("first"),
+            first.message,
+            llmkit.UserMessage("second"),
+        ]
+        second = model.generate(llmkit.Call(history))
+    assert second.text.startswith("Echo: second")
+    assert len(server.stats.connections) == 1
+    assert [r.status for r in server.stats.requests][-2:] == ["completed", "completed"]
+    assert (second.metadata.stream_id, second.metadata.previous_response_id) == (
+        None,
+        first.metadata.response_id,
+    )
+    assert second.metadata.input_mode == "incremental" and second.metadata.connection_reused
+
+
 def _attempt_fails(step: Turn[Link], error: llmkit.LLMKitError) -> None:
-    with step.attempt(Link(), reused=False) as attempt:
-        # No event of the response: an error event is the one frame; a close comes after none.
-        attempt.sent(Frames(received=0 if isinstance(error, llmkit.TransportError) else 1))
-        raise error
+    # No event of the response: an error event is the one frame; a close comes after none.
+    received = 0 if isinstance(error, llmkit.TransportError) else 1
+    attempt_fails(step, *start(step), error, received)
 
 
 CLOSED = llmkit.ConnectionClosed("closed", code=1000, reason="no")
 
 
 def test_two_silent_closes_of_a_turn_mean_not_served() -> None:
-    step = turn(Slot(0))
+    step = turn(session())
     _attempt_fails(step, CLOSED)  # resent on a new connection
     assert not step.over
     with pytest.raises(llmkit.WebSocketNotServed) as info:
@@ -312,7 +337,7 @@ def test_two_silent_closes_of_a_turn_mean_not_served() -> None:
     ],
 )
 def test_a_silent_close_after_another_resend_is_a_plain_close(first: llmkit.LLMKitError) -> None:
-    step = turn(Slot(0))
+    step = turn(session())
     _attempt_fails(step, first)
     # after a clean close, a broken one (1006, never resent); after a miss, a clean one
     code = 1006 if isinstance(first, llmkit.ConnectionClosed) else 1000

@@ -163,6 +163,34 @@ def test_a_server_that_refuses_stream_id_gets_the_request_again_without_a_lane()
     assert not p.socket.socket_level(None), "one at a time: an error is the response's"
 
 
+def test_a_refused_probe_is_resent_on_its_open_socket_not_a_new_one() -> None:
+    # The refusal came over the probe's socket: the resend must not open (and orphan)
+    # another connection for the same socket.
+    pool: LanePool[str] = LanePool(2)
+    p = pool.place(body(user("a")))
+    assert isinstance(p, Placement)
+    opened = p.connect
+    pool.connected(p.socket, "c")
+    assert pool.failed(p, "unsupported_parameter", "stream_id", before_output=True) is (
+        Verdict.RESEND_WITHOUT_LANE
+    )
+    assert (opened, p.connect, p.socket.connection) == (True, False, "c")
+
+
+def test_a_lane_limit_on_the_probe_means_the_socket_holds_no_lanes() -> None:
+    # Moving the request would leave a socket that is never probed again: every later
+    # call would wait for its first answer.
+    pool: LanePool[str] = LanePool(2)
+    p = pool.place(body(user("a")))
+    assert isinstance(p, Placement)
+    pool.connected(p.socket, "c")
+    verdict = pool.failed(p, STREAM_LIMIT_CODE, "stream_id", before_output=True)
+    assert verdict is Verdict.RESEND_WITHOUT_LANE
+    assert p.socket.capability == "refused" and "stream_id" not in p.frame
+    other = pool.place(body(user("b")))
+    assert isinstance(other, Placement) and other.connect
+
+
 def test_a_refusal_is_also_read_from_the_message_but_not_after_output() -> None:
     pool: LanePool[str] = LanePool(2)
     p = pool.place(body(user("a")))

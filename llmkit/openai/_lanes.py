@@ -176,7 +176,7 @@ class Verdict(Enum):
     """The lane's chain is dropped; recovery decides (a full resend: ``place(full=True)``)."""
     RESEND_WITHOUT_LANE = "resend_without_lane"
     """The server refused ``stream_id``: resend ``placement.frame`` (now laneless) on the
-    same socket, which runs one response at a time from now on."""
+    same socket, already open, which runs one response at a time from now on."""
     MOVE = "move"
     """``websocket_stream_limit_reached``: place the body again (another socket)."""
 
@@ -416,13 +416,15 @@ class LanePool(Generic[ConnectionT]):
         ended ``placement``'s response: what it means for the lane and the request.
 
         An error before any output on a probe that names ``stream_id`` (its ``param``,
-        else its ``message``) is the server refusing lanes.
+        else its ``message``) is the server refusing lanes; so is a lane limit there (a
+        probe is its socket's first lane: the socket holds none).
         """
         socket = placement.socket
-        refused = code != STREAM_LIMIT_CODE and (param == "stream_id" or "stream_id" in message)
+        refused = param == "stream_id" or "stream_id" in message or code == STREAM_LIMIT_CODE
         if before_output and socket.capability == "unknown" and refused:
             self._one_at_a_time(placement, "refused")
             placement.replan()
+            placement.connect = False  # the socket is open: the refusal came over it
             return Verdict.RESEND_WITHOUT_LANE
         lane = self._end(placement)
         lane.forget()

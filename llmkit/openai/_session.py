@@ -217,15 +217,17 @@ class Lanes(Generic[ConnectionT]):
         """A request-scoped error ended the response (`LanePool.failed`)."""
         with self._lock:
             if placement.lane.chain is not None:
-                where = f"lane {placement.stream_id} of WebSocket connection"
+                lane = placement.stream_id  # None: the default lane, the socket's only one
+                where = "" if lane is None else f"lane {lane} of "
                 logger.debug(
-                    "chain reset on %s %d: %s", where, placement.socket.number, error.message
-                )
+                    "chain reset on %sWebSocket connection %d: %s",
+                    where, placement.socket.number, error.message,
+                )  # fmt: skip
             verdict = self.pool.failed(
                 placement, error.code, error.param, before_output=before_output,
                 message=error.message,
             )  # fmt: skip
-            after = self._settled(placement) if verdict is not Verdict.RESEND_WITHOUT_LANE else None
+            after = self._settled(placement)  # a refusal too: it answered the probe
         _finish(after)
         return verdict
 
