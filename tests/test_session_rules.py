@@ -367,7 +367,10 @@ def test_retire_closes_an_idle_socket_at_once(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.DEBUG, logger="llmkit"):
         lanes.retire(placed, "old")
     assert link.closes == 1 and lanes.pool.sockets == []
-    assert said(caplog) == ["closing WebSocket connection 0: old"]
+    assert said(caplog) == [
+        "retiring WebSocket connection 0: old",
+        "closing WebSocket connection 0: retired and idle",
+    ]
 
 
 def test_retire_closes_a_busy_socket_once_its_last_response_ended(
@@ -382,7 +385,7 @@ def test_retire_closes_a_busy_socket_once_its_last_response_ended(
     lanes.cancel(placed)
     with caplog.at_level(logging.DEBUG, logger="llmkit"):
         lanes.retire(placed, "old")
-    assert said(caplog) == ["retiring (closed once idle) WebSocket connection 0: old"]
+    assert said(caplog) == ["retiring WebSocket connection 0: old"]
     assert not link.closed
     elsewhere, _ = start(turn(lanes, body(*history(1), USER)))
     assert elsewhere.connect and elsewhere.mode == "full", "a retiring socket takes nothing"
@@ -640,7 +643,8 @@ def test_every_other_failure_on_a_socket_running_one_response_at_a_time_closes_i
     assert link.closes == 1 and lanes.connections() == []
     assert (placement.lane.chain, placement.lane.head_id) == (None, None)
     closing = [m for m in said(caplog) if m.startswith("closing")]
-    reason = error.message if resent else "the response did not complete on this connection"
+    # The connection limit retires the socket (closed at once: nothing else is on it).
+    reason = "retired and idle" if resent else "the response did not complete on this connection"
     assert closing == [f"closing WebSocket connection 0: {reason}"]
     resends = [m for m in said(caplog) if m.startswith("resending")]
     assert resends == (
@@ -689,7 +693,7 @@ def test_a_lane_told_the_connection_limit_retires_its_socket_and_resends_on_anot
     )
     with caplog.at_level(logging.DEBUG, logger="llmkit"):
         attempt_fails(step, *start(step), limit, received=1)
-    assert "retiring (closed once idle) WebSocket connection 0: limit" in said(caplog)
+    assert "retiring WebSocket connection 0: limit" in said(caplog)
     assert not step.over and not link.closed
     again, fresh = start(step)
     assert again.connect and fresh is not link and again.mode == "full"
@@ -723,7 +727,8 @@ def test_a_connection_past_max_age_is_closed_and_says_why(
         assert step.reusable(placement) is None
     assert link.closes == 1 and lanes.connections() == []
     assert (served.lane.chain, served.lane.head_id) == (None, None)
-    assert "closing WebSocket connection 0: connection older than 1.0 seconds" in said(caplog)
+    assert "retiring WebSocket connection 0: connection older than 1.0 seconds" in said(caplog)
+    assert "closing WebSocket connection 0: retired and idle" in said(caplog)
     again = step.place()
     assert isinstance(again, Placement) and again.connect and again.mode == "full"
 
@@ -741,9 +746,7 @@ def test_a_busy_connection_past_max_age_is_retired_and_closed_once_idle(
     assert isinstance(placement, Placement) and placement.socket is busy.socket
     with caplog.at_level(logging.DEBUG, logger="llmkit"):
         assert step.reusable(placement) is None
-    assert said(caplog) == [
-        "retiring (closed once idle) WebSocket connection 0: connection older than 1.0 seconds"
-    ]
+    assert said(caplog) == ["retiring WebSocket connection 0: connection older than 1.0 seconds"]
     assert not link.closed
     again = step.place()
     assert isinstance(again, Placement) and again.connect

@@ -125,8 +125,12 @@ class WebSocketSession:
             if lanes.arm(waiter, placed.set):
                 wait = lanes.wait_timeout
                 placed.wait(wait if deadline is None else deadline.cap(wait))
-        finally:
-            placement = lanes.withdraw(waiter)
+        except BaseException:  # the deadline ran out, or an interrupt: give it back
+            given = lanes.withdraw(waiter)
+            if given is not None:
+                lanes.cancel(given)
+            raise
+        placement = lanes.withdraw(waiter)
         if placement is not None:
             return placement
         lanes.refuse_if_closed()
