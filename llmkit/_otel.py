@@ -8,8 +8,8 @@ A tool loop run is a parent span, each tool call an ``execute_tool {name}`` span
 
 Why it is shaped like this:
 
-* Only ``opentelemetry-api`` is imported, and only here; without it every entry point
-  returns None at once.
+* Only ``opentelemetry-api`` is imported, only here, and only when the first call asks
+  (`available`); without it every entry point returns None at once.
 * Whether a call is traced is decided once, when it starts (`call_trace`): with no
   tracer or meter provider configured (the API's proxy and no-op providers) it is
   None, and the call runs exactly as without this module: no wrapper, no SDK object,
@@ -59,9 +59,36 @@ from llmkit.messages import (
 )
 from llmkit.stream import Collector
 
-try:
-    from opentelemetry import context as otel_context, trace as otel_trace
-    from opentelemetry.metrics import NoOpMeterProvider, get_meter_provider
+if TYPE_CHECKING:
+    from opentelemetry import context as otel_context, metrics as otel_metrics, trace as otel_trace
+    from opentelemetry.metrics import Histogram, MeterProvider
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+
+_loaded: bool | None = None
+"""Whether opentelemetry-api could be imported; None until the first call asks."""
+_NO_TRACERS: tuple[type, ...] = ()
+_NO_METERS: tuple[type, ...] = ()
+
+
+def available() -> bool:
+    """Whether opentelemetry-api is importable; imported on the first call that asks
+    (so ``import llmkit`` never pays for it), never again after."""
+    global _loaded
+    if _loaded is None:
+        try:
+            _load()
+        except ImportError:
+            _loaded = False
+        else:
+            _loaded = True
+    return _loaded
+
+
+def _load() -> None:
+    global otel_context, otel_metrics, otel_trace, SpanKind, Status, StatusCode
+    global _NO_TRACERS, _NO_METERS
+    from opentelemetry import context as otel_context, metrics as otel_metrics, trace as otel_trace
+    from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace import (
         NoOpTracerProvider,
         ProxyTracerProvider,
@@ -70,28 +97,22 @@ try:
         StatusCode,
     )
 
+    _NO_TRACERS = (NoOpTracerProvider, ProxyTracerProvider)
     try:  # the API's stand-in until a meter provider is set (it has no public name)
         from opentelemetry.metrics._internal import _ProxyMeterProvider
     except ImportError:  # pragma: no cover - every 1.x API has it
-        _NO_METERS: tuple[type, ...] = (NoOpMeterProvider,)
+        _NO_METERS = (NoOpMeterProvider,)
     else:
         _NO_METERS = (NoOpMeterProvider, _ProxyMeterProvider)
-    _NO_TRACERS: tuple[type, ...] = (NoOpTracerProvider, ProxyTracerProvider)
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - the dev extra installs it; tested in a subprocess
-    AVAILABLE = False
 
-if TYPE_CHECKING:
-    from opentelemetry.metrics import Histogram, MeterProvider
-    from opentelemetry.trace import Span, Tracer, TracerProvider
 
 __all__ = [
-    "AVAILABLE",
     "CAPTURE_ENV",
     "CallTrace",
     "LoopTrace",
     "Site",
     "Telemetry",
+    "available",
     "call_trace",
     "loop_trace",
 ]
@@ -190,7 +211,7 @@ class Site:
     def instruments(self) -> _Instruments | None:
         """The instruments to record with, or None: nothing is configured (the API
         missing, or only its proxy and no-op providers)."""
-        if not AVAILABLE:
+        if not available():
             return None
         settings = self.settings
         tracers = settings.tracer_provider
@@ -200,7 +221,7 @@ class Site:
                 tracers = None
         meters = settings.meter_provider
         if meters is None:
-            meters = get_meter_provider()
+            meters = otel_metrics.get_meter_provider()
             if isinstance(meters, _NO_METERS):
                 meters = None
         if tracers is None and meters is None:
@@ -233,8 +254,6 @@ def call_trace(
 
     Decided here, once per call; the parent span is the one current now.
     """
-    if not AVAILABLE:
-        return None
     site = site or DEFAULT_SITE
     instruments = site.instruments()
     if instruments is None:
@@ -572,8 +591,6 @@ def _output_content(response: Response) -> str:
 
 def loop_trace(site: Site | None, provider: str, model_id: str) -> LoopTrace | None:
     """The trace of one tool loop run, or None (not traced; decided once per run)."""
-    if not AVAILABLE:
-        return None
     site = site or DEFAULT_SITE
     instruments = site.instruments()
     if instruments is None or instruments.tracer is None:

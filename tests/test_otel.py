@@ -554,13 +554,28 @@ def test_without_the_api_installed_calls_work_untraced(server: ResponsesServer) 
         sys.modules["opentelemetry"] = None  # as if the extra were not installed
         import llmkit
         from llmkit import _otel
-        assert not _otel.AVAILABLE
+        assert not _otel.available()
         with llmkit.Provider(base_url=sys.argv[1], api_key="sk-x") as provider:
             print(provider.language_model("scripted").generate("Say hello").text)
         """,
         server,
     )
     assert "hello" in out.lower()
+
+
+def test_the_api_is_imported_on_the_first_call_and_the_sdk_never(server: ResponsesServer) -> None:
+    out = run_python(
+        """
+        import sys
+        import llmkit
+        print("opentelemetry" in sys.modules)
+        with llmkit.Provider(base_url=sys.argv[1], api_key="sk-x") as provider:
+            provider.language_model("scripted").generate("Say hello")
+        print("opentelemetry.trace" in sys.modules, "opentelemetry.sdk" in sys.modules)
+        """,
+        server,
+    )
+    assert out.split() == ["False", "True", "False"]
 
 
 def test_the_global_providers_are_used(server: ResponsesServer) -> None:
