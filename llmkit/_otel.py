@@ -77,7 +77,7 @@ def available() -> bool:
     if _loaded is None:
         try:
             _load()
-        except ImportError:
+        except ImportError:  # pragma: no cover - tested in a subprocess (no API installed)
             _loaded = False
         else:
             _loaded = True
@@ -348,9 +348,11 @@ class CallTrace:
             yield from parts
         except GeneratorExit:
             close = getattr(parts, "close", None)
-            if close is not None:
-                close()
-            self._end(collector, None, "closed")
+            try:
+                if close is not None:
+                    close()
+            finally:
+                self._end(collector, None, "closed")
             raise
         except BaseException as exc:
             self._end(collector, exc, "error")
@@ -372,8 +374,10 @@ class CallTrace:
             async for part in parts:
                 yield part
         except GeneratorExit:
-            await parts.aclose()
-            self._end(collector, None, "closed")
+            try:
+                await parts.aclose()
+            finally:
+                self._end(collector, None, "closed")
             raise
         except BaseException as exc:
             self._end(collector, exc, _ending(exc))

@@ -601,10 +601,45 @@ def test_the_global_providers_are_used(server: ResponsesServer) -> None:
     assert out.strip() == "['chat scripted']"
 
 
-def test_a_structured_stream_is_traced(server: ResponsesServer, otel: Recorded) -> None:
-    with (
-        provider(server, "http", telemetry=otel.telemetry) as p,
-        p.language_model("scripted").stream(PROMPT, output_type=dict) as stream,
-    ):
+def test_a_structured_stream_is_traced(
+    traced: tuple[llmkit.LanguageModel, Transport], otel: Recorded
+) -> None:
+    model, _ = traced
+    with model.stream(PROMPT, output_type=dict) as stream:
         response = stream.until_done()
-    assert attributes(otel.only())["gen_ai.response.id"] == response.metadata.response_id
+    assert response.warnings  # a Warnings part came first: the span waits for a token
+    span = otel.only()
+    assert attributes(span)["gen_ai.response.id"] == response.metadata.response_id
+    assert events(span).count("llmkit.first_token") == 1
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_failed_warmup_is_an_error_span(
+    server: ResponsesServer, otel: Recorded, is_async: bool
+) -> None:
+    server.faults.reject_upgrades(status=429)
+    with (
+        provider(server, Transport("websocket", is_async=is_async), telemetry=otel.telemetry) as p,
+        pytest.raises(llmkit.RateLimitError),
+    ):
+        p.language_model("scripted").warmup(PROMPT)
+    span = otel.only()
+    assert span.name == "warmup scripted"
+    assert span.status.status_code is StatusCode.ERROR
+    assert attributes(span)["error.type"] == "RateLimitError"
+
+
+def test_request_settings_and_user_parts_are_recorded(server: ResponsesServer) -> None:
+    otel = recorder(capture_content=True)
+    image = llmkit.ImagePart(url="https://example.com/cat.png")
+    call = llmkit.Call([llmkit.UserMessage([llmkit.TextPart("What is it?"), image])], top_p=0.9)
+    with provider(server, "http", telemetry=otel.telemetry) as p:
+        p.language_model("scripted").generate(call)
+    found = attributes(otel.only())
+    assert found["gen_ai.request.top_p"] == 0.9
+    (message,) = json.loads(found["gen_ai.input.messages"])
+    assert message["parts"][1] == {
+        "type": "uri",
+        "modality": "image",
+        "uri": "https://example.com/cat.png",
+    }
