@@ -354,8 +354,19 @@ def test_resends_and_reconnects_are_noted(
     assert dict(resend.attributes or {})["llmkit.resend"] == "full_input"
     assert dict(resend.attributes or {})["error.type"] == "BadRequestError"
     assert attributes(spans[1])["llmkit.input_mode"] == second.metadata.input_mode == "full"
-    sends = [e for e in spans[1].events if e.name == "llmkit.websocket.send"]
-    assert [dict(e.attributes or {})["llmkit.input_mode"] for e in sends] == ["incremental", "full"]
+    sends = [dict(e.attributes or {}) for e in spans[1].events if e.name == "llmkit.websocket.send"]
+    assert [e["llmkit.input_mode"] for e in sends] == ["incremental", "full"]
+    assert sends[0] == {
+        "llmkit.connection": 0,
+        "llmkit.connection_reused": True,
+        "llmkit.chain": "continue",
+        "llmkit.input_mode": "incremental",
+        "llmkit.items_sent": 1,
+        "llmkit.stream_id": first.metadata.stream_id,
+    }
+    assert first.metadata.stream_id
+    connected = [e for e in spans[0].events if e.name == "llmkit.websocket.connected"]
+    assert [dict(e.attributes or {}) for e in connected] == [{"llmkit.connection": 0}]
     assert "llmkit.websocket.reconnect" in events(spans[2])
 
 
