@@ -13,6 +13,7 @@ with llmkit.Provider(use_responses_api=True) as provider:
 from typing import TYPE_CHECKING, Any
 
 from llmkit._deprecated import renamed as _renamed
+from llmkit._otel import Telemetry
 from llmkit._version import __version__
 from llmkit.exceptions import (
     APIError,
@@ -143,6 +144,7 @@ __all__ = [
     "Stream",
     "StreamPart",
     "SystemMessage",
+    "Telemetry",
     "TextDelta",
     "TextEnd",
     "TextPart",

@@ -22,6 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, TypeVar, overload
 
+from llmkit._otel import Site
 from llmkit._schema import OutputSchema, output_schema
 from llmkit.messages import Call, ParsedResponse, Response, WarmupResult
 from llmkit.stream import AsyncParsedStream, AsyncStream, ParsedStream, Stream, aparsed, parsed
@@ -45,6 +46,8 @@ class _Named:
     """The provider's name, e.g. ``"openai"``."""
     model_id: str
     """The model id sent to the provider."""
+    _site: Site | None = None
+    """Where the provider's calls go, for their traces (set by the provider)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} provider={self.provider!r} model={self.model_id!r}>"

@@ -20,7 +20,7 @@ same stream, whose end parses the answer once (``llmkit._schema_parse``) and who
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeAlias, TypeVar, assert_never
 
@@ -82,6 +82,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+Observer: TypeAlias = Callable[[str, Mapping[str, str | int | bool]], None]
+"""What is told of a call's transport decision: its event name and facts."""
+
 
 @dataclass(slots=True)
 class _OpenText:
@@ -124,9 +127,13 @@ class Collector:
     and reasoning parts appear with what arrived so far.
     """
 
-    __slots__ = ("_finish", "_open_reasoning", "_open_text", "_slots", "_warnings")
+    __slots__ = ("_finish", "_open_reasoning", "_open_text", "_slots", "_warnings", "observer")
 
     def __init__(self) -> None:
+        self.observer: Observer | None = None
+        """Who watches the call (its OpenTelemetry span, ``llmkit._otel``), told of the
+        transport's decisions (reconnects, resends, fallbacks); None: nobody, nothing
+        is noted."""
         self._slots: list[_Slot] = []
         self._open_text: dict[str | None, int] = {}
         self._open_reasoning: dict[str | None, int] = {}

@@ -40,6 +40,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import to_json
 from typing_extensions import TypeVar
 
+from llmkit._otel import LoopTrace, loop_trace
 from llmkit._schema import OutputSchema
 from llmkit._schema_parse import parse_response
 from llmkit._validation import describe_validation_error, is_sequence
@@ -316,6 +317,12 @@ class _ToolLoopBase(Generic[ModelT, OutT]):
         tools = (*base.tools, *(t.spec for t in self.tools.values()))
         return lambda: dataclasses.replace(base, prompt=tuple(self.history), tools=tools)
 
+    def _trace(self) -> LoopTrace | None:
+        """The run's trace (a parent span for its calls and tools), or None: no tracer
+        is configured (decided once per run; ``llmkit._otel``)."""
+        model = self.model
+        return loop_trace(model._site, model.provider, model.model_id)
+
     def _lookup(self, call: ToolCall) -> CallableTool | ToolResult:
         """The tool ``call`` names, or the error result the model gets instead."""
         declared = self.tools.get(call.name)
@@ -457,6 +464,19 @@ class ToolLoop(_ToolLoopBase[LanguageModel, OutT]):
             LLMKitError: a model call failed; `history` and `steps` keep what was done.
         """
         step_call = self._start(call)
+        trace = self._trace()
+        if trace is None:
+            return self._steps(step_call, on_part, on_step, None)
+        with trace.run():
+            return self._steps(step_call, on_part, on_step, trace)
+
+    def _steps(
+        self,
+        step_call: Callable[[], Call],
+        on_part: Callable[[StreamPart], object] | None,
+        on_step: Callable[[ToolLoopStep], object] | None,
+        trace: LoopTrace | None,
+    ) -> ToolLoopResult[OutT]:
         warmed = (
             self.model.warmup(step_call(), output_type=self.output_type) if self.warmup else None
         )
@@ -464,7 +484,11 @@ class ToolLoop(_ToolLoopBase[LanguageModel, OutT]):
         for number in range(1, self.max_steps + 1):
             response = self._respond(step_call(), on_part)
             started = time.perf_counter()
-            results = tuple(self._run_tool(c) for c in response.tool_calls)
+            if trace is None:
+                results = tuple(self._run_tool(c)[0] for c in response.tool_calls)
+            else:
+                trace.step(number, response)
+                results = tuple(self._traced_tool(c, trace) for c in response.tool_calls)
             if self._record(number, response, results, started, on_step):
                 break
         return self._result(response, warmed)
@@ -479,15 +503,22 @@ class ToolLoop(_ToolLoopBase[LanguageModel, OutT]):
                     on_part(part)
             return stream.response
 
-    def _run_tool(self, call: ToolCall) -> ToolResult:
-        """Run one call; any failure becomes an error result the model can read."""
+    def _run_tool(self, call: ToolCall) -> tuple[ToolResult, Exception | None]:
+        """Run one call; any failure becomes an error result the model can read (and
+        the exception, for the trace)."""
         declared = self._lookup(call)
         if isinstance(declared, ToolResult):
-            return declared
+            return declared, None
         try:
-            return ToolResult(call.call_id, declared(call.arguments))
+            return ToolResult(call.call_id, declared(call.arguments)), None
         except Exception as exc:  # a tool's failure is the model's to handle
-            return self._failed(call, exc)
+            return self._failed(call, exc), exc
+
+    def _traced_tool(self, call: ToolCall, trace: LoopTrace) -> ToolResult:
+        with trace.tool(call) as done:
+            result, exc = self._run_tool(call)
+            done(result, exc)
+        return result
 
 
 class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel, OutT]):
@@ -548,6 +579,19 @@ class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel, OutT]):
     ) -> ToolLoopResult[OutT]:
         """As `ToolLoop.run`, awaited."""
         step_call = self._start(call)
+        trace = self._trace()
+        if trace is None:
+            return await self._steps(step_call, on_part, on_step, None)
+        with trace.run():
+            return await self._steps(step_call, on_part, on_step, trace)
+
+    async def _steps(
+        self,
+        step_call: Callable[[], Call],
+        on_part: Callable[[StreamPart], object] | None,
+        on_step: Callable[[ToolLoopStep], object] | None,
+        trace: LoopTrace | None,
+    ) -> ToolLoopResult[OutT]:
         warmed = (
             await self.model.warmup(step_call(), output_type=self.output_type)
             if self.warmup
@@ -557,7 +601,9 @@ class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel, OutT]):
         for number in range(1, self.max_steps + 1):
             response = await self._respond(step_call(), on_part)
             started = time.perf_counter()
-            results = tuple([await self._run_tool(c) for c in response.tool_calls])
+            if trace is not None:
+                trace.step(number, response)
+            results = tuple([await self._traced_tool(c, trace) for c in response.tool_calls])
             if self._record(number, response, results, started, on_step):
                 break
         return self._result(response, warmed)
@@ -573,15 +619,24 @@ class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel, OutT]):
                     on_part(part)
             return stream.response
 
-    async def _run_tool(self, call: ToolCall) -> ToolResult:
-        """Run one call; any failure becomes an error result the model can read."""
+    async def _run_tool(self, call: ToolCall) -> tuple[ToolResult, Exception | None]:
+        """Run one call; any failure becomes an error result the model can read (and
+        the exception, for the trace)."""
         declared = self._lookup(call)
         if isinstance(declared, ToolResult):
-            return declared
+            return declared, None
         try:
             result = declared.invoke(call.arguments)
             if inspect.isawaitable(result):
                 result = await result
-            return ToolResult(call.call_id, declared.render(result))
+            return ToolResult(call.call_id, declared.render(result)), None
         except Exception as exc:  # a tool's failure is the model's to handle
-            return self._failed(call, exc)
+            return self._failed(call, exc), exc
+
+    async def _traced_tool(self, call: ToolCall, trace: LoopTrace | None) -> ToolResult:
+        if trace is None:
+            return (await self._run_tool(call))[0]
+        with trace.tool(call) as done:
+            result, exc = await self._run_tool(call)
+            done(result, exc)
+        return result

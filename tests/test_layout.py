@@ -31,6 +31,7 @@ DOMAIN = (
     "llmkit._deprecated",
     "llmkit._headers",
     "llmkit._logs",
+    "llmkit._otel",
     "llmkit._schema",
     "llmkit._schema_parse",
     "llmkit._validation",

@@ -388,6 +388,24 @@ class Attempt(Generic[ConnectionT]):
         return Failure(self.stage, error, events=max(before, 0))
 
 
+def _send_facts(placement: Placement[ConnectionT]) -> dict[str, str | int | bool]:
+    """What a WebSocket send of a traced call notes: where it goes and what it sends."""
+    facts: dict[str, str | int | bool] = {
+        "llmkit.connection": placement.socket.number,
+        "llmkit.connection_reused": not placement.connect,
+        "llmkit.chain": placement.kind,
+        "llmkit.input_mode": placement.plan.mode,
+        "llmkit.items_sent": placement.plan.items_sent,
+    }
+    if placement.stream_id is not None:
+        facts["llmkit.stream_id"] = placement.stream_id
+    return facts
+
+
+def _why(how: str, exc: LLMKitError) -> dict[str, str | int | bool]:
+    return {"llmkit.resend": how, "error.type": type(exc).__name__, "llmkit.reason": exc.message}
+
+
 class Turn(Generic[ConnectionT]):
     """The decisions of one turn, in the order the shell meets them.
 
@@ -485,6 +503,7 @@ class Turn(Generic[ConnectionT]):
             return False
         wait = self._gate.failed(f"{type(exc).__name__}: {exc.message}")
         logger.debug("WebSocket connect failed (%s); HTTP for %.1f s", exc.message, wait)
+        self._note("llmkit.websocket.connect_failed", {"error.type": type(exc).__name__})
         self.failure = failure
         self.over = True
         return True
@@ -494,6 +513,7 @@ class Turn(Generic[ConnectionT]):
         self.lanes.connected(placement, connection)
         self._gate.succeeded()
         logger.debug("opened WebSocket connection %d", placement.socket.number)
+        self._note("llmkit.websocket.connected", {"llmkit.connection": placement.socket.number})
 
     @contextlib.contextmanager
     def attempt(
@@ -518,6 +538,8 @@ class Turn(Generic[ConnectionT]):
             previous_response_id=placement.previous_response_id,
         )
         protocol = ResponsesProtocol(self.collector)
+        if self.collector.observer is not None:
+            self._note("llmkit.websocket.send", _send_facts(placement))
         attempt: Attempt[ConnectionT] = Attempt(
             placement, json_text(placement.frame), meter, protocol
         )
@@ -591,11 +613,13 @@ class Turn(Generic[ConnectionT]):
             verdict = self.lanes.failed(placement, exc, before_output=failure.events == 0)
             if verdict is Verdict.RESEND_WITHOUT_LANE:
                 logger.debug("resending without a lane: %s", exc.message)
+                self._note("llmkit.websocket.resend", _why("without_lane", exc))
                 placement.connect = False  # on the same, open connection
                 self._again = placement
                 return None
             if verdict is Verdict.MOVE:
                 logger.debug("moving the request to another connection: %s", exc.message)
+                self._note("llmkit.websocket.resend", _why("other_connection", exc))
                 return None
         action = decide(failure, resends_left=self._resends_left)
         if not request_scoped:
@@ -619,6 +643,11 @@ class Turn(Generic[ConnectionT]):
         else:
             where = "a new lane" if action is Action.RESEND_FULL else "reconnecting"
             logger.debug("resending with full input (%s) after: %s", where, exc.message)
+            reconnect = action is not Action.RESEND_FULL
+            self._note(
+                "llmkit.websocket.reconnect" if reconnect else "llmkit.websocket.resend",
+                _why("full_input", exc),
+            )
             self._full = True
             self._resends_left -= 1
         return None
@@ -628,7 +657,15 @@ class Turn(Generic[ConnectionT]):
         assert self.failure is not None
         reason = fallback_reason(self.failure)
         logger.debug("falling back to HTTP for one turn: %s", reason)
+        self._note("llmkit.fallback", {"llmkit.fallback_reason": reason})
         return reason
+
+    def _note(self, event: str, facts: Mapping[str, str | int | bool]) -> None:
+        """Tell the call's observer (its OpenTelemetry span) of a decision; nobody
+        watches unless the call is traced."""
+        observer = self.collector.observer
+        if observer is not None:
+            observer(event, facts)
 
     def warmup_result(self, finishes: list[Finish]) -> WarmupResult:
         """The result of a warm-up turn that yielded ``finishes``.

@@ -59,7 +59,7 @@ class AsyncResponsesModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
             turn = self._websocket.stream(
                 body, self._http_turn, started.limit, collector, started.warnings
             )
-        return AsyncStream(turn, collector)
+        return AsyncStream(started.aparts(turn), collector)
 
     def _http_turn(
         self,
@@ -75,7 +75,10 @@ class AsyncResponsesModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
         self, call: Call | str, *, output_type: Any = None, max_duration: float | None = None
     ) -> WarmupResult:
         """As `ResponsesModel.warmup`: ``generate: false`` over WebSocket, else a no-op."""
-        started = self._start(call, max_duration, encode_request, schema_of(output_type))
+        output = schema_of(output_type)
+        started = self._start(call, max_duration, encode_request, output, "warmup")
         if self._websocket is None:
-            return WarmupResult.skipped()
-        return await self._websocket.warmup(started.body, Deadline.start(started.limit))
+            return started.warmup(WarmupResult.skipped)
+        return await started.awarmup(
+            self._websocket.warmup(started.body, Deadline.start(started.limit))
+        )

@@ -61,7 +61,7 @@ class ResponsesModel(ModelBase[PayloadOpener], LanguageModel):
         self, call: Call | str, max_duration: float | None, output: OutputSchema[Any] | None
     ) -> Stream:
         started = self._start(call, max_duration, encode_request, output)
-        return Stream(self._parts(started), started.collector)
+        return Stream(started.parts(self._parts(started)), started.collector)
 
     def _parts(self, started: Started) -> Iterator[StreamPart]:
         deadline = Deadline.start(started.limit)  # when iteration starts: nothing sent before
@@ -92,7 +92,9 @@ class ResponsesModel(ModelBase[PayloadOpener], LanguageModel):
         input tokens. Over HTTP, or while WebSocket is unavailable, nothing is sent and
         the result says ``transport="http"``: a warm-up never becomes a billed generation.
         """
-        started = self._start(call, max_duration, encode_request, schema_of(output_type))
-        if self._websocket is None:
-            return WarmupResult.skipped()
-        return self._websocket.warmup(started.body, Deadline.start(started.limit))
+        output = schema_of(output_type)
+        started = self._start(call, max_duration, encode_request, output, "warmup")
+        websocket = self._websocket
+        if websocket is None:
+            return started.warmup(WarmupResult.skipped)
+        return started.warmup(lambda: websocket.warmup(started.body, Deadline.start(started.limit)))

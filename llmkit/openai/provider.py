@@ -18,6 +18,7 @@ from llmkit._headers import (
     key_from_environment,
 )
 from llmkit._logs import protect
+from llmkit._otel import Site, Telemetry
 from llmkit._version import __version__
 from llmkit.exceptions import UsageError, redact
 from llmkit.model import AsyncLanguageModel, LanguageModel
@@ -104,6 +105,10 @@ class ProviderBase(Generic[ClientT, ModelT]):
             (learned per connection from its first answer; a server that refuses or
             ignores lanes gets one response at a time, and no call fails for it).
             False: always one response at a time per connection.
+        telemetry: Where the OpenTelemetry spans and metrics of its calls go, and whether
+            they record message content (`llmkit.Telemetry`). Default: the globally
+            configured providers (with the ``llmkit[otel]`` extra), else nothing is
+            recorded.
 
     Raises:
         UsageError: an invalid combination of settings, or an invalid key or header.
@@ -130,6 +135,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         ws_cooldown_max: float = 600.0,
         ws_keepalive: float | None = 20.0,
         ws_lanes: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if websocket and not use_responses_api:
             raise UsageError(
@@ -193,6 +199,7 @@ class ProviderBase(Generic[ClientT, ModelT]):
         for route in (http_proxy, websocket_proxy):
             secrets += route.secrets if route is not None else ()
         protect(self, secrets)  # from httpcore's and websocket-client's debug logs too
+        self._site = Site(self.base_url, telemetry)  # the host and port only, for traces
         connect_timeout, read_timeout, pool_timeout = _timeouts(timeout)
         self._open(
             Wiring(
@@ -251,7 +258,9 @@ class ProviderBase(Generic[ClientT, ModelT]):
             raise closed_error()
         if not model_id:
             raise UsageError("model_id must be a non-empty string")
-        return self._model(model_id)
+        model = self._model(model_id)
+        model._site = self._site
+        return model
 
     def _model(self, model_id: str) -> ModelT:
         raise NotImplementedError  # pragma: no cover - each provider makes its models

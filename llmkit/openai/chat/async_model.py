@@ -34,11 +34,12 @@ class AsyncChatModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
             ChatProtocol(started.collector),
             started.warnings,
         )
-        return AsyncStream(turn, started.collector)
+        return AsyncStream(started.aparts(turn), started.collector)
 
     async def warmup(
         self, call: Call | str, *, output_type: Any = None, max_duration: float | None = None
     ) -> WarmupResult:
         """As `ChatModel.warmup`: validates ``call`` and sends nothing."""
-        self._start(call, max_duration, encode_chat_request, schema_of(output_type))
-        return WarmupResult.skipped()
+        output = schema_of(output_type)
+        started = self._start(call, max_duration, encode_chat_request, output, "warmup")
+        return started.warmup(WarmupResult.skipped)

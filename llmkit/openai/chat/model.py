@@ -45,7 +45,7 @@ class ChatModel(ModelBase[PayloadOpener], LanguageModel):
         self, call: Call | str, max_duration: float | None, output: OutputSchema[Any] | None
     ) -> Stream:
         started = self._start(call, max_duration, encode_chat_request, output)
-        return Stream(self._parts(started), started.collector)
+        return Stream(started.parts(self._parts(started)), started.collector)
 
     def _parts(self, started: Started) -> Iterator[StreamPart]:
         deadline = Deadline.start(started.limit)  # when iteration starts: nothing sent before
@@ -61,5 +61,6 @@ class ChatModel(ModelBase[PayloadOpener], LanguageModel):
         Like a Responses warm-up over HTTP, the result says ``transport="http"`` and
         nothing is billed.
         """
-        self._start(call, max_duration, encode_chat_request, schema_of(output_type))
-        return WarmupResult.skipped()
+        output = schema_of(output_type)
+        started = self._start(call, max_duration, encode_chat_request, output, "warmup")
+        return started.warmup(WarmupResult.skipped)
