@@ -22,13 +22,14 @@ everything else is bookkeeping under one lock:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmkit.exceptions import SteerError
+from llmkit.exceptions import SteerError, TransportError
 from llmkit.messages import UserMessage
 from llmkit.openai._encode import render_output
 from llmkit.transports.base import json_text
@@ -74,6 +75,7 @@ class SteerControl:
         self._closed = False
         self._finished = False
         self._refused: SteerError | None = None
+        self._drain: _Drain | None = None
         self._send: Callable[[str], Any] | None = None
         self._spawn: Callable[[Awaitable[Any]], None] | None = None
         self.parked = False
@@ -100,16 +102,22 @@ class SteerControl:
     # -- the caller ----------------------------------------------------------------------
 
     def steer(self, messages: tuple[UserMessage, ...]) -> None:
-        """``Stream.steer``: send now, or queue until the response has started."""
+        """``Stream.steer``: send now, or queue until the response has started.
+
+        A send that fails leaves the steer unanswered: the stream reports the broken
+        connection, and the input is `unapplied`.
+        """
         frame, send = self._submit(messages)
         if frame is not None and send is not None:
-            send(frame)
+            with contextlib.suppress(TransportError):
+                send(frame)
 
     async def asteer(self, messages: tuple[UserMessage, ...]) -> None:
         """``AsyncStream.steer``: as `steer`, the send awaited."""
         frame, send = self._submit(messages)
         if frame is not None and send is not None:
-            await send(frame)
+            with contextlib.suppress(TransportError):
+                await send(frame)
 
     def _submit(self, messages: tuple[UserMessage, ...]) -> tuple[str | None, Any]:
         with self._lock:
@@ -167,7 +175,8 @@ class SteerControl:
             if spawn is not None:
                 spawn(send(frame))
             else:
-                send(frame)
+                with contextlib.suppress(TransportError):
+                    send(frame)
         return tuple(committed)
 
     def ended(self) -> bool:
@@ -257,34 +266,46 @@ class SteerControl:
     def drain_end(self, text: str) -> bool:
         """Whether ``text`` is the last frame of an abandoned steered call's lane: a
         terminal event (or the last answer after one) with no steer left that could
-        start a successor. Read only while draining, never per streamed event."""
+        start a successor. Read only while draining, never per streamed event; it
+        counts on its own, so what the call reports (`unapplied`) stays as it ended."""
         try:
             event = json.loads(text)
         except ValueError:
             return False
-        if not isinstance(event, dict):
-            return False
-        kind = event.get("type")
+        kind = event.get("type") if isinstance(event, dict) else None
         if kind == "error":
             return True
-        steer = event.get("steer")
-        steer = steer if isinstance(steer, dict) else {}
         with self._lock:
-            if kind == "response.created":
-                self._accepted.clear()
-                self._between = False
-            elif kind == "response.steer.accepted" and self._sent:
-                taken = self._sent.pop(0)
-                taken.id = _steer_id(steer)
-                self._accepted.append(taken)
-            elif kind in ("response.steer.failed", "response.steer.pending"):
-                self._take(_steer_id(steer))
-                return self._between and not (self._sent or self._accepted)
-            elif kind in _TERMINAL:
-                if kind == "response.failed" or not (self._sent or self._accepted):
-                    return True
-                self._between = True
-            return False
+            if self._drain is None:
+                self._drain = _Drain(len(self._sent), len(self._accepted), self._between)
+            return self._drain.ends(kind)
+
+
+@dataclass(slots=True)
+class _Drain:
+    """The steers an abandoned lane may still answer or commit (counts only)."""
+
+    sent: int
+    accepted: int
+    between: bool
+
+    def ends(self, kind: Any) -> bool:
+        if kind == "response.created":
+            self.accepted, self.between = 0, False
+        elif kind == "response.steer.accepted" and self.sent:
+            self.sent -= 1
+            self.accepted += 1
+        elif kind in ("response.steer.failed", "response.steer.pending"):
+            if self.accepted:
+                self.accepted -= 1
+            elif self.sent:
+                self.sent -= 1
+            return self.between and not (self.sent or self.accepted)
+        elif kind in _TERMINAL:
+            if kind == "response.failed" or not (self.sent or self.accepted):
+                return True
+            self.between = True
+        return False
 
 
 def _steer_id(steer: Mapping[str, Any]) -> str | None:

@@ -261,11 +261,15 @@ def steerable(events: Iterable[Event], state: SteerState) -> Iterator[Event]:
     tracker = _Tracker()
     final: dict[str, Any] | None = None
     for event in events:
-        while state.acks:
-            yield state.acks.popleft()
         kind = event.get("type", "")
         if kind == "response.created":
+            # The commit point of the steers taken for this response: the answers to
+            # later ones come after it, so a client commits each steer where it applies.
             state.response_id = event["response"]["id"]
+            yield event
+            continue
+        while state.acks:
+            yield state.acks.popleft()
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             final = event["response"]
         elif state.queued and kind not in _STARTS and tracker.can_stop():

@@ -277,7 +277,7 @@ class Connection:
         if body.get("type") == "response.steer":
             await self.on_steer(body)
             return False
-        return await self.on_create(self.unpark(body), size)
+        return await self.on_create(body, size)
 
     def unpark(self, body: dict[str, Any]) -> dict[str, Any]:
         """Prepend the steer input parked for this create's parent and lane (§2.3 step 4)."""
@@ -316,7 +316,11 @@ class Connection:
         except SteerRefused as refused:
             event = failed_event(target, frame.get("input"), refused.code, refused.message)
             self.core.stats.count_steer(self.id, failed=True)
-            await self.emit(_tag(event, echo))
+            if state is None:
+                await self.emit(_tag(event, echo))
+            else:  # in order with the lane's other answers; a hold ends with it too
+                state.acks.append(event)
+                state.arrived.set()
             return
         self.core.stats.count_steer(self.id, failed=False)
         state.acks.append(accepted_event(steer.id, str(target)))
@@ -324,6 +328,7 @@ class Connection:
 
     async def on_create(self, body: dict[str, Any], size: int) -> bool:
         record = self.core.engine.record("websocket", self.id, body, size)
+        body = self.unpark(body)  # the record keeps what the client sent
         closing = self.core.faults.take_close(warmup=body.get("generate") is False)
         if closing is not None:  # a gateway that does not serve this: no event, a clean close
             self.core.engine.fail(record, "closed")
