@@ -17,6 +17,7 @@ EXPECTED = {
     "chat_vs_responses.py": "Responses (WebSocket)",
     "structured_output.py": "tool loop: 6 steps, total: 15",
     "async_agents.py": "(6 steps: full, incremental, incremental, incremental, incremental,",
+    "steer.py": "Echo: Also mention the keeper's dog",
 }
 
 

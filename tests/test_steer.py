@@ -15,16 +15,20 @@ timing in the test.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import pytest
-from loop import RESPONSES_TRANSPORTS, TRANSPORTS, Transport, provider
+from loop import RESPONSES_TRANSPORTS, TRANSPORTS, Transport, async_provider, provider
 
 import llmkit
 from llmkit.testing import ResponsesServer
 
 pytestmark = pytest.mark.timeout(60)
+
+T = TypeVar("T")
 
 WEBSOCKET = [t for t in TRANSPORTS if t == "websocket"]
 NOT_WEBSOCKET = [t for t in TRANSPORTS if t != "websocket"]
@@ -393,3 +397,97 @@ def test_steer_takes_user_messages_only(
         with pytest.raises(llmkit.UsageError, match="UserMessage"):
             stream.steer(value)  # type: ignore[arg-type]
         stream.until_done()
+
+
+# -- asyncio in its own terms: awaited steers, from another task -------------------------
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(30):
+            return await main()
+
+    return asyncio.run(bounded())
+
+
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "no-lanes"])
+def test_an_async_stream_is_steered_from_another_task(server: ResponsesServer, lanes: bool) -> None:
+    server.faults.hold_for_steer()
+
+    async def main() -> llmkit.Response:
+        async with async_provider(server, "websocket", ws_lanes=lanes) as p:
+            model = p.language_model("gpt-test")
+            first_delta = asyncio.Event()
+            async with model.stream("tell me a story") as stream:
+
+                async def steer() -> None:
+                    await first_delta.wait()
+                    await stream.steer(STEER)
+
+                task = asyncio.create_task(steer())
+                async for part in stream:
+                    if isinstance(part, llmkit.TextDelta):
+                        first_delta.set()
+                await task
+            with pytest.raises(llmkit.SteerError):
+                await stream.steer("too late")
+            return stream.response
+
+    response = run(main)
+    assert llmkit.UserMessage(STEER) in response.messages
+    assert f"Echo: {STEER}" in response.text
+    assert server.stats.generations == 2
+
+
+def test_an_async_steer_queued_before_the_start_is_sent_by_the_protocol(
+    server: ResponsesServer,
+) -> None:
+    server.faults.hold_for_steer()
+
+    async def main() -> llmkit.Response:
+        async with async_provider(server, "websocket") as p:
+            model = p.language_model("gpt-test")
+            async with model.stream("tell me a story") as stream:
+                await stream.steer(STEER)  # queued: sent in the background at created
+                return await stream.until_done()
+
+    assert f"Echo: {STEER}" in run(main).text
+
+
+def test_an_async_tool_loop_is_steered_from_another_task(server: ResponsesServer) -> None:
+    server.faults.hold_for_steer()
+
+    async def main() -> llmkit.ToolLoopResult[None]:
+        async with async_provider(server, "websocket") as p:
+            loop = llmkit.AsyncToolLoop(p.language_model("gpt-test"), [], max_steps=3)
+            first_delta = asyncio.Event()
+
+            async def steer() -> None:
+                await first_delta.wait()
+                await loop.steer(STEER)
+
+            task = asyncio.create_task(steer())
+
+            def on_part(part: llmkit.StreamPart) -> None:
+                if isinstance(part, llmkit.TextDelta):
+                    first_delta.set()
+
+            result = await loop.run("tell me a story", on_part=on_part)
+            await task
+            await loop.steer("after the end")  # no response runs: the next request takes it
+            assert loop.pending_steers == (llmkit.UserMessage("after the end"),)
+            return result
+
+    result = run(main)
+    assert llmkit.UserMessage(STEER) in result.history
+    assert f"Echo: {STEER}" in result.text
+
+
+def test_an_async_stream_over_http_refuses_steer(server: ResponsesServer) -> None:
+    async def main() -> None:
+        async with async_provider(server, "http") as p, p.language_model("m").stream("hi") as s:
+            with pytest.raises(llmkit.UsageError):
+                await s.steer(STEER)
+            await s.until_done()
+
+    run(main)
