@@ -398,7 +398,7 @@ class LanePool(Generic[ConnectionT]):
         self,
         placement: Placement[ConnectionT],
         response_id: str | None,
-        messages: Sequence[AssistantMessage | UserMessage],
+        messages: AssistantMessage | Sequence[AssistantMessage | UserMessage],
         *,
         parked: bool = False,
     ) -> None:
@@ -413,6 +413,8 @@ class LanePool(Generic[ConnectionT]):
         lane.head_id = response_id
         lane.parked = parked
         store = bool(placement.body.get("store", False))
+        if isinstance(messages, AssistantMessage):
+            messages = (messages,)
         output = [item for message in messages for item in render_output(message, store=store)]
         lane.chain = record_chain(placement.body, placement.plan, response_id, output)
 
