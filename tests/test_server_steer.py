@@ -231,3 +231,19 @@ def test_steering_is_a_websocket_frame_only(server: ResponsesServer) -> None:
         error = json.loads(ws.recv(timeout=10))
         assert error["error"]["param"] == "type"
         assert "'response.steer'" in error["error"]["message"]
+
+
+def test_a_successor_that_cannot_start_returns_the_input(server: ResponsesServer) -> None:
+    with opened(server) as ws:
+        first = started(ws, server)
+        server.faults.error_next()  # taken by the next response: the successor
+        steer(ws, first)
+        events = until(ws, "response.steer.failed")
+        assert events[-2]["type"] == "response.incomplete"
+        failed = events[-1]
+        assert failed["error"]["code"] == "successor_creation_failed"
+        assert failed["steer"]["id"] == events[0]["steer"]["id"]
+        assert failed["steer"]["input"] == [
+            {"type": "message", "role": "user", "content": "Also mention dogs"}
+        ]
+    assert [r.status for r in server.stats.requests] == ["incomplete", "successor_creation_failed"]

@@ -491,3 +491,39 @@ def test_an_async_stream_over_http_refuses_steer(server: ResponsesServer) -> Non
             await s.until_done()
 
     run(main)
+
+
+def test_a_successor_that_cannot_start_ends_the_stream_with_the_input(
+    server: ResponsesServer, model: llmkit.LanguageModel
+) -> None:
+    server.faults.hold_for_steer()
+    history: list[llmkit.Message] = [llmkit.UserMessage("tell me a story")]
+    with model.stream(llmkit.Call(history)) as stream:
+        parts = []
+        for part in stream:
+            parts.append(part)
+            if isinstance(part, llmkit.TextDelta) and len(parts) == 2:
+                server.faults.error_next()  # the successor's
+                stream.steer(STEER)
+    failed = [p for p in parts if isinstance(p, llmkit.SteerFailed)]
+    assert [f.error.code for f in failed] == ["successor_creation_failed"]
+    assert stream.unapplied_steers == (llmkit.UserMessage(STEER),)
+    response = stream.response
+    assert response.text == "Echo:" and response.messages == (response.message,)
+    next_turn_is_exact(server, model, [*history, *response.messages], response.id)
+
+
+def test_a_tool_loop_steered_at_its_last_part_takes_one_more_step(
+    server: ResponsesServer, model: llmkit.LanguageModel
+) -> None:
+    loop = llmkit.ToolLoop(model, [], max_steps=3)
+
+    def on_part(part: llmkit.StreamPart) -> None:
+        if isinstance(part, llmkit.Finish) and not loop.steps:
+            loop.steer(STEER)  # the response ended: refused by the stream, kept for next
+
+    result = loop.run("hello", on_part=on_part)
+    assert len(result.steps) == 2
+    assert result.history[2] == llmkit.UserMessage(STEER)
+    assert result.text.startswith(f"Echo: {STEER}")
+    assert result.steps[1].response.metadata.input_mode == "incremental"
