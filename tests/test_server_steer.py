@@ -11,6 +11,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from llmkit.testing import ResponsesServer
+from llmkit.testing._steer import MAX_PENDING_STEERS, SteerRefused, SteerState
 
 Event = dict[str, Any]
 END = {"response.completed", "response.incomplete", "response.failed", "error"}
@@ -212,17 +213,14 @@ def test_unknown_ended_and_unsupported_targets(server: ResponsesServer) -> None:
         until(ws, "response.completed")
 
 
-def test_too_many_pending_steers(server: ResponsesServer) -> None:
-    with opened(server) as ws:
-        first = started(ws, server)
-        for number in range(9):
-            steer(ws, first, f"steer {number}")
-        events = until(ws, "response.steer.failed")
-        assert events[-1]["error"]["code"] == "too_many_pending_steers"
-        assert events[-1]["steer"]["input"] == "steer 8"
-        successor = until(ws, "response.completed")[-1]["response"]
-        text = successor["output"][0]["content"][0]["text"]
-        assert text == "Echo: steer 7 [user=9 assistant=1 tool_outputs=0 items=10]"
+def test_too_many_pending_steers() -> None:
+    state = SteerState()
+    for number in range(MAX_PENDING_STEERS):
+        state.accept([{"type": "message", "role": "user", "content": str(number)}])
+    with pytest.raises(SteerRefused) as caught:
+        state.accept([])
+    assert caught.value.code == "too_many_pending_steers"
+    assert len(state.take()) == MAX_PENDING_STEERS and state.take() == []
 
 
 def test_steering_is_a_websocket_frame_only(server: ResponsesServer) -> None:
