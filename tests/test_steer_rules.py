@@ -341,3 +341,51 @@ def test_the_lane_records_the_steered_conversation_and_a_pending_lane_is_not_for
     again = pool.place(following)
     assert isinstance(again, Placement) and again.kind == "continue"
     assert again.frame["input"] == [following["input"][-1]]
+
+
+def test_a_server_without_steering_refusing_the_frame_leaves_the_response_running() -> None:
+    protocol, control, _ = steered_protocol()
+    feed(protocol, [created("resp_1"), *message_events("msg_1", ["Hi"])[:3]])
+    control.steer(STEER)
+    refused = event(
+        "error",
+        status=400,
+        error={
+            "type": "invalid_request_error",
+            "code": "invalid_value",
+            "message": "Invalid value: 'response.steer'. Supported values are: 'response.create'.",
+            "param": "type",
+        },
+    )
+    parts = feed(protocol, [refused])
+    assert len(parts) == 1 and isinstance(parts[0], llmkit.SteerFailed)
+    assert parts[0].error.code == "invalid_value" and parts[0].error.input == STEER
+    parts = feed(protocol, [*message_events("msg_1", ["Hi"])[3:], completed("resp_1")])
+    assert finished(protocol) and isinstance(parts[-1], llmkit.Finish)
+    with pytest.raises(llmkit.SteerError) as caught:
+        control.steer(STEER)
+    assert caught.value.code == "invalid_value"
+
+
+def test_an_error_about_the_request_still_fails_a_steered_response() -> None:
+    protocol, control, _ = steered_protocol()
+    feed(protocol, [created("resp_1")])
+    control.steer(STEER)
+    with pytest.raises(llmkit.APIError):
+        protocol.receive(event("error", error={"code": "server_error", "message": "x"}))
+    protocol, control, _ = steered_protocol()
+    feed(protocol, [created("resp_1")])  # no steer sent: a "type" error is the response's
+    with pytest.raises(llmkit.APIError):
+        protocol.receive(event("error", error={"code": "x", "message": "x", "param": "type"}))
+
+
+def test_a_refused_frame_answering_the_last_steer_after_the_end_ends_the_call() -> None:
+    protocol, control, _ = steered_protocol()
+    feed(protocol, [created("resp_1")])
+    control.steer(STEER)
+    assert feed(protocol, [completed("resp_1")]) == []
+    parts = protocol.receive(event("error", error={"message": "no", "param": "type"}))
+    assert (
+        isinstance(parts[0], llmkit.SteerFailed) and parts[0].error.code == "steering_not_supported"
+    )
+    assert finished(protocol) and isinstance(parts[-1], llmkit.Finish)

@@ -122,7 +122,7 @@ class SteerControl:
     def _submit(self, messages: tuple[UserMessage, ...]) -> tuple[str | None, Any]:
         with self._lock:
             if self._refused is not None:
-                raise SteerError(self._refused.message, input=messages, code=NOT_SUPPORTED)
+                raise SteerError(self._refused.message, input=messages, code=self._refused.code)
             if self._closed:
                 raise SteerError(
                     "the response already ended: steer() applies to a running response; "
@@ -192,6 +192,12 @@ class SteerControl:
             return False
 
     @property
+    def unanswered(self) -> bool:
+        """Whether a sent steer has no answer yet."""
+        with self._lock:
+            return bool(self._sent)
+
+    @property
     def outstanding(self) -> bool:
         """Whether a steer is unanswered, or accepted and not yet committed."""
         with self._lock:
@@ -214,9 +220,12 @@ class SteerControl:
                 taken.id = _steer_id(steer)
                 self._accepted.append(taken)
 
-    def failed(self, steer: Mapping[str, Any], error: Mapping[str, Any]) -> SteerError:
+    def failed(
+        self, steer: Mapping[str, Any], error: Mapping[str, Any], *, refuse: bool = False
+    ) -> SteerError:
         """``response.steer.failed``: the steer it names (by id, else the oldest
-        unanswered one) is dropped; its input comes back on the error."""
+        unanswered one) is dropped; its input comes back on the error. ``refuse``: the
+        server does not know steering at all (later steers are refused at once)."""
         code = error.get("code") if isinstance(error.get("code"), str) else None
         message = error.get("message")
         text = message if isinstance(message, str) and message else "the steer was not applied"
@@ -225,7 +234,7 @@ class SteerControl:
             messages = taken.messages if taken is not None else ()
             self._failed += messages
             refusal = SteerError(text, input=messages, code=code)
-            if code == NOT_SUPPORTED:
+            if code == NOT_SUPPORTED or refuse:
                 self._refused = refusal
             return refusal
 

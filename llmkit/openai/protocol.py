@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, assert_never
 
 from llmkit._core.protocol import ProtocolBase, State
-from llmkit.exceptions import IncompleteStream, ProtocolError
+from llmkit.exceptions import APIError, IncompleteStream, ProtocolError
 from llmkit.messages import ProviderItemPart, ToolCall, Usage
 from llmkit.openai import wire
 from llmkit.openai._protocol import (
@@ -192,7 +192,7 @@ class ResponsesProtocol(ProtocolBase):
             case wire.LifecycleEvent():
                 return self._on_lifecycle(event)
             case wire.ErrorEvent():
-                self._fail(error_from_event(event), Usage())
+                return self._on_error(error_from_event(event))
             case wire.WebSocketOnlyEvent():
                 return self._on_steer(event) if self.steering is not None else []
             case (
@@ -462,6 +462,20 @@ class ResponsesProtocol(ProtocolBase):
         self._items = {}
         self._tool_calls = 0
         return [Steered(committed, previous, response.id, held.usage)]
+
+    def _on_error(self, error: APIError) -> list[StreamPart]:
+        """An ``error`` event ends the response, unless it refuses a steer frame itself:
+        a server without steering names the frame's ``type`` (the response goes on)."""
+        steering = self.steering
+        if steering is None or error.param != "type" or not steering.unanswered:
+            self._fail(error, self._spent)
+        code = error.code or "steering_not_supported"
+        refusal = steering.failed({}, {"code": code, "message": error.message}, refuse=True)
+        parts: list[StreamPart] = [SteerFailed(refusal)]
+        if self._held is not None and steering.settle():
+            held, self._held = self._held, None
+            return parts + self._end(held)
+        return parts
 
     def _on_steer(self, event: wire.WebSocketOnlyEvent) -> list[StreamPart]:
         """``response.steer.*``: an answer to a steer of this call."""
