@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from llmkit.exceptions import SteerError
 from llmkit.messages import (
     FinishReason,
     ProviderItemPart,
@@ -18,6 +19,7 @@ from llmkit.messages import (
     SourcePart,
     ToolCall,
     Usage,
+    UserMessage,
 )
 
 
@@ -127,6 +129,44 @@ class CompactionStart:
 
 
 @dataclass(frozen=True, slots=True)
+class Steered:
+    """Steering took effect (``Stream.steer``, WebSocket mode): the response
+    ``previous_response_id`` stopped (or completed) and the server started
+    ``response_id``, which sees ``input`` after everything before this part. The parts
+    that follow belong to that successor; `Response.messages` puts ``input`` here.
+    ``usage`` is what the stopped response used (the final `Finish` counts it too)."""
+
+    input: tuple[UserMessage, ...]
+    previous_response_id: str | None
+    response_id: str | None
+    usage: Usage = field(default_factory=Usage)
+    type: Literal["steered"] = field(default="steered", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SteerPending:
+    """The response ended waiting for tool output, and the server keeps the steer
+    ``input`` queued: it prepends it to the next request of this conversation on the
+    same connection (the tool results). `Response.messages` ends with ``input``, so a
+    history extended by them (and then the tool results) is what the server holds;
+    never send ``input`` again. ``required`` names the tool calls (``call_id``) the
+    server waits for."""
+
+    input: tuple[UserMessage, ...]
+    required: tuple[str, ...] = ()
+    type: Literal["steer_pending"] = field(default="steer_pending", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SteerFailed:
+    """A steer the server did not apply; ``error.input`` carries the input back (and
+    `Stream.unapplied_steers` keeps it) so it can go with the next request."""
+
+    error: SteerError
+    type: Literal["steer_failed"] = field(default="steer_failed", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The response reached a terminal event."""
 
@@ -151,5 +191,8 @@ StreamPart: TypeAlias = (
     | SourcePart
     | ProviderItemPart
     | CompactionStart
+    | Steered
+    | SteerPending
+    | SteerFailed
     | Finish
 )

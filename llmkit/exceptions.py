@@ -16,7 +16,8 @@ LLMKitError
 │   │   ├── NotFoundError            404
 │   │   ├── RateLimitError           429
 │   │   └── InternalServerError      >= 500
-│   └── ResponseFailed    response.failed, or an error event without a status
+│   ├── ResponseFailed    response.failed, or an error event without a status
+│   └── SteerError        a steer the server did not apply; .input carries it back
 └── ProtocolError         the event stream broke the protocol (sans-I/O)
     └── IncompleteStream  the stream ended before a terminal event
 ```
@@ -36,7 +37,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmkit.messages import Response
+    from llmkit.messages import Response, UserMessage
 
 __all__ = [
     "APIError",
@@ -353,6 +354,29 @@ class ResponseFailed(APIError):
     The model may have run and been billed: this is never replayed automatically.
     ``partial`` holds the output that arrived before the failure.
     """
+
+
+class SteerError(APIError):
+    """A steer (``Stream.steer``) the server did not apply, or that cannot be sent.
+
+    ``input`` is the user input given to ``steer()``, as messages, so nothing the user
+    typed is lost: send it with the next request. ``code`` is the server's
+    (``steering_not_supported``, ``response_already_completed``, ``invalid_input``,
+    ``too_many_pending_steers``, ``response_not_found``, ``response_not_active``,
+    ``successor_creation_failed``) or llmkit's own ``response_already_completed`` for a
+    steer given after the stream's response ended.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        input: tuple[UserMessage, ...] = (),
+        code: str | None = None,
+        partial: Response | None = None,
+    ) -> None:
+        super().__init__(message, code=code, partial=partial, retryable=False)
+        self.input = input
 
 
 class ProtocolError(LLMKitError):

@@ -423,6 +423,9 @@ class Response:
     usage: Usage = field(default_factory=Usage)
     metadata: ResponseMetadata = field(default_factory=ResponseMetadata)
     warnings: tuple[str, ...] = ()
+    steered: tuple[tuple[int, UserMessage], ...] = ()
+    """User input that steering put into this answer (WebSocket mode): each message
+    with the number of ``content`` parts before it. `messages` places them."""
 
     @property
     def id(self) -> str | None:
@@ -452,8 +455,27 @@ class Response:
 
     @property
     def message(self) -> AssistantMessage:
-        """This answer as an assistant message, to append to the history."""
+        """Everything the model said, as one assistant message. For a steered answer
+        append `messages` to the history instead."""
         return AssistantMessage(self.content)
+
+    @property
+    def messages(self) -> tuple[AssistantMessage | UserMessage, ...]:
+        """This answer as the messages to append to the history: ``(message,)``, or,
+        when it was steered, the assistant's parts split around the steer input, in the
+        order the server holds them (so the next request extends its chain)."""
+        if not self.steered:
+            return (self.message,)
+        messages: list[AssistantMessage | UserMessage] = []
+        start = 0
+        for position, user in self.steered:
+            if position > start:
+                messages.append(AssistantMessage(self.content[start:position]))
+            messages.append(user)
+            start = max(start, position)
+        if start < len(self.content):
+            messages.append(AssistantMessage(self.content[start:]))
+        return tuple(messages)
 
 
 T = TypeVar("T")

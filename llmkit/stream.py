@@ -20,9 +20,17 @@ same stream, whose end parses the answer once (``llmkit._schema_parse``) and who
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeAlias, TypeVar, assert_never
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, assert_never
 
 from llmkit._closing import AsyncClosing, Closing
 from llmkit._parts import (
@@ -31,6 +39,9 @@ from llmkit._parts import (
     ReasoningDelta,
     ReasoningEnd,
     ReasoningStart,
+    Steered,
+    SteerFailed,
+    SteerPending,
     StreamPart,
     TextDelta,
     TextEnd,
@@ -54,6 +65,7 @@ from llmkit.messages import (
     SourcePart,
     TextPart,
     ToolCall,
+    UserMessage,
 )
 
 __all__ = [
@@ -66,6 +78,10 @@ __all__ = [
     "ReasoningDelta",
     "ReasoningEnd",
     "ReasoningStart",
+    "SteerFailed",
+    "SteerHandle",
+    "SteerPending",
+    "Steered",
     "Stream",
     "StreamPart",
     "TextDelta",
@@ -78,6 +94,7 @@ __all__ = [
     "aparsed",
     "collect",
     "parsed",
+    "steer_input",
 ]
 
 T = TypeVar("T")
@@ -127,7 +144,15 @@ class Collector:
     and reasoning parts appear with what arrived so far.
     """
 
-    __slots__ = ("_finish", "_open_reasoning", "_open_text", "_slots", "_warnings", "observer")
+    __slots__ = (
+        "_finish",
+        "_open_reasoning",
+        "_open_text",
+        "_slots",
+        "_steered",
+        "_warnings",
+        "observer",
+    )
 
     def __init__(self) -> None:
         self.observer: Observer | None = None
@@ -135,6 +160,7 @@ class Collector:
         transport's decisions (reconnects, resends, fallbacks); None: nobody, nothing
         is noted."""
         self._slots: list[_Slot] = []
+        self._steered: list[tuple[int, UserMessage]] = []
         self._open_text: dict[str | None, int] = {}
         self._open_reasoning: dict[str | None, int] = {}
         self._warnings: list[str] = []
@@ -174,14 +200,24 @@ class Collector:
                 self._slots[index] = slot_r.part(part)
             case ToolInputStart() | ToolInputDelta() | ToolInputEnd() | CompactionStart():
                 pass  # the ToolCall (ProviderItemPart) that follows carries the whole item
+
             case ToolCall() | SourcePart() | ProviderItemPart():
                 self._slots.append(part)
-            case Warnings():
-                self._warnings.extend(part.warnings)
+            case Warnings() | Steered() | SteerPending() | SteerFailed():
+                self._note(part)
             case Finish():
                 self._finish = part
             case _:
                 assert_never(part)
+
+    def _note(self, part: Warnings | Steered | SteerPending | SteerFailed) -> None:
+        """Parts that are no content: warnings, and steer input that is now in the
+        conversation, where the server put it (a failed steer's is not in it:
+        `Stream.unapplied_steers`)."""
+        if isinstance(part, Warnings):
+            self._warnings.extend(part.warnings)
+        elif not isinstance(part, SteerFailed):
+            self._steered += [(len(self._slots), message) for message in part.input]
 
     def add_text_delta(self, part: TextDelta) -> None:
         """`add` for a `TextDelta`, without the dispatch (the hot path of every stream)."""
@@ -256,6 +292,7 @@ class Collector:
                 finish_reason=FinishReason.UNKNOWN,
                 metadata=metadata or ResponseMetadata(),
                 warnings=tuple(self._warnings),
+                steered=tuple(self._steered),
             )
         return Response(
             content=tuple(content),
@@ -263,6 +300,7 @@ class Collector:
             usage=finish.usage,
             metadata=metadata or finish.metadata,
             warnings=tuple(self._warnings),
+            steered=tuple(self._steered),
         )
 
 
@@ -289,6 +327,44 @@ def collect(parts: Iterable[StreamPart]) -> Response:
     return collector.build()
 
 
+SteerInput: TypeAlias = "str | UserMessage | Sequence[UserMessage]"
+_NOT_STEERABLE = (
+    "steer() needs a running response over WebSocket mode (Provider(use_responses_api=True, "
+    "websocket=True)); this stream is over HTTP or Chat Completions"
+)
+
+
+def steer_input(value: Any) -> tuple[UserMessage, ...]:
+    """The input of ``steer()`` as user messages: a string is one, a `UserMessage` one,
+    a sequence of them as given (text, images, files; never tool results).
+
+    Raises:
+        UsageError: anything else, or an empty sequence.
+    """
+    if isinstance(value, str):
+        return (UserMessage(value),)
+    if isinstance(value, UserMessage):
+        return (value,)
+    if isinstance(value, Sequence) and value and all(isinstance(m, UserMessage) for m in value):
+        return tuple(value)
+    raise UsageError(
+        f"steer() takes a str, a UserMessage or a non-empty sequence of UserMessage, not "
+        f"{type(value).__name__}{' (empty)' if isinstance(value, Sequence) else ''}: steering "
+        "adds user input only (no tool results)"
+    )
+
+
+class SteerHandle(Protocol):
+    """What a stream's producer gives it for ``steer()`` (WebSocket mode only)."""
+
+    def steer(self, messages: tuple[UserMessage, ...]) -> None: ...
+
+    async def asteer(self, messages: tuple[UserMessage, ...]) -> None: ...
+
+    @property
+    def unapplied(self) -> tuple[UserMessage, ...]: ...
+
+
 class _Folded:
     """What `Stream` and `AsyncStream` share: the collector, and what an ending does.
 
@@ -296,12 +372,27 @@ class _Folded:
     reads it; without one it folds the parts it hands out itself.
     """
 
-    __slots__ = ("_collector", "_done", "_folds")
+    __slots__ = ("_collector", "_done", "_folds", "_steering")
 
     def __init__(self, collector: Collector | None) -> None:
         self._folds = collector is None
         self._collector = Collector() if collector is None else collector
         self._done = False
+        self._steering: SteerHandle | None = None
+        """Set by a WebSocket model: where ``steer()`` goes."""
+
+    def _steer_handle(self, value: Any) -> tuple[SteerHandle, tuple[UserMessage, ...]]:
+        messages = steer_input(value)
+        if self._steering is None:
+            raise UsageError(_NOT_STEERABLE)
+        return self._steering, messages
+
+    @property
+    def unapplied_steers(self) -> tuple[UserMessage, ...]:
+        """Input given to ``steer()`` that is not in the conversation: refused
+        (`SteerFailed`), never sent, or lost with the connection. Send it with the next
+        request (`ToolLoop` does); it is never in `Response.messages`."""
+        return () if self._steering is None else self._steering.unapplied
 
     def _ended(self, exc: BaseException) -> None:
         """The producer stopped with ``exc``; an `LLMKitError` gets the partial response."""
@@ -360,6 +451,24 @@ class Stream(_Folded, Closing):
             self._collector.add(part)
         return part
 
+    def steer(self, input: SteerInput) -> None:
+        """Add user input to the running response (WebSocket mode, models that steer).
+
+        Queued until the response has started, then sent as ``response.steer``; the
+        stream goes on through the steered response and the successor the server starts
+        with the input (`Steered`), or ends waiting for tool output (`SteerPending`).
+        `Response.messages` then hold the history as the server holds it. Safe from
+        another thread. A refused steer arrives as a `SteerFailed` part.
+
+        Raises:
+            UsageError: not a WebSocket stream (HTTP, Chat Completions), or ``input`` is
+                not user messages.
+            SteerError: the response already ended, or the model does not steer
+                (``steering_not_supported`` learned earlier); ``.input`` carries it back.
+        """
+        handle, messages = self._steer_handle(input)
+        handle.steer(messages)
+
     def close(self) -> None:
         """Stop the stream and release what it holds. Safe to call more than once."""
         close = getattr(self._parts, "close", None)
@@ -407,6 +516,11 @@ class AsyncStream(_Folded, AsyncClosing):
         if self._folds:
             self._collector.add(part)
         return part
+
+    async def steer(self, input: SteerInput) -> None:
+        """As `Stream.steer`, awaited (safe from another task of the same event loop)."""
+        handle, messages = self._steer_handle(input)
+        await handle.asteer(messages)
 
     async def aclose(self) -> None:
         """Stop the stream and release what it holds. Safe to call more than once."""
@@ -546,13 +660,13 @@ class AsyncParsedStream(AsyncStream, Generic[T]):
 def parsed(stream: Stream, output: OutputSchema[T]) -> ParsedStream[T]:
     """``stream`` as the `ParsedStream` of ``output``: its producer and collector taken
     over (``stream`` itself is never iterated), so no part pays for a second hop."""
-    if stream._folds:
-        return ParsedStream(stream._parts, output)
-    return ParsedStream(stream._parts, output, stream._collector)
+    result = ParsedStream(stream._parts, output, None if stream._folds else stream._collector)
+    result._steering = stream._steering
+    return result
 
 
 def aparsed(stream: AsyncStream, output: OutputSchema[T]) -> AsyncParsedStream[T]:
     """`parsed` for an `AsyncStream`."""
-    if stream._folds:
-        return AsyncParsedStream(stream._parts, output)
-    return AsyncParsedStream(stream._parts, output, stream._collector)
+    result = AsyncParsedStream(stream._parts, output, None if stream._folds else stream._collector)
+    result._steering = stream._steering
+    return result

@@ -11,11 +11,15 @@ result = loop.run("What is 1 + 2 + 3?")
 print(result.text)
 ```
 
-Each step appends ``response.message`` and the tool results to the history, exactly as
+Each step appends ``response.messages`` and the tool results to the history, exactly as
 hand-written agent code would, so over WebSocket every step after the first sends only
-the new items. A tool that raises gives the model an error result instead of ending the
-loop. The loop's state (`ToolLoop.history`, `ToolLoop.steps`) stays readable after an
-exception, which carries the failed step's partial response as usual.
+the new items. ``loop.steer(text)`` (from another thread or task) adds user input while
+the loop runs: to the running response (WebSocket mode, `Stream.steer`), whose steered
+history the loop keeps as the server holds it; else, or when the server refuses it, to
+the next request (a finished answer then gets one more step). A tool that raises gives
+the model an error result instead of ending the loop. The loop's state
+(`ToolLoop.history`, `ToolLoop.steps`) stays readable after an exception, which carries
+the failed step's partial response as usual.
 
 ``ToolLoop(model, tools, output_type=T)`` asks for structured output on every step (so
 the requests of a conversation stay equal but for their input, and WebSocket mode keeps
@@ -30,6 +34,7 @@ import dataclasses
 import inspect
 import json
 import reprlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +49,7 @@ from llmkit._otel import LoopTrace, loop_trace
 from llmkit._schema import OutputSchema
 from llmkit._schema_parse import parse_response
 from llmkit._validation import describe_validation_error, is_sequence
-from llmkit.exceptions import UsageError
+from llmkit.exceptions import SteerError, UsageError
 from llmkit.messages import (
     Call,
     FunctionTool,
@@ -55,10 +60,11 @@ from llmkit.messages import (
     ToolCall,
     ToolMessage,
     ToolResult,
+    UserMessage,
     WarmupResult,
 )
 from llmkit.model import AsyncLanguageModel, LanguageModel, schema_of
-from llmkit.stream import StreamPart
+from llmkit.stream import AsyncStream, SteerInput, Stream, StreamPart, steer_input
 
 __all__ = [
     "AsyncToolLoop",
@@ -301,6 +307,35 @@ class _ToolLoopBase(Generic[ModelT, OutT]):
             self.tools[declared.name] = declared
         self.history: list[Message] = []
         self.steps: list[ToolLoopStep] = []
+        self._steer_lock = threading.Lock()
+        self._steers: list[UserMessage] = []
+        """Steer input for the next request (no response was running, or it was not
+        applied to the running one)."""
+        self._running: Stream | AsyncStream | None = None
+
+    @property
+    def pending_steers(self) -> tuple[UserMessage, ...]:
+        """Steer input that goes with the next request (kept when `run` raised)."""
+        with self._steer_lock:
+            return tuple(self._steers)
+
+    def _steer_later(self, messages: Sequence[UserMessage]) -> None:
+        with self._steer_lock:
+            self._steers += messages
+
+    def _next_input(self) -> None:
+        """Before a request: steer input waiting for it joins the history."""
+        with self._steer_lock:
+            self.history += self._steers
+            self._steers.clear()
+
+    def _running_stream(self, stream: Stream | AsyncStream | None) -> None:
+        """The step's stream starts (``stream``) or ends (None): what it did not apply
+        goes to the next request."""
+        with self._steer_lock:
+            if stream is None and self._running is not None:
+                self._steers += self._running.unapplied_steers
+            self._running = stream
 
     def _accept(self, declared: CallableTool) -> None:
         """Refuse a tool this loop cannot run (a sync loop cannot await)."""
@@ -349,15 +384,17 @@ class _ToolLoopBase(Generic[ModelT, OutT]):
         started: float,
         on_step: Callable[[ToolLoopStep], object] | None,
     ) -> bool:
-        """Append one step to the history and the steps; whether the loop is finished."""
-        self.history.append(response.message)
+        """Append one step to the history and the steps; whether the loop is finished
+        (no tool call, and no steer input waiting for an answer)."""
+        self.history += response.messages
         if results:
             self.history.append(ToolMessage(results))
         step = ToolLoopStep(number, response, results, time.perf_counter() - started)
         self.steps.append(step)
         if on_step is not None:
             on_step(step)
-        return not response.tool_calls
+        with self._steer_lock:
+            return not response.tool_calls and not self._steers
 
     def _result(
         self, response: Response | None, warmed: WarmupResult | None
@@ -482,6 +519,7 @@ class ToolLoop(_ToolLoopBase[LanguageModel, OutT]):
         )
         response: Response | None = None
         for number in range(1, self.max_steps + 1):
+            self._next_input()
             response = self._respond(step_call(), on_part)
             started = time.perf_counter()
             if trace is None:
@@ -493,14 +531,38 @@ class ToolLoop(_ToolLoopBase[LanguageModel, OutT]):
                 break
         return self._result(response, warmed)
 
+    def steer(self, input: SteerInput) -> None:
+        """Add user input while the loop runs; safe from any thread.
+
+        It goes to the running response when there is one (WebSocket mode:
+        `Stream.steer`), else, or when the server does not apply it, with the next
+        request. Either way the history stays what the server holds.
+
+        Raises:
+            UsageError: ``input`` is not user messages.
+        """
+        messages = steer_input(input)
+        with self._steer_lock:
+            stream = self._running
+            if isinstance(stream, Stream):
+                try:
+                    stream.steer(messages)
+                except (SteerError, UsageError):
+                    pass  # ended, refused, or no WebSocket: the next request takes it
+                else:
+                    return
+            self._steers += messages
+
     def _respond(self, call: Call, on_part: Callable[[StreamPart], object] | None) -> Response:
-        if on_part is None and self._output is None:
-            return self.model.generate(call)
         # The schema goes out on every step; only the final answer is parsed (`_result`).
         with self.model._stream(call, None, self._output) as stream:
-            for part in stream:
-                if on_part is not None:
-                    on_part(part)
+            self._running_stream(stream)
+            try:
+                for part in stream:
+                    if on_part is not None:
+                        on_part(part)
+            finally:
+                self._running_stream(None)
             return stream.response
 
     def _run_tool(self, call: ToolCall) -> tuple[ToolResult, Exception | None]:
@@ -599,6 +661,7 @@ class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel, OutT]):
         )
         response: Response | None = None
         for number in range(1, self.max_steps + 1):
+            self._next_input()
             response = await self._respond(step_call(), on_part)
             started = time.perf_counter()
             if trace is not None:
@@ -608,15 +671,31 @@ class AsyncToolLoop(_ToolLoopBase[AsyncLanguageModel, OutT]):
                 break
         return self._result(response, warmed)
 
+    async def steer(self, input: SteerInput) -> None:
+        """As `ToolLoop.steer`, awaited; safe from any task of the loop's event loop."""
+        messages = steer_input(input)
+        with self._steer_lock:
+            stream = self._running
+        if isinstance(stream, AsyncStream):
+            try:
+                await stream.steer(messages)
+            except (SteerError, UsageError):
+                pass  # ended, refused, or no WebSocket: the next request takes it
+            else:
+                return
+        self._steer_later(messages)
+
     async def _respond(
         self, call: Call, on_part: Callable[[StreamPart], object] | None
     ) -> Response:
-        if on_part is None and self._output is None:
-            return await self.model.generate(call)
         async with self.model._stream(call, None, self._output) as stream:
-            async for part in stream:
-                if on_part is not None:
-                    on_part(part)
+            self._running_stream(stream)
+            try:
+                async for part in stream:
+                    if on_part is not None:
+                        on_part(part)
+            finally:
+                self._running_stream(None)
             return stream.response
 
     async def _run_tool(self, call: ToolCall) -> tuple[ToolResult, Exception | None]:

@@ -28,7 +28,7 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
 
     Settings a test changes (`ttft`, `token_delay`, `cost_per_input_token`,
     `keepalive_interval`, `max_connection_age`, `api_key`, the `ws_*` lane, ping and
-    gateway settings, `record_bodies`) are restored afterwards.
+    gateway settings, `record_bodies`, `steering`) are restored afterwards.
     """
     server_session.reset()
     yield server_session
@@ -48,4 +48,5 @@ def server(server_session: ResponsesServer) -> Iterator[ResponsesServer]:
     server_session.ws_pong_timeout = None
     server_session.ws_fake_warmups = False
     server_session.record_bodies = False
+    server_session.steering = True
     server_session.reset()

@@ -55,7 +55,11 @@ class PortalModel(llmkit.LanguageModel):
     def _stream(
         self, call: llmkit.Call | str, max_duration: float | None, output: OutputSchema[Any] | None
     ) -> llmkit.Stream:
-        return llmkit.Stream(self._pull(self.model._stream(call, max_duration, output)))
+        stream = self.model._stream(call, max_duration, output)
+        pulled = llmkit.Stream(self._pull(stream))
+        if stream._steering is not None:
+            pulled._steering = PortalSteer(stream, self._portal)
+        return pulled
 
     @overload
     def stream(
@@ -81,8 +85,12 @@ class PortalModel(llmkit.LanguageModel):
             call, output_type=output_type, max_duration=max_duration
         )
         if isinstance(stream, llmkit.AsyncParsedStream):
-            return PortalParsedStream(self._pull(stream), stream)
-        return llmkit.Stream(self._pull(stream))
+            pulled: llmkit.Stream = PortalParsedStream(self._pull(stream), stream)
+        else:
+            pulled = llmkit.Stream(self._pull(stream))
+        if stream._steering is not None:
+            pulled._steering = PortalSteer(stream, self._portal)
+        return pulled
 
     def _pull(self, stream: llmkit.AsyncStream) -> Iterator[llmkit.StreamPart]:
         try:
@@ -128,6 +136,24 @@ class PortalModel(llmkit.LanguageModel):
 
     def __repr__(self) -> str:
         return repr(self.model)
+
+
+class PortalSteer:
+    """``steer()`` of a pulled stream: the async stream's own, awaited on the portal."""
+
+    def __init__(self, stream: llmkit.AsyncStream, portal: Portal) -> None:
+        self._stream = stream
+        self._portal = portal
+
+    def steer(self, messages: tuple[llmkit.UserMessage, ...]) -> None:
+        self._portal.call(self._stream.steer(messages))
+
+    async def asteer(self, messages: tuple[llmkit.UserMessage, ...]) -> None:
+        raise AssertionError("a pulled stream is steered with steer()")
+
+    @property
+    def unapplied(self) -> tuple[llmkit.UserMessage, ...]:
+        return self._stream.unapplied_steers
 
 
 class PortalParsedStream(llmkit.ParsedStream[Any]):

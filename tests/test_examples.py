@@ -18,6 +18,7 @@ EXPECTED = {
     "structured_output.py": "tool loop: 6 steps, total: 15",
     "async_agents.py": "(6 steps: full, incremental, incremental, incremental, incremental,",
     "otel.py": "invoke_agent ToolLoop",
+    "steer.py": "Echo: Also mention the keeper's dog",
 }
 
 

@@ -49,6 +49,7 @@ PURE_RESPONSES = (
     "llmkit.openai._recovery",
     "llmkit.openai._session",
     "llmkit.openai._lanes",
+    "llmkit.openai._steer",
     "llmkit.openai.options",
 )
 PURE_CHAT = (

@@ -11,7 +11,8 @@ room or a connect gives its placement back, so the next call is correct.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -24,6 +25,7 @@ from llmkit.messages import WarmupResult
 from llmkit.openai._lanes import Placement
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import CooldownGate, Lanes, Turn
+from llmkit.openai._steer import SteerControl
 from llmkit.stream import Collector, Finish, StreamPart
 from llmkit.transports.base import AsyncConnection, AsyncConnectionOpener
 
@@ -63,31 +65,37 @@ class AsyncWebSocketSession:
         max_duration: float | None,
         collector: Collector,
         warnings: tuple[str, ...] = (),
+        steering: SteerControl | None = None,
     ) -> AsyncGenerator[StreamPart, None]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started.
 
         ``max_duration`` starts the call's deadline when iteration starts; it bounds
         every wait: for room, connect, each frame, the HTTP fallback. The call's
         ``warnings`` come first; every attempt, and the HTTP fallback, folds into the
-        call's ``collector``.
+        call's ``collector``. ``steering``: as for `WebSocketSession.stream`.
         """
-        for part in opening(collector, warnings):
-            yield part
-        deadline = Deadline.start(max_duration)
-        if self._gate.active():
-            async with aclosing(http(body, self._gate.reason, deadline, collector)) as parts:
-                async for part in parts:
-                    yield part
-            return
-        turn = self._turn(body, warmup=False, collector=collector)
-        async with aclosing(self._attempts(turn, deadline)) as parts:
-            async for part in parts:
+        try:
+            for part in opening(collector, warnings):
                 yield part
-        if turn.failure is not None:
-            reason = turn.fallback_reason()
-            async with aclosing(http(body, reason, deadline, collector)) as parts:
+            deadline = Deadline.start(max_duration)
+            if self._gate.active():
+                reason = self._gate.reason
+                async with aclosing(http(body, reason, deadline, collector)) as parts:
+                    async for part in parts:
+                        yield part
+                return
+            turn = self._turn(body, warmup=False, collector=collector, steering=steering)
+            async with aclosing(self._attempts(turn, deadline)) as parts:
                 async for part in parts:
                     yield part
+            if turn.failure is not None:
+                reason = turn.fallback_reason()
+                async with aclosing(http(body, reason, deadline, collector)) as parts:
+                    async for part in parts:
+                        yield part
+        finally:
+            if steering is not None:
+                steering.finish()
 
     async def warmup(self, body: JSON, deadline: Deadline | None = None) -> WarmupResult:
         """Send ``body`` with ``generate: false``; its response becomes the lane's head."""
@@ -107,11 +115,18 @@ class AsyncWebSocketSession:
         """Close every connection."""
         self._lanes.close()
 
-    def _turn(self, body: JSON, *, warmup: bool, collector: Collector) -> Turn[AsyncConnection]:
+    def _turn(
+        self,
+        body: JSON,
+        *,
+        warmup: bool,
+        collector: Collector,
+        steering: SteerControl | None = None,
+    ) -> Turn[AsyncConnection]:
         self.loop = bind_loop(self.loop)
         return Turn(
             self._lanes, body, warmup=warmup, max_age=self._max_age, gate=self._gate,
-            collector=collector,
+            collector=collector, steering=steering,
         )  # fmt: skip
 
     async def _attempts(
@@ -127,6 +142,8 @@ class AsyncWebSocketSession:
             with turn.attempt(placement, connection) as attempt:
                 assert attempt.end is not None
                 payloads = connection.receive(placement.stream_id, deadline, attempt.end)
+                if turn.steering is not None:
+                    turn.steering.bind_async(connection.send_text, _background)
                 payloads.sent(await connection.send_text(attempt.text))
                 attempt.sent(payloads)
                 parts = arun_protocol(payloads, attempt.meter, attempt.protocol)
@@ -188,3 +205,19 @@ class AsyncWebSocketSession:
             raise
         turn.connected(placement, connection)
         return connection
+
+
+_SENDING: set[asyncio.Task[Any]] = set()
+
+
+def _background(send: Awaitable[Any]) -> None:
+    """Run a steer's send (started by the protocol at ``response.created``) as a task;
+    a failed send fails the connection, which the stream reports."""
+
+    async def sending() -> None:
+        with contextlib.suppress(LLMKitError):
+            await send
+
+    task = asyncio.get_running_loop().create_task(sending())
+    _SENDING.add(task)
+    task.add_done_callback(_SENDING.discard)

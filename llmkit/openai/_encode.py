@@ -123,8 +123,9 @@ def encode_input(
     return items
 
 
-def render_output(message: AssistantMessage, *, store: bool) -> list[JSON]:
-    """A response's message as the input items a later full request would carry."""
+def render_output(message: AssistantMessage | UserMessage, *, store: bool) -> list[JSON]:
+    """A response's message (or steer input) as the input items a later full request
+    would carry."""
     return encode_input([message], ResponsesOptions(store=store), [])
 
 

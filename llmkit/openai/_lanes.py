@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
-from llmkit.messages import AssistantMessage
+from llmkit.messages import AssistantMessage, UserMessage
 from llmkit.openai._chain import Chain, Continuation, Plan, continuation, plan_request, record_chain
 from llmkit.openai._encode import render_output
 
@@ -74,10 +74,14 @@ class Lane:
     current: Placement[Any] | None = None
     """The response placed on this lane and not yet ended (None: idle)."""
     last_used: int = 0
+    parked: bool = False
+    """The server keeps steer input for the head's next create on this lane only
+    (``response.steer.pending``): a call extending the head waits for it, never forks."""
 
     def forget(self) -> None:
         self.chain = None
         self.head_id = None
+        self.parked = False
 
 
 @dataclass(eq=False, slots=True)
@@ -264,6 +268,8 @@ class LanePool(Generic[ConnectionT]):
                     return _Choice(socket, lane, continued, "continue", 0)
                 return Wait(f"WebSocket connection {socket.number} is at its in-flight limit")
             fresh = self._fresh(socket) if socket.capability == "lanes" else False
+            if lane.parked:
+                return Wait(f"lane {lane.stream_id} holds steer input for its next request")
             if fresh is not False:
                 if socket.in_flight < self._capacity(socket):
                     return _Choice(socket, fresh, continued, "fork", 1)
@@ -392,15 +398,24 @@ class LanePool(Generic[ConnectionT]):
         self,
         placement: Placement[ConnectionT],
         response_id: str | None,
-        message: AssistantMessage,
+        messages: AssistantMessage | Sequence[AssistantMessage | UserMessage],
+        *,
+        parked: bool = False,
     ) -> None:
-        """The response ended ``completed``/``incomplete``: the lane's head is now it."""
+        """The response ended ``completed``/``incomplete``: the lane's head is now it.
+
+        ``messages`` are what the call added to the conversation as the server holds it
+        (`Response.messages`: a steered call's outputs around its steer input, ending
+        with input the server keeps for the next create when ``parked``)."""
         lane = self._end(placement)
         if placement.abandoned:
             return
         lane.head_id = response_id
+        lane.parked = parked
         store = bool(placement.body.get("store", False))
-        output = render_output(message, store=store)
+        if isinstance(messages, AssistantMessage):
+            messages = (messages,)
+        output = [item for message in messages for item in render_output(message, store=store)]
         lane.chain = record_chain(placement.body, placement.plan, response_id, output)
 
     def failed(

@@ -44,6 +44,7 @@ from llmkit.openai._recovery import (
     not_served,
     silent_close,
 )
+from llmkit.openai._steer import SteerControl
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Collector, Finish
 from llmkit.transports.base import ConnectionBase, FrameCount, LaneEnd, json_text
@@ -201,11 +202,18 @@ class Lanes(Generic[ConnectionT]):
         _call(wakes)
 
     def completed(
-        self, placement: Placement[ConnectionT], response: Response, *, keep: bool
+        self,
+        placement: Placement[ConnectionT],
+        response: Response,
+        *,
+        keep: bool,
+        parked: bool = False,
     ) -> None:
-        """The response ended; its lane's head is it (``keep``), else holds nothing."""
+        """The response ended; its lane's head is it (``keep``), else holds nothing.
+        ``parked``: the server keeps steer input for the head's next create on this lane
+        (`LanePool.completed`)."""
         with self._lock:
-            self.pool.completed(placement, response.id, response.message)
+            self.pool.completed(placement, response.id, response.messages, parked=parked)
             if not keep:
                 placement.lane.forget()
             after = self._settled(placement)
@@ -438,8 +446,11 @@ class Turn(Generic[ConnectionT]):
         max_age: float,
         gate: CooldownGate,
         collector: Collector | None = None,
+        steering: SteerControl | None = None,
     ) -> None:
         self.lanes = lanes
+        self.steering = steering
+        """The call's steering (`_steer`): its protocols follow steered responses."""
         self.collector = Collector() if collector is None else collector
         """The call's `Collector`: every attempt's protocol folds into it."""
         self.body = body
@@ -540,6 +551,7 @@ class Turn(Generic[ConnectionT]):
         protocol = ResponsesProtocol(self.collector)
         if self.collector.observer is not None:
             self._note("llmkit.websocket.send", _send_facts(placement))
+        protocol.steering = self.steering
         attempt: Attempt[ConnectionT] = Attempt(
             placement, json_text(placement.frame), meter, protocol
         )
@@ -573,7 +585,7 @@ class Turn(Generic[ConnectionT]):
 
         return LaneEnd(
             ended=lambda: protocol.state is State.DONE,
-            is_end=is_terminal,
+            is_end=is_terminal if self.steering is None else self.steering.drain_end,
             drained=lambda: lanes.drained(placement),
             answered=answered if placement.socket.capability == "unknown" else None,
         )
@@ -588,7 +600,8 @@ class Turn(Generic[ConnectionT]):
         and the session warns once."""
         response = attempt.protocol.partial()  # the call's collector, with this attempt's ids
         keep = not self.warmup or warmup_prepared(self.body, response.usage.input_tokens)
-        self.lanes.completed(attempt.placement, response, keep=keep)
+        parked = self.steering is not None and self.steering.parked
+        self.lanes.completed(attempt.placement, response, keep=keep, parked=parked)
         if keep:
             self.prepared = True
         else:

@@ -21,6 +21,7 @@ from llmkit.messages import WarmupResult
 from llmkit.openai._lanes import Placement
 from llmkit.openai._recovery import Cooldown
 from llmkit.openai._session import CooldownGate, Lanes, Turn
+from llmkit.openai._steer import SteerControl
 from llmkit.stream import Collector, Finish, StreamPart
 from llmkit.transports.base import Connection, ConnectionOpener
 
@@ -59,20 +60,30 @@ class WebSocketSession:
         self._gate = CooldownGate(cooldown)
 
     def stream(
-        self, body: JSON, http: HTTPTurn, deadline: Deadline | None, collector: Collector
+        self,
+        body: JSON,
+        http: HTTPTurn,
+        deadline: Deadline | None,
+        collector: Collector,
+        steering: SteerControl | None = None,
     ) -> Iterator[StreamPart]:
         """Serve one turn over WebSocket, or over ``http`` when it provably never started.
 
         ``deadline`` bounds every wait: for room, connect, each frame, the HTTP fallback.
         Every attempt, and the HTTP fallback, folds into the call's ``collector``.
+        ``steering``: the call's (`Stream.steer`); settled however the turn ends.
         """
-        if self._gate.active():
-            yield from http(body, self._gate.reason, deadline, collector)
-            return
-        turn = self._turn(body, warmup=False, collector=collector)
-        yield from self._attempts(turn, deadline)
-        if turn.failure is not None:
-            yield from http(body, turn.fallback_reason(), deadline, collector)
+        try:
+            if self._gate.active():
+                yield from http(body, self._gate.reason, deadline, collector)
+                return
+            turn = self._turn(body, warmup=False, collector=collector, steering=steering)
+            yield from self._attempts(turn, deadline)
+            if turn.failure is not None:
+                yield from http(body, turn.fallback_reason(), deadline, collector)
+        finally:
+            if steering is not None:
+                steering.finish()
 
     def warmup(self, body: JSON, deadline: Deadline | None = None) -> WarmupResult:
         """Send ``body`` with ``generate: false``; its response becomes the lane's head."""
@@ -92,10 +103,17 @@ class WebSocketSession:
         self._lanes.close()
         self._transport.close()
 
-    def _turn(self, body: JSON, *, warmup: bool, collector: Collector) -> Turn[Connection]:
+    def _turn(
+        self,
+        body: JSON,
+        *,
+        warmup: bool,
+        collector: Collector,
+        steering: SteerControl | None = None,
+    ) -> Turn[Connection]:
         return Turn(
             self._lanes, body, warmup=warmup, max_age=self._max_age, gate=self._gate,
-            collector=collector,
+            collector=collector, steering=steering,
         )  # fmt: skip
 
     def _attempts(self, turn: Turn[Connection], deadline: Deadline | None) -> Iterator[StreamPart]:
@@ -109,6 +127,8 @@ class WebSocketSession:
             with turn.attempt(placement, connection) as attempt:
                 assert attempt.end is not None
                 payloads = connection.receive(placement.stream_id, deadline, attempt.end)
+                if turn.steering is not None:
+                    turn.steering.bind(connection.send_text)
                 payloads.sent(connection.send_text(attempt.text))
                 attempt.sent(payloads)
                 # run_protocol returns only after completed/incomplete; else it raises.

@@ -18,6 +18,7 @@ from llmkit.messages import Call, WarmupResult
 from llmkit.model import AsyncLanguageModel, schema_of
 from llmkit.openai._async_websocket import AsyncWebSocketSession
 from llmkit.openai._encode import encode_request
+from llmkit.openai._steer import SteerControl
 from llmkit.openai.model import http_request
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import AsyncStream, Collector
@@ -47,6 +48,7 @@ class AsyncResponsesModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
     ) -> AsyncStream:
         started = self._start(call, max_duration, encode_request, output)
         body, collector = started.body, started.collector
+        steering = None
         if self._websocket is None:
             # The deadline starts when `http_parts` prepares: when iteration starts.
             turn = http_parts(
@@ -56,10 +58,13 @@ class AsyncResponsesModel(ModelBase[AsyncPayloadOpener], AsyncLanguageModel):
                 started.warnings,
             )
         else:
+            steering = SteerControl()
             turn = self._websocket.stream(
-                body, self._http_turn, started.limit, collector, started.warnings
+                body, self._http_turn, started.limit, collector, started.warnings, steering
             )
-        return AsyncStream(started.aparts(turn), collector)
+        stream = AsyncStream(started.aparts(turn), collector)
+        stream._steering = steering
+        return stream
 
     def _http_turn(
         self,

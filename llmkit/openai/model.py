@@ -17,6 +17,7 @@ from llmkit._schema import OutputSchema
 from llmkit.messages import Call, WarmupResult
 from llmkit.model import LanguageModel, schema_of
 from llmkit.openai._encode import encode_request
+from llmkit.openai._steer import SteerControl
 from llmkit.openai._websocket import WebSocketSession
 from llmkit.openai.protocol import ResponsesProtocol
 from llmkit.stream import Collector, Stream, StreamPart
@@ -61,16 +62,20 @@ class ResponsesModel(ModelBase[PayloadOpener], LanguageModel):
         self, call: Call | str, max_duration: float | None, output: OutputSchema[Any] | None
     ) -> Stream:
         started = self._start(call, max_duration, encode_request, output)
-        return Stream(started.parts(self._parts(started)), started.collector)
+        steering = None if self._websocket is None else SteerControl()
+        stream = Stream(started.parts(self._parts(started, steering)), started.collector)
+        stream._steering = steering
+        return stream
 
-    def _parts(self, started: Started) -> Iterator[StreamPart]:
+    def _parts(self, started: Started, steering: SteerControl | None) -> Iterator[StreamPart]:
         deadline = Deadline.start(started.limit)  # when iteration starts: nothing sent before
         body, collector = started.body, started.collector
         yield from opening(collector, started.warnings)
         if self._websocket is None:
             yield from self._http_turn(body, None, deadline, collector)
         else:
-            yield from self._websocket.stream(body, self._http_turn, deadline, collector)
+            http = self._http_turn
+            yield from self._websocket.stream(body, http, deadline, collector, steering)
 
     def _http_turn(
         self,

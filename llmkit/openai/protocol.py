@@ -30,11 +30,11 @@ per-item state. Wire values map to llmkit values in ``_protocol``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, assert_never
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, assert_never
 
 from llmkit._core.protocol import ProtocolBase, State
-from llmkit.exceptions import IncompleteStream, ProtocolError
+from llmkit.exceptions import APIError, IncompleteStream, ProtocolError
 from llmkit.messages import ProviderItemPart, ToolCall, Usage
 from llmkit.openai import wire
 from llmkit.openai._protocol import (
@@ -56,6 +56,9 @@ from llmkit.stream import (
     ReasoningDelta,
     ReasoningEnd,
     ReasoningStart,
+    Steered,
+    SteerFailed,
+    SteerPending,
     StreamPart,
     TextDelta,
     TextEnd,
@@ -64,6 +67,9 @@ from llmkit.stream import (
     ToolInputEnd,
     ToolInputStart,
 )
+
+if TYPE_CHECKING:
+    from llmkit.openai._steer import SteerControl
 
 __all__ = ["ResponsesProtocol", "State", "usage_from_wire"]
 
@@ -102,6 +108,14 @@ class ResponsesProtocol(ProtocolBase):
         super().__init__(collector)
         self._items: dict[int | str | None, _Item] = {}
         self._tool_calls = 0
+        self.steering: SteerControl | None = None
+        """Set by a WebSocket turn: the call's steering. Read only at lifecycle and
+        steer events, never per delta."""
+        self._held: Finish | None = None
+        """A steered response's end, kept while its successor or a steer's answer may
+        follow on the lane (the call then goes on: PROTOCOL.md §2.3)."""
+        self._spent = Usage()
+        """What the steered responses before the current one used."""
 
     def receive(self, payload: str | bytes) -> list[StreamPart]:
         """Take one event payload and return the parts it produced.
@@ -178,11 +192,12 @@ class ResponsesProtocol(ProtocolBase):
             case wire.LifecycleEvent():
                 return self._on_lifecycle(event)
             case wire.ErrorEvent():
-                self._fail(error_from_event(event), Usage())
+                return self._on_error(error_from_event(event))
+            case wire.WebSocketOnlyEvent():
+                return self._on_steer(event) if self.steering is not None else []
             case (
                 wire.ReasoningSummaryPartEvent()
                 | wire.HostedToolEvent()
-                | wire.WebSocketOnlyEvent()
                 | wire.KeepaliveEvent()
                 | wire.UnknownEvent()
             ):
@@ -408,6 +423,8 @@ class ResponsesProtocol(ProtocolBase):
 
     def _on_lifecycle(self, event: wire.LifecycleEvent) -> list[StreamPart]:
         response = event.response
+        if event.type == "response.created" and self.steering is not None:
+            return self._started(response)
         self.response_id = response.id or self.response_id
         self.model = response.model or self.model
         status = response.status
@@ -416,10 +433,79 @@ class ResponsesProtocol(ProtocolBase):
             return []
         if event.type == "response.failed" or status in ("failed", "cancelled"):
             self._fold(self._reconcile(response))  # the partial has them, the stream not
-            self._fail(failure(response), Usage())
+            self._fail(failure(response), self._spent)
         parts = self._reconcile(response)
         reason = finish_reason(response, event.type, self._tool_calls)
-        return parts + self._end(Finish(reason, usage_from_wire(response.usage), self.metadata()))
+        usage = usage_from_wire(response.usage)
+        if self.steering is not None:
+            usage = _plus(self._spent, usage)
+            if self.steering.ended():  # a steer may start a successor: the call goes on
+                self._held = Finish(reason, usage, self.metadata())
+                return parts
+        return parts + self._end(Finish(reason, usage, self.metadata()))
+
+    # ----------------------------------------------------------------- steering
+
+    def _started(self, response: wire.ResponseObject) -> list[StreamPart]:
+        """``response.created`` of a steered call: the first response, or the successor
+        the server started after a steered one (its parts start afresh)."""
+        assert self.steering is not None
+        held, self._held = self._held, None
+        previous = self.response_id
+        self.response_id = response.id or self.response_id
+        self.model = response.model or self.model
+        self.state = State.STREAMING
+        committed = self.steering.started(response.id)
+        if held is None:
+            return []
+        self._spent = held.usage
+        self._items = {}
+        self._tool_calls = 0
+        return [Steered(committed, previous, response.id, held.usage)]
+
+    def _on_error(self, error: APIError) -> list[StreamPart]:
+        """An ``error`` event ends the response, unless it refuses a steer frame itself:
+        a server without steering names the frame's ``type`` (the response goes on)."""
+        steering = self.steering
+        if steering is None or error.param != "type" or not steering.unanswered:
+            self._fail(error, self._spent)
+        code = error.code or "steering_not_supported"
+        refusal = steering.failed({}, {"code": code, "message": error.message}, refuse=True)
+        parts: list[StreamPart] = [SteerFailed(refusal)]
+        if self._held is not None and steering.settle():
+            held, self._held = self._held, None
+            return parts + self._end(held)
+        return parts
+
+    def _on_steer(self, event: wire.WebSocketOnlyEvent) -> list[StreamPart]:
+        """``response.steer.*``: an answer to a steer of this call."""
+        steering, extra = self.steering, event.model_extra or {}
+        assert steering is not None
+        steer = extra.get("steer")
+        steer = steer if isinstance(steer, dict) else {}
+        parts: list[StreamPart] = []
+        if event.type == "response.steer.accepted":
+            steering.accepted(steer)
+            return []
+        if event.type == "response.steer.failed":
+            error = extra.get("error")
+            parts.append(
+                SteerFailed(steering.failed(steer, error if isinstance(error, dict) else {}))
+            )
+        elif event.type == "response.steer.pending":
+            stubs = extra.get("required_input")
+            required = tuple(
+                str(stub.get("call_id") or stub.get("approval_request_id") or "")
+                for stub in (stubs if isinstance(stubs, list) else [])
+                if isinstance(stub, dict)
+            )
+            parts.append(SteerPending(steering.pending(steer), required))
+        else:
+            return []  # response.inject.*: not this client's
+        if self._held is not None and steering.settle():
+            held, self._held = self._held, None
+            return parts + self._end(held)
+        return parts
 
     def _reconcile(self, response: wire.ResponseObject) -> list[StreamPart]:
         """Complete items that never got ``output_item.done``, from the final output."""
@@ -457,6 +543,11 @@ class ResponsesProtocol(ProtocolBase):
         if item.kind == "reasoning" and item.started:
             return [ReasoningEnd(item.id)]
         return self._close_text(item)
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    """Two responses' usage together (a steered call bills each response it made)."""
+    return Usage(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(Usage)})
 
 
 def _has_emitted(item: _Item) -> bool:

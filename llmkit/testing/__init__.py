@@ -155,6 +155,32 @@ read when a connection opens)
     ``previous_response_id`` and ``input_items``; with ``record_bodies=True`` (a setting,
     off by default) also ``body``, the decoded request or ``response.create`` frame.
 
+Steering (PROTOCOL.md §2.3, §6.3; ``_steer``)
+    A ``response.steer`` frame (``previous_response_id`` naming a running response of
+    the connection, ``input`` a string or user messages of ``input_text`` /
+    ``input_image`` / ``input_file`` parts; no other key, no ``stream_id``) is answered on
+    the target's lane: ``response.steer.accepted`` (``steer: {id: "steer_…",
+    previous_response_id}``), then the response stops at the next text delta (a tool call
+    or reasoning item completes first) with its text part closed and
+    ``response.incomplete`` (``incomplete_details.reason: "steered"``, the output so far,
+    its usage), and the server starts the successor itself: ``response.created`` of a new
+    response with the same settings, chained on the stopped one, the steer input as its
+    new items (its `RequestRecord` has ``successor_of``, no bytes received; a billable
+    generation). Steers accepted before that ``response.created`` go into it; later ones
+    into the next. A response that completes with tool calls instead gets
+    ``response.steer.pending`` after ``response.completed`` (``reason:
+    "waiting_for_required_input"``, ``required_input`` stubs per call), and the input is
+    put before the input of the next create on that lane chained on it (the record keeps
+    what the client sent). ``response.steer.failed`` (``steer: {previous_response_id,
+    input}`` echoed, ``error: {type: "invalid_request_error", code, message}``):
+    ``invalid_input``, ``response_not_found``, ``response_already_completed``,
+    ``too_many_pending_steers`` (more than 8 waiting), ``successor_creation_failed``, and
+    ``steering_not_supported`` for every steer with ``ResponsesServer(steering=False)``
+    (also an attribute: a model without steering). ``stats.steers`` /
+    ``stats.steers_failed`` count them. ``faults.hold_for_steer(n=1, timeout=5.0)`` pauses
+    each of the next n responses after its first delta until a steer is answered, so a
+    test can stop a response mid-answer without timing.
+
 Chat Completions (`POST /v1/chat/completions`, SSE when `stream` is true, JSON otherwise)
     The same models and faults. The conversation is the `messages` (no chaining, so
     context violations are duplicates within them): system/developer/user → message

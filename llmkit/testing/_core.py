@@ -71,6 +71,7 @@ class ServerCore:
         self.ws_ping_interval: float | None = None
         self.ws_pong_timeout: float | None = None
         self.ws_fake_warmups = False  # a gateway answers warm-ups itself (`_gateway`)
+        self.steering = True  # False: every `response.steer` is `steering_not_supported`
         self.store = ResponseStore()
         self.stats = ServerStats()
         self.faults = Faults(close_idle=self.close_idle)

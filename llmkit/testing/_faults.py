@@ -184,6 +184,17 @@ class Faults:
         """Use `delay` seconds before every delta of the next `n` responses."""
         self._arm("slow", delay, n, False)
 
+    def hold_for_steer(self, n: int = 1, *, timeout: float = 5.0) -> None:
+        """Pause each of the next `n` WebSocket responses after its first delta until a
+        ``response.steer`` for it is accepted (at most `timeout` seconds): a steer sent
+        on the first delta then stops the response mid-answer, whatever the timing."""
+        self._arm("hold_for_steer", timeout, n, False)
+
+    def take_steer_hold(self) -> float | None:
+        with self._lock:
+            value: float | None = self._take("hold_for_steer", False)
+            return value
+
     def replay(self, body: bytes, n: int = 1) -> None:
         """Replay a recorded SSE body verbatim as the next `n` responses."""
         self._arm("replay", body, n, False)

@@ -172,6 +172,7 @@ class ResponsesServer:
         ws_pong_timeout: float | None = None,
         ws_fake_warmups: bool = False,
         record_bodies: bool = False,
+        steering: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -194,6 +195,7 @@ class ResponsesServer:
         self.ws_pong_timeout = ws_pong_timeout
         self.ws_fake_warmups = ws_fake_warmups
         self.record_bodies = record_bodies
+        self.steering = steering
         self._app = ResponsesApp(self._core)
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
@@ -329,6 +331,16 @@ class ResponsesServer:
     @ws_fake_warmups.setter
     def ws_fake_warmups(self, value: bool) -> None:
         self._core.ws_fake_warmups = value
+
+    @property
+    def steering(self) -> bool:
+        """Whether the models accept ``response.steer`` (False: a model without steering,
+        every steer is answered ``steering_not_supported``)."""
+        return self._core.steering
+
+    @steering.setter
+    def steering(self, value: bool) -> None:
+        self._core.steering = value
 
     @property
     def ws_pong_timeout(self) -> float | None:

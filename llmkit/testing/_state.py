@@ -83,6 +83,9 @@ class RequestRecord:
     input_tokens: int = 0
     uncached_tokens: int = 0
     first_token_delay: float = 0.0
+    successor_of: str | None = None
+    """A response the server started by itself after steering (§2.3): the steered
+    response it continues (its request has no frame: ``bytes_received`` is 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,8 @@ class ServerStats:
         self._violations = 0
         self._opened = 0
         self._ping_timeouts = 0
+        self._steers = 0
+        self._steers_failed = 0
 
     # -- reading --------------------------------------------------------------------------
     @property
@@ -277,6 +282,27 @@ class ServerStats:
             if lane is not None:
                 conn.lanes[lane] = None
             conn.forks += fork
+
+    @property
+    def steers(self) -> int:
+        """``response.steer`` frames accepted (`steers_failed`: answered with
+        ``response.steer.failed`` at once)."""
+        with self._lock:
+            return self._steers
+
+    @property
+    def steers_failed(self) -> int:
+        with self._lock:
+            return self._steers_failed
+
+    def count_steer(self, conn_id: int, *, failed: bool) -> None:
+        with self._lock:
+            if conn_id not in self._conns:
+                return  # a connection from before the last reset
+            if failed:
+                self._steers_failed += 1
+            else:
+                self._steers += 1
 
     def ping_timeout(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ end, so what a client sees, and when, is what it would see without buffering.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from llmkit.testing._events import TERMINAL_TYPES, Event
@@ -104,7 +104,7 @@ class Pump:
         self.sent = 0
         self._seq = 0
 
-    async def run(self, payloads: Sequence[Payload]) -> bool:
+    async def run(self, payloads: Iterable[Payload]) -> bool:
         """Send everything; False if the stream was cut by `drop_after`."""
         started = False
         try:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from llmkit.testing._core import (
@@ -29,11 +29,24 @@ from llmkit.testing._core import (
     request_id,
     unauthorized,
 )
-from llmkit.testing._engine import replay_outcome, validate
+from llmkit.testing._engine import Exchange, Production, replay_outcome, validate
 from llmkit.testing._events import ApiError, dumps
 from llmkit.testing._gateway import error_frame, fake_warmup, without_fake_chain
 from llmkit.testing._lanes import Lanes, Pending, Refusal
 from llmkit.testing._sse import SseBlock
+from llmkit.testing._state import StoredResponse
+from llmkit.testing._steer import (
+    Steer,
+    SteerRefused,
+    SteerState,
+    accepted_event,
+    failed_event,
+    pending_event,
+    required_input,
+    steer_items,
+    steerable,
+    waits_for_tools,
+)
 from llmkit.testing._stream import Payload, Pump
 
 SendTexts = Callable[[list[str]], Awaitable[None]]
@@ -135,6 +148,13 @@ class Connection:
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
+        self.steering: set[SteerState] = set()
+        """The steers of each running lane (`_steer`)."""
+        self.ended: dict[str, str | None] = {}
+        """Ids of responses that ended on this connection, with their lane's echo."""
+        self.parked: dict[str, tuple[str | None, list[dict[str, Any]]]] = {}
+        """Steer input waiting for the client's create after ``response.steer.pending``:
+        by parent response id, with the lane it must come on."""
 
     @property
     def busy(self) -> bool:
@@ -254,10 +274,61 @@ class Connection:
         if isinstance(body, ApiError):
             await self.error(body)
             return False
+        if body.get("type") == "response.steer":
+            await self.on_steer(body)
+            return False
         return await self.on_create(body, size)
+
+    def unpark(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Prepend the steer input parked for this create's parent and lane (§2.3 step 4)."""
+        parent = body.get("previous_response_id")
+        parked = self.parked.get(parent) if isinstance(parent, str) else None
+        if parked is None or parked[0] != (body.get("stream_id") if self.lanes.lanes_on else None):
+            return body
+        del self.parked[str(parent)]
+        given = body.get("input", [])
+        given = (
+            [{"type": "message", "role": "user", "content": given}]
+            if isinstance(given, str)
+            else list(given)
+        )
+        return {**body, "input": parked[1] + given}
+
+    async def on_steer(self, frame: dict[str, Any]) -> None:
+        """Answer a ``response.steer``: queued on the running response, or refused."""
+        target = frame.get("previous_response_id")
+        state = next(
+            (s for s in self.steering if target is not None and s.response_id == target), None
+        )
+        echo = state.echo if state is not None else self.ended.get(str(target))
+        try:
+            if state is None:
+                if isinstance(target, str) and target in self.ended:
+                    raise SteerRefused(
+                        "response_already_completed", f"Response '{target}' has already completed."
+                    )
+                raise SteerRefused("response_not_found", f"Response '{target}' was not found.")
+            if not self.core.steering:
+                raise SteerRefused(
+                    "steering_not_supported", "Steering is not supported for this model."
+                )
+            steer = state.accept(steer_items(frame))
+        except SteerRefused as refused:
+            event = failed_event(target, frame.get("input"), refused.code, refused.message)
+            self.core.stats.count_steer(self.id, failed=True)
+            if state is None:
+                await self.emit(_tag(event, echo))
+            else:  # in order with the lane's other answers; a hold ends with it too
+                state.acks.append(event)
+                state.arrived.set()
+            return
+        self.core.stats.count_steer(self.id, failed=False)
+        state.acks.append(accepted_event(steer.id, str(target)))
+        state.arrived.set()
 
     async def on_create(self, body: dict[str, Any], size: int) -> bool:
         record = self.core.engine.record("websocket", self.id, body, size)
+        body = self.unpark(body)  # the record keeps what the client sent
         closing = self.core.faults.take_close(warmup=body.get("generate") is False)
         if closing is not None:  # a gateway that does not serve this: no event, a clean close
             self.core.engine.fail(record, "closed")
@@ -334,31 +405,116 @@ class Connection:
             engine.fail(begun.record, fault.code or fault.type)
             await self.emit(_tag(error_frame(fault), echo))
             return
+        state = SteerState(echo=echo, hold=self.core.faults.take_steer_hold())
+        self.steering.add(state)
+        try:
+            while True:
+                entry = await self._run(pending, begun, prod, state, (wanted, owner, found))
+                if entry is None or not (steers := state.take()):
+                    return
+                if not state.cut and waits_for_tools(entry.response.get("output") or ()):
+                    # §2.3 step 4: the input waits for the client's explicit create.
+                    stubs = required_input(entry.response.get("output") or ())
+                    items = [item for steer in steers for item in steer.items]
+                    self.parked[entry.id] = (pending.key, items)
+                    state.acks.extend(pending_event(s.id, entry.id, stubs) for s in steers)
+                    return
+                successor = self._successor(pending, entry, steers, state)
+                if successor is None:
+                    return
+                begun, prod = successor
+                wanted, owner, found = entry.id, pending.key, True
+        finally:
+            self.steering.discard(state)
+            while state.acks:  # after the lane's last terminal event
+                await self.emit(_tag(state.acks.popleft(), echo))
+
+    def _successor(
+        self, pending: Pending, entry: StoredResponse, steers: list[Steer], state: SteerState
+    ) -> tuple[Exchange, Production] | None:
+        """The response the server starts by itself after a steered one (§2.3 step 3):
+        the same settings, chained on ``entry``, the queued input as its new items."""
+        engine = self.core.engine
+        body = {
+            **pending.body,
+            "previous_response_id": entry.id,
+            "input": [item for steer in steers for item in steer.items],
+        }
+        body.pop("generate", None)
+        record = engine.record("websocket", self.id, body, 0)
+        self.core.stats.update(record, successor_of=entry.id)
+        begun = engine.begin(body, record, self.id, entry)
+        message = begun.message if isinstance(begun, ApiError) else ""
+        prod = None if isinstance(begun, ApiError) else engine.produce(begun)
+        if prod is None or prod.error is not None or prod.rendered is None:
+            engine.fail(record, "successor_creation_failed")
+            message = message or "The successor response could not start."
+            state.acks.extend(
+                failed_event(entry.id, s.items, "successor_creation_failed", message, s.id)
+                for s in steers
+            )
+            return None
+        assert not isinstance(begun, ApiError)
+        return begun, prod
+
+    async def _run(
+        self,
+        pending: Pending,
+        begun: Exchange,
+        prod: Production,
+        state: SteerState,
+        referenced: tuple[Any, Any, bool],
+    ) -> StoredResponse | None:
+        """Stream one response of the lane; the entry it committed (None: failed)."""
+        engine, echo = self.core.engine, pending.echo
+        steerable_run = prod.blocks is None
         if prod.blocks is not None:
             status, response = replay_outcome(prod.blocks)
-            payloads: Sequence[Payload] = [b for b in prod.blocks if b.data not in (None, "[DONE]")]
+            payloads: Iterable[Payload] = [b for b in prod.blocks if b.data not in (None, "[DONE]")]
         else:
             assert prod.rendered is not None
             status, response = prod.rendered.status, prod.rendered.response
-            payloads = prod.rendered.events  # built while sending
+            payloads = steerable(prod.rendered.events, state)  # built while sending
+        committed: list[StoredResponse] = []
 
         def commit() -> None:
-            entry = engine.finish(begun, status, response)
+            final_status, final = state.outcome or (status, response)
+            entry = engine.finish(begun, final_status, final)
             if entry is not None:
                 self.lanes.completed(pending, entry)
+                committed.append(entry)
             else:
-                self.lanes.failed(pending, wanted, owner, found)
+                self.lanes.failed(pending, *referenced)
 
         async def send(payload: Payload) -> None:
             await self.queue(_tag(payload, echo))
+            if (
+                state.hold
+                and isinstance(payload, dict)
+                and str(payload.get("type")).endswith(".delta")
+            ):
+                state.hold, wait = None, state.hold
+                await self.flush()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await state.arrived.wait()
 
         config = self.core.stream_config(prod.faults, prod.first_token_delay)
         pump = Pump(send, config, commit, flush=self.flush)
-        if await pump.run(payloads):
-            pump.commit()
-        else:
+        state.cut, state.outcome = False, None
+        ok = await pump.run(payloads)
+        # No await from here on: a steer naming this response is now refused as ended.
+        if state.response_id is not None:
+            self.ended[state.response_id] = echo
+        state.response_id = None
+        if not ok:
             engine.fail(begun.record, "dropped")
             self.inbox.put_nowait(("abort",))
+            return None
+        pump.commit()
+        if not steerable_run:
+            return None
+        return committed[-1] if committed else None
 
 
 def _tag(payload: Payload, stream_id: str | None) -> Payload:
@@ -391,7 +547,10 @@ def _parse(text: str | None) -> dict[str, Any] | ApiError:
         return ApiError(400, "The message is not valid JSON.", code="invalid_json")
     if not isinstance(body, dict):
         return ApiError(400, "The message must be a JSON object.", code="invalid_json")
-    if body.get("type") != "response.create":
-        msg = f"Invalid value: '{body.get('type')}'. Supported values are: 'response.create'."
+    if body.get("type") not in ("response.create", "response.steer"):
+        msg = (
+            f"Invalid value: '{body.get('type')}'. Supported values are: 'response.create' "
+            "and 'response.steer'."
+        )
         return ApiError(400, msg, code="invalid_value", param="type")
     return body
