@@ -248,3 +248,23 @@ def test_forks_whose_parent_left_the_cache_are_resent_in_full_once(
     turns = len(parent.responses) + sum(len(s.responses) for s in subs)
     assert server.stats.generations == turns
     assert server.stats.context_violations == 0
+
+
+@pytest.mark.parametrize("transport", WEBSOCKET, ids=lambda t: t.id)
+def test_lanes_of_abandoned_streams_are_given_back(
+    server: ResponsesServer, transport: Transport
+) -> None:
+    """More streams abandoned after their first delta, one after another, than the pool
+    has room for (4 connections x 16 responses in flight): each abandoned lane drains
+    and is given back, so no call waits for room and every answer is right."""
+    with provider(server, transport, timeout=5.0) as p:
+        model = p.language_model("scripted")
+        for i in range(80):
+            with model.stream(llmkit.Call(f"one two three four five six {i}")) as stream:
+                for part in stream:
+                    if isinstance(part, llmkit.TextDelta):
+                        break
+        answer = model.generate(llmkit.Call("after"))
+    assert answer.text.startswith("Echo: after")
+    assert server.stats.connections_opened <= 2
+    assert server.stats.context_violations == 0

@@ -111,18 +111,17 @@ class Reader:
         is_end: Callable[[str], bool] | None,
         drained: Callable[[], None] | None = None,
     ) -> None:
+        now = None  # called here: the response's last frame is queued already
         with self._cond:
             if is_end is not None and any(is_end(text) for text in receiver.queue):
-                is_end = None  # its last frame is here already: nothing left to drain
-            else:
-                drained = None
+                is_end, now = None, drained
             if is_end is None:
                 self.router.remove(receiver.lane, receiver)
             else:
                 self.router.abandon(receiver.lane, receiver, is_end, drained)
             idle = not self.router.receivers
-        if drained is not None:
-            drained()
+        if now is not None:
+            now()
         if idle:
             self.heartbeat.alive(time.monotonic())
             if self.on_idle is not None:
