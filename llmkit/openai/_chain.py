@@ -42,6 +42,7 @@ __all__ = [
     "Chain",
     "Continuation",
     "Plan",
+    "compared_settings",
     "continuation",
     "plan_request",
     "record_chain",
@@ -114,15 +115,33 @@ def plan_request(
     return Plan(frame, full_input, "incremental", len(continued.suffix))
 
 
-def continuation(body: Mapping[str, Any], chain: Chain) -> Continuation | None:
+def continuation(
+    body: Mapping[str, Any], chain: Chain, settings: Mapping[str, Any] | None = None
+) -> Continuation | None:
     """How ``body`` continues the conversation whose cache head is ``chain``; None when
-    it does not provably continue it, or names its own ``previous_response_id``."""
-    if body.get("previous_response_id") is not None or _settings(body) != chain.settings:
-        return None
+    it does not provably continue it, or names its own ``previous_response_id``.
+
+    ``settings``: ``body``'s compared fields, when the caller tries many chains for one
+    body (lanes). The cheap checks come first: most chains a body is tried against
+    belong to other conversations, whose first item already differs.
+    """
     full_input, prefix = body["input"], chain.context
-    if len(full_input) < len(prefix) or tuple(full_input[: len(prefix)]) != prefix:
+    size = len(prefix)
+    if len(full_input) < size or (size and full_input[0] != prefix[0]):
         return None
-    return Continuation(chain, tuple(full_input[len(prefix) :]))
+    if body.get("previous_response_id") is not None:
+        return None
+    if (_settings(body) if settings is None else settings) != chain.settings:
+        return None
+    if tuple(full_input[:size]) != prefix:
+        return None
+    return Continuation(chain, tuple(full_input[size:]))
+
+
+def compared_settings(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``body`` a chain is compared on (all but the input), for
+    `continuation`'s ``settings``."""
+    return _settings(body)
 
 
 def record_chain(

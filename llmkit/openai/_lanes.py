@@ -37,7 +37,15 @@ from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
 from llmkit.messages import AssistantMessage, UserMessage
-from llmkit.openai._chain import Chain, Continuation, Plan, continuation, plan_request, record_chain
+from llmkit.openai._chain import (
+    Chain,
+    Continuation,
+    Plan,
+    compared_settings,
+    continuation,
+    plan_request,
+    record_chain,
+)
 from llmkit.openai._encode import render_output
 
 __all__ = [
@@ -284,11 +292,13 @@ class LanePool(Generic[ConnectionT]):
         explicit = body.get("previous_response_id")
         best: tuple[tuple[int, bool], Lane, Socket[ConnectionT], Continuation | None] | None
         best = None
+        settings = compared_settings(body)  # once, for every lane tried
         for socket in self._open():
             for lane in socket.lanes.values():
                 if explicit is not None and lane.head_id == explicit:
                     return lane, socket, None
-                found = None if lane.chain is None else continuation(body, lane.chain)
+                chain = lane.chain
+                found = None if chain is None else continuation(body, chain, settings)
                 key = (-1 if found is None else len(found.chain.context), lane.current is None)
                 if found is not None and (best is None or key > best[0]):
                     best = (key, lane, socket, found)
