@@ -104,7 +104,7 @@ class Sim:
 
     def answer(self, p: Placement[str]) -> None:
         echo = p.frame.get("stream_id") if self.mode == "lanes" else None
-        assert p.socket.route(echo) is p
+        assert p.lane.current is p
         self.pool.answered(p, echo)
 
     def complete(self, p: Placement[str]) -> str:
@@ -130,7 +130,7 @@ def test_the_first_call_opens_a_socket_and_probes_lanes_on_a_named_lane() -> Non
     pool: LanePool[str] = LanePool(4)
     p = pool.place(body(user("a")))
     assert isinstance(p, Placement)
-    assert p.connect and p.kind == "new" and p.mode == "full" and not p.fork
+    assert p.connect and p.kind == "new" and p.mode == "full"
     assert p.stream_id == "lane-1" and p.frame["stream_id"] == "lane-1"
     assert p.previous_response_id is None
     socket = p.socket
@@ -159,8 +159,7 @@ def test_a_server_that_refuses_stream_id_gets_the_request_again_without_a_lane()
     assert "stream_id" not in p.frame and p.stream_id is None
     assert p.frame["input"] == [user("a")]
     assert list(p.socket.lanes) == [None]
-    assert p.socket.route(None) is p
-    assert not p.socket.socket_level(None), "one at a time: an error is the response's"
+    assert p.socket.lanes[None].current is p
 
 
 def test_a_refused_probe_is_resent_on_its_open_socket_not_a_new_one() -> None:
@@ -212,7 +211,7 @@ def test_a_server_that_ignores_stream_id_runs_the_socket_one_at_a_time() -> None
     assert isinstance(p, Placement)
     pool.answered(p, None)
     assert p.socket.capability == "ignored"
-    assert p.stream_id is None and p.socket.route(None) is p
+    assert p.stream_id is None and p.socket.lanes[None].current is p
     other = pool.place(body(user("b")))
     assert isinstance(other, Placement)
     assert other.socket is not p.socket and other.connect
@@ -288,7 +287,7 @@ def test_a_call_extending_a_busy_head_forks_on_a_new_lane_of_the_same_socket() -
     own = sim.place(next_input(sim, first, rid, "sub 1"))
     fork = sim.place(next_input(sim, first, rid, "sub 2"))
     assert isinstance(own, Placement) and isinstance(fork, Placement)
-    assert own.kind == "continue" and fork.kind == "fork" and fork.fork
+    assert own.kind == "continue" and fork.kind == "fork"
     assert fork.socket is first.socket and fork.lane is not first.lane
     assert fork.previous_response_id == rid and fork.frame["input"] == [user("sub 2")]
     rf = sim.complete(fork)
@@ -408,7 +407,6 @@ def test_a_socket_level_failure_fails_every_response_on_it_and_drops_every_chain
     assert isinstance(b, Placement) and isinstance(c, Placement)
     sim.pool.abandoned(b)
     socket = a.socket
-    assert socket.socket_level(None) and not socket.socket_level("lane-1")
     assert set(sim.pool.drop(socket)) == {b, c}
     assert sim.pool.sockets == [] and all(lane.chain is None for lane in socket.lanes.values())
     p = sim.pool.place(next_input(sim, a, ra, "a2"))
@@ -421,7 +419,7 @@ def test_an_abandoned_lane_is_unusable_until_its_terminal_event() -> None:
     p = sim.place(next_input(sim, a, ra, "a2"))
     assert isinstance(p, Placement)
     sim.pool.abandoned(p)
-    assert p.socket.in_flight == 1 and p.socket.route(p.stream_id) is p
+    assert p.socket.in_flight == 1 and p.socket.lanes[p.stream_id].current is p
     q = sim.pool.place(next_input(sim, a, ra, "a2"))
     assert isinstance(q, Placement) and q.lane is not a.lane and q.mode == "full"
     sim.pool.completed(p, "ignored", answer("x"))  # a shell that forgot: still not recorded

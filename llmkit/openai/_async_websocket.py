@@ -167,18 +167,10 @@ class AsyncWebSocketSession:
                     await placed.wait()
         except TimeoutError:
             pass
-        except BaseException:
-            given = lanes.withdraw(waiter)
-            if given is not None:
-                lanes.cancel(given)
+        except BaseException:  # cancelled, or the deadline ran out: give it back
+            lanes.give_up(waiter)
             raise
-        placement = lanes.withdraw(waiter)
-        if placement is not None:
-            return placement
-        lanes.refuse_if_closed()
-        if deadline is not None and deadline.expired():
-            raise deadline.error() from None
-        raise lanes.busy_error(waiter)
+        return lanes.waited(waiter, deadline)
 
     async def _connection(
         self,

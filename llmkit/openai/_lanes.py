@@ -115,17 +115,6 @@ class Socket(Generic[ConnectionT]):
         """Retired (`LanePool.retire`) and idle: the shell closes it (`LanePool.drop`)."""
         return self.retiring and self.in_flight == 0
 
-    def route(self, stream_id: str | None) -> Placement[ConnectionT] | None:
-        """The response a frame with ``stream_id`` belongs to (a probe: every frame)."""
-        if self.capability == "unknown":
-            return next((lane.current for lane in self.lanes.values() if lane.current), None)
-        lane = self.lanes.get(stream_id)
-        return None if lane is None else lane.current
-
-    def socket_level(self, stream_id: str | None) -> bool:
-        """Whether an ``error`` frame with ``stream_id`` fails the whole socket (§6.2)."""
-        return stream_id is None and self.capability == "lanes"
-
 
 @dataclass(eq=False, slots=True)
 class Placement(Generic[ConnectionT]):
@@ -166,10 +155,6 @@ class Placement(Generic[ConnectionT]):
         return value if isinstance(value, str) else None
 
     @property
-    def fork(self) -> bool:
-        return self.kind == "fork"
-
-    @property
     def mode(self) -> Literal["full", "incremental"]:
         return self.plan.mode
 
@@ -206,10 +191,11 @@ class LanePool(Generic[ConnectionT]):
     """The sockets of one session and their lanes; not thread-safe (the shells lock).
 
     The shells' protocol: `place` (or `Wait`); if `Placement.connect`, open the socket
-    and call `connected` (or `drop` on failure); send `Placement.frame`; route frames with
-    `Socket.route`; feed the first event of each response to `answered`, its end to
-    `completed`, `failed`, or (after `abandoned`) `drained`; feed a socket's close, or an
-    error `Socket.socket_level` calls so, to `drop`. After anything that frees room,
+    and call `connected` (or `drop` on failure); send `Placement.frame` (the connection's
+    reader routes the frames by ``stream_id``); feed the first event of a probe to
+    `answered`, each response's end to `completed`, `failed`, or (after `abandoned`)
+    `drained`; feed a socket's close or failure (an error frame without ``stream_id`` on
+    a lanes socket fails it, PROTOCOL.md §6.2) to `drop`. After anything that frees room,
     call `hand_over` with the waiting calls' bodies while it returns one.
     """
 

@@ -170,6 +170,26 @@ class Lanes(Generic[ConnectionT]):
                 self._waiters.remove(waiter)
             return waiter.placement
 
+    def waited(
+        self, waiter: Waiter[ConnectionT], deadline: Deadline | None
+    ) -> Placement[ConnectionT]:
+        """The end of ``waiter``'s wait: the placement it was handed, else the error
+        that ended it (the session closed, the call's deadline, or no room in time)."""
+        placement = self.withdraw(waiter)
+        if placement is not None:
+            return placement
+        self.refuse_if_closed()
+        if deadline is not None and deadline.expired():
+            raise deadline.error()
+        raise self.busy_error(waiter)
+
+    def give_up(self, waiter: Waiter[ConnectionT]) -> None:
+        """``waiter`` was interrupted (cancelled, the deadline ran out mid-wait): it stops
+        waiting, and a placement it was handed meanwhile goes to someone else."""
+        given = self.withdraw(waiter)
+        if given is not None:
+            self.cancel(given)
+
     def busy_error(self, waiter: Waiter[ConnectionT]) -> Timeout:
         """What a call that waited ``wait_timeout`` for room raises."""
         return Timeout(

@@ -146,17 +146,9 @@ class WebSocketSession:
                 wait = lanes.wait_timeout
                 placed.wait(wait if deadline is None else deadline.cap(wait))
         except BaseException:  # the deadline ran out, or an interrupt: give it back
-            given = lanes.withdraw(waiter)
-            if given is not None:
-                lanes.cancel(given)
+            lanes.give_up(waiter)
             raise
-        placement = lanes.withdraw(waiter)
-        if placement is not None:
-            return placement
-        lanes.refuse_if_closed()
-        if deadline is not None and deadline.expired():
-            raise deadline.error()
-        raise lanes.busy_error(waiter)
+        return lanes.waited(waiter, deadline)
 
     def _connection(
         self, turn: Turn[Connection], placement: Placement[Connection], deadline: Deadline | None
