@@ -89,8 +89,9 @@ class ProviderBase(Generic[ClientT, ModelT]):
             ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (either case) as httpx does,
             for HTTP and WebSocket mode alike (``wss://`` as ``https://``). False: no
             proxy from the environment on any path.
-        ws_max_connections: WebSocket connections kept open at most; each holds the
-            cache of one conversation, so parallel conversations keep theirs.
+        ws_max_connections: WebSocket connections kept open at most; each carries up to
+            16 responses at once on lanes (one conversation's cache per lane), or one at a
+            time without lanes, so parallel conversations keep their caches.
         ws_max_age: Seconds after which a connection is replaced before sending (the
             server ends connections at 60 minutes).
         ws_cooldown: Seconds on HTTP after a failed WebSocket connect; doubles with each
